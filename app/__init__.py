@@ -1,0 +1,48 @@
+"""jobchain's web application: ``create_app`` builds the Flask app for a runtime."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, jsonify
+from sqlalchemy import text
+
+from app.errors import register_error_handlers
+from app.runtime import Runtime
+from config import Settings
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
+    """Build the app. Without a runtime one is created from settings (or the environment)."""
+    rt = runtime or Runtime.create(settings or Settings.from_env())
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = rt.settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["jobchain"] = rt
+
+    from app.api import api
+    from app.openapi import build_spec
+
+    app.register_blueprint(api)
+    register_error_handlers(app)
+
+    spec: dict[str, Any] = {}
+
+    @app.get("/health")
+    @app.get("/api/v1/health")
+    def health() -> tuple[Response, int]:
+        try:
+            with rt.db.read() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            return jsonify({"status": "unavailable", "database": str(exc)}), 503
+        return jsonify({"status": "ok", "database": "ok"}), 200
+
+    @app.get("/openapi.json")
+    @app.get("/api/v1/openapi.json")
+    def openapi() -> Response:
+        if not spec:
+            spec.update(build_spec(app))
+        return jsonify(spec)
+
+    return app

@@ -1,0 +1,259 @@
+"""The JSON API under /api/v1: submit, inspect, cancel and retry jobs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from marshmallow import Schema, ValidationError, fields, validate
+
+from app.errors import ApiError
+from app.payload import Limits, PayloadError, parse_tree
+from app.runtime import Runtime
+from app.schemas import JobEventSchema, JobLogSchema, JobSchema, JobTreeSchema, JobTypeSchema
+from app.statuses import Status
+from app.store import lifecycle, queries, submission
+
+api = Blueprint("api", __name__, url_prefix="/api/v1")
+
+MAX_ID = 2**63 - 1
+
+
+def runtime() -> Runtime:
+    rt: Runtime = current_app.extensions["jobchain"]
+    return rt
+
+
+class ListArgsSchema(Schema):
+    status = fields.String(validate=validate.OneOf([s.value for s in Status]))
+    targetObject = fields.String(validate=validate.Length(max=255))
+    jobType = fields.String(validate=validate.Length(max=64))
+    rootId = fields.Integer(validate=validate.Range(1, MAX_ID))
+    limit = fields.Integer(load_default=50, validate=validate.Range(1, 500))
+    cursor = fields.Integer(validate=validate.Range(1, MAX_ID))
+
+
+@api.post("/jobs")
+def submit_job() -> tuple[Response, int, dict[str, str]]:
+    """Submit a ChainedJobInfo tree.
+    ---
+    post:
+      summary: Submit a job with its nested next jobs
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: ChainedJobInfo
+      responses:
+        201:
+          description: The stored root job
+          content:
+            application/json:
+              schema: Job
+        400:
+          description: Invalid payload
+          content:
+            application/json:
+              schema: Error
+        413:
+          description: Body too large
+          content:
+            application/json:
+              schema: Error
+    """
+    rt = runtime()
+    body = _json_body()
+    limits = Limits(max_depth=rt.settings.max_depth, max_nodes=rt.settings.max_nodes)
+    try:
+        spec = parse_tree(body, limits, lambda name: name in rt.registry)
+    except PayloadError as exc:
+        raise ApiError(exc.status, "invalid_payload", exc.message, exc.details) from None
+    root_id = submission.submit(rt.db, spec)
+    job = _job_or_404(root_id)
+    return jsonify(JobSchema().dump(job)), 201, {"Location": f"/api/v1/jobs/{root_id}"}
+
+
+@api.get("/jobs")
+def list_jobs() -> Response:
+    """List jobs, newest first.
+    ---
+    get:
+      summary: List jobs (keyset-paginated; pass nextCursor back as cursor)
+      parameters:
+      - in: query
+        schema: ListArgsSchema
+      responses:
+        200:
+          content:
+            application/json:
+              schema: JobPage
+        400:
+          content:
+            application/json:
+              schema: Error
+    """
+    try:
+        args = ListArgsSchema().load(request.args)
+    except ValidationError as exc:
+        raise ApiError(400, "invalid_query", "invalid query parameters", exc.messages) from None
+    where = queries.JobFilter(
+        status=args.get("status"),
+        target_object=args.get("targetObject"),
+        root_id=args.get("rootId"),
+        job_type=args.get("jobType"),
+    )
+    items, next_id = queries.list_jobs(runtime().db, where, args["limit"], args.get("cursor"))
+    return jsonify(
+        {
+            "items": JobSchema(many=True).dump(items),
+            "nextCursor": str(next_id) if next_id is not None else None,
+        }
+    )
+
+
+@api.get("/jobs/<int:job_id>")
+def get_job(job_id: int) -> Response:
+    """A job.
+    ---
+    get:
+      parameters:
+      - {in: path, name: job_id, required: true, schema: {type: integer}}
+      responses:
+        200: {content: {application/json: {schema: Job}}}
+        404: {content: {application/json: {schema: Error}}}
+    """
+    return jsonify(JobSchema().dump(_job_or_404(job_id)))
+
+
+@api.get("/jobs/<int:job_id>/tree")
+def get_tree(job_id: int) -> Response:
+    """A job with all its descendants nested under nextJobs.
+    ---
+    get:
+      parameters:
+      - {in: path, name: job_id, required: true, schema: {type: integer}}
+      responses:
+        200: {content: {application/json: {schema: JobTree}}}
+        404: {content: {application/json: {schema: Error}}}
+    """
+    tree = queries.get_tree(runtime().db, _valid_id(job_id))
+    if tree is None:
+        raise _not_found(job_id)
+    return jsonify(JobTreeSchema().dump(tree))
+
+
+@api.post("/jobs/<int:job_id>/cancel")
+def cancel_job(job_id: int) -> Response:
+    """Cancel a job and its not-yet-started descendants; a running job is asked to stop.
+    ---
+    post:
+      parameters:
+      - {in: path, name: job_id, required: true, schema: {type: integer}}
+      responses:
+        200: {content: {application/json: {schema: Job}}}
+        404: {content: {application/json: {schema: Error}}}
+        409: {content: {application/json: {schema: Error}}}
+    """
+    rt = runtime()
+    status = _guarded(lambda: lifecycle.cancel(rt.db, _valid_id(job_id)))
+    if status == Status.PROCESSING and rt.pool is not None:
+        rt.pool.request_abort(job_id)  # type: ignore[attr-defined]
+    return jsonify(JobSchema().dump(_job_or_404(job_id)))
+
+
+@api.post("/jobs/<int:job_id>/retry")
+def retry_job(job_id: int) -> Response:
+    """Run a FAILED or CANCELLED job again; what it blocked waits again.
+    ---
+    post:
+      parameters:
+      - {in: path, name: job_id, required: true, schema: {type: integer}}
+      responses:
+        200: {content: {application/json: {schema: Job}}}
+        404: {content: {application/json: {schema: Error}}}
+        409: {content: {application/json: {schema: Error}}}
+    """
+    _guarded(lambda: lifecycle.retry(runtime().db, _valid_id(job_id)))
+    return jsonify(JobSchema().dump(_job_or_404(job_id)))
+
+
+@api.get("/jobs/<int:job_id>/events")
+def job_events(job_id: int) -> Response:
+    """Every status change of the job, oldest first.
+    ---
+    get:
+      parameters:
+      - {in: path, name: job_id, required: true, schema: {type: integer}}
+      responses:
+        200: {description: "{items: [JobEvent]}"}
+        404: {content: {application/json: {schema: Error}}}
+    """
+    events = queries.get_events(runtime().db, _valid_id(job_id))
+    if events is None:
+        raise _not_found(job_id)
+    return jsonify({"items": JobEventSchema(many=True).dump(events)})
+
+
+@api.get("/jobs/<int:job_id>/log")
+def job_log(job_id: int) -> Response:
+    """The bounded tail of the job's log.
+    ---
+    get:
+      parameters:
+      - {in: path, name: job_id, required: true, schema: {type: integer}}
+      responses:
+        200: {content: {application/json: {schema: JobLog}}}
+        404: {content: {application/json: {schema: Error}}}
+    """
+    entry = queries.get_log(runtime().db, _valid_id(job_id))
+    if entry is None:
+        raise _not_found(job_id)
+    return jsonify(JobLogSchema().dump(entry))
+
+
+@api.get("/job-types")
+def job_types() -> Response:
+    """Registered job types.
+    ---
+    get:
+      responses:
+        200: {description: "{items: [JobType]}"}
+    """
+    return jsonify({"items": JobTypeSchema(many=True).dump(runtime().registry.all())})
+
+
+def _json_body() -> Any:
+    raw = request.get_data(cache=False)
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ApiError(400, "invalid_json", "JSON nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "invalid_json", f"body is not valid JSON: {exc}") from None
+
+
+def _valid_id(job_id: int) -> int:
+    if job_id > MAX_ID:
+        raise _not_found(job_id)
+    return job_id
+
+
+def _job_or_404(job_id: int) -> dict[str, Any]:
+    job = queries.get_job(runtime().db, _valid_id(job_id))
+    if job is None:
+        raise _not_found(job_id)
+    return job
+
+
+def _not_found(job_id: int) -> ApiError:
+    return ApiError(404, "not_found", f"no job {job_id}")
+
+
+def _guarded(action: Any) -> Any:
+    try:
+        return action()
+    except lifecycle.NotFound as exc:
+        raise _not_found(int(str(exc))) from None
+    except lifecycle.Conflict as exc:
+        raise ApiError(409, "conflict", str(exc)) from None

@@ -1,0 +1,209 @@
+"""The ``jobchain`` command: ``serve`` runs the service; the rest talk to its API."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import click
+
+from app.client import ApiClient, ApiClientError
+from app.statuses import TERMINAL
+from config import Settings
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+@click.group()
+@click.option(
+    "--url",
+    envvar="JOBCHAIN_URL",
+    default=DEFAULT_URL,
+    show_default=True,
+    help="Base URL of a running jobchain service (env JOBCHAIN_URL).",
+)
+@click.pass_context
+def cli(ctx: click.Context, url: str) -> None:
+    """jobchain: run chained jobs and track their status."""
+    ctx.obj = ApiClient(url)
+
+
+@cli.command()
+@click.option("--host", envvar="JOBCHAIN_HOST", default=None, help="Listen address.")
+@click.option("--port", envvar="JOBCHAIN_PORT", type=int, default=None, help="Listen port.")
+@click.option(
+    "--workers",
+    envvar="JOBCHAIN_WORKERS",
+    type=int,
+    default=None,
+    help="Worker threads running jobs.",
+)
+@click.option(
+    "--database-url",
+    envvar="JOBCHAIN_DATABASE_URL",
+    default=None,
+    help="SQLAlchemy URL; default sqlite:///var/jobchain.db.",
+)
+def serve(
+    host: str | None, port: int | None, workers: int | None, database_url: str | None
+) -> None:
+    """Start the API, the workers and housekeeping in this process."""
+    from app.server import serve as run_server
+
+    settings = Settings.from_env(host=host, port=port, workers=workers, database_url=database_url)
+    run_server(settings)
+
+
+@cli.command()
+@click.argument("file", type=click.File("r"))
+@click.option("--wait", is_flag=True, help="Wait until the whole chain has ended.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=3600.0,
+    show_default=True,
+    help="With --wait: give up after this many seconds.",
+)
+@click.pass_obj
+def submit(client: ApiClient, file: Any, wait: bool, timeout: float) -> None:
+    """Submit a ChainedJobInfo JSON file ('-' for stdin)."""
+    try:
+        payload = json.load(file)
+    except ValueError as exc:
+        raise click.ClickException(f"{file.name} is not valid JSON: {exc}") from None
+    job = _api(lambda: client.submit(payload))
+    click.echo(f"submitted job {job['id']} ({job['targetObject']}): {job['status']}")
+    if wait:
+        tree = _wait_for_chain(client, job["id"], timeout)
+        _print_tree(tree)
+        if any(node["status"] != "FINISHED" for node in _nodes(tree)):
+            sys.exit(1)
+
+
+@cli.command()
+@click.argument("job_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
+@click.pass_obj
+def status(client: ApiClient, job_id: int, as_json: bool) -> None:
+    """Show a job and its chain below it."""
+    tree = _api(lambda: client.tree(job_id))
+    if as_json:
+        click.echo(json.dumps(tree, indent=2))
+    else:
+        _print_tree(tree)
+
+
+@cli.command()
+@click.argument("job_id", type=int)
+@click.pass_obj
+def cancel(client: ApiClient, job_id: int) -> None:
+    """Cancel a job and everything below it that has not started."""
+    job = _api(lambda: client.cancel(job_id))
+    suffix = " (stop requested)" if job["status"] == "PROCESSING" else ""
+    click.echo(f"job {job_id}: {job['status']}{suffix}")
+
+
+@cli.command()
+@click.argument("job_id", type=int)
+@click.pass_obj
+def retry(client: ApiClient, job_id: int) -> None:
+    """Run a FAILED or CANCELLED job again; the chain continues after it."""
+    job = _api(lambda: client.retry(job_id))
+    click.echo(f"job {job_id}: {job['status']} (attempt {job['attempt']} done so far)")
+
+
+@cli.command("log")
+@click.argument("job_id", type=int)
+@click.pass_obj
+def show_log(client: ApiClient, job_id: int) -> None:
+    """Print the tail of a job's log."""
+    entry = _api(lambda: client.log(job_id))
+    if entry["droppedBytes"]:
+        click.echo(f"... ({entry['droppedBytes']} earlier bytes dropped)")
+    for line in entry["lines"]:
+        click.echo(line)
+
+
+@cli.command()
+@click.argument("job_id", type=int)
+@click.pass_obj
+def events(client: ApiClient, job_id: int) -> None:
+    """Print every status change of a job."""
+    for event in _api(lambda: client.events(job_id)):
+        click.echo(
+            f"{event['at']}  {event['fromStatus'] or '-':>22} -> "
+            f"{event['toStatus']:<22} {event['reason']}"
+        )
+
+
+@cli.command("list")
+@click.option("--status", default=None, help="Only jobs in this status.")
+@click.option("--limit", type=int, default=20, show_default=True)
+@click.pass_obj
+def list_jobs(client: ApiClient, status: str | None, limit: int) -> None:
+    """List the newest jobs."""
+    page = _api(lambda: client.jobs(status=status, limit=limit))
+    for job in page["items"]:
+        click.echo(
+            f"{job['id']:>8}  {job['status']:<22} {job['targetObject']:<30} {job['message'] or ''}"
+        )
+
+
+@cli.command("job-types")
+@click.pass_obj
+def job_types(client: ApiClient) -> None:
+    """List the job types the service knows."""
+    for job_type in _api(client.job_types):
+        click.echo(f"{job_type['name']:<12} {job_type['description']}")
+
+
+def _api(call: Any) -> Any:
+    try:
+        return call()
+    except ApiClientError as exc:
+        details = exc.body.get("error", {}).get("details") if isinstance(exc.body, dict) else None
+        message = str(exc)
+        if details:
+            message += "\n" + "\n".join(
+                f"  {path}: {'; '.join(map(str, msgs))}" for path, msgs in details.items()
+            )
+        raise click.ClickException(message) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot reach jobchain: {exc}") from None
+
+
+def _nodes(tree: dict[str, Any]) -> list[dict[str, Any]]:
+    stack, out = [tree], []
+    while stack:
+        node = stack.pop()
+        out.append(node)
+        stack.extend(node.get("nextJobs", []))
+    return out
+
+
+def _wait_for_chain(client: ApiClient, job_id: int, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        tree = _api(lambda: client.tree(job_id))
+        if all(node["status"] in TERMINAL for node in _nodes(tree)):
+            return tree
+        if time.monotonic() > deadline:
+            raise click.ClickException(f"chain {job_id} still running after {timeout:g} s")
+        time.sleep(delay)
+        delay = min(1.0, delay * 2)
+
+
+def _print_tree(tree: dict[str, Any], indent: int = 0) -> None:
+    message = f"  {tree['message']}" if tree.get("message") else ""
+    click.echo(
+        f"{'  ' * indent}{tree['id']:>6} {tree['status']:<22} {tree['targetObject']}{message}"
+    )
+    for child in tree.get("nextJobs", []):
+        _print_tree(child, indent + 1)
+
+
+def main() -> None:
+    cli(prog_name="jobchain")

@@ -1,0 +1,51 @@
+"""One error shape for every failure: ``{"error": {"code", "message", "details"}}``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+from app.store.database import DatabaseUnavailable
+
+log = logging.getLogger("jobchain.api")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, details: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or {}
+
+
+def error_response(
+    status: int, code: str, message: str, details: dict[str, Any] | None = None
+) -> tuple[Response, int]:
+    body = {"error": {"code": code, "message": message, "details": details or {}}}
+    return jsonify(body), status
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError) -> tuple[Response, int]:
+        return error_response(exc.status, exc.code, exc.message, exc.details)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> tuple[Response, int]:
+        code = (exc.name or "error").lower().replace(" ", "_")
+        return error_response(exc.code or 500, code, exc.description or exc.name)
+
+    @app.errorhandler(DatabaseUnavailable)
+    def _unavailable(exc: DatabaseUnavailable) -> tuple[Response, int]:
+        response, status = error_response(503, "database_unavailable", "database is busy")
+        response.headers["Retry-After"] = "5"
+        return response, status
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> tuple[Response, int]:
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "internal error; see the server log")

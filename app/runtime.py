@@ -1,0 +1,31 @@
+"""The objects one jobchain process shares: settings, database, job types, workers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.store.database import Database
+from config import Settings
+from jobs import REGISTRY
+from jobs.registry import Registry
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    registry: Registry
+    # Present when this process also runs workers (``jobchain serve``), so a cancel made
+    # through its API reaches a job it runs at once instead of at the next heartbeat.
+    pool: object | None = None
+
+    @classmethod
+    def create(cls, settings: Settings) -> Runtime:
+        REGISTRY.load_modules(settings.job_modules)
+        db = Database(
+            settings.database_url,
+            pool_size=settings.workers + 8,
+            sqlite_synchronous=settings.sqlite_synchronous,
+        )
+        db.create_schema()
+        return cls(settings=settings, db=db, registry=REGISTRY)

@@ -1,0 +1,84 @@
+"""Response shapes of the API (dump-only), camelCase with ISO 8601 UTC times."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from marshmallow import Schema, fields
+
+
+class EpochDateTime(fields.Field):
+    """Stored epoch seconds -> ``2026-11-22T13:26:51.123456Z``."""
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        if value is None:
+            return None
+        stamp = datetime.fromtimestamp(value, tz=UTC).isoformat(timespec="microseconds")
+        return stamp.replace("+00:00", "Z")
+
+
+class JobSchema(Schema):
+    id = fields.Integer()
+    targetObject = fields.String(attribute="target_object")
+    jobType = fields.String(attribute="job_type")
+    targetId = fields.String(attribute="target_id", allow_none=True)
+    parameters = fields.Dict()
+    executeOnError = fields.Boolean(attribute="execute_on_error")
+    maxAttempts = fields.Integer(attribute="max_attempts")
+    timeoutSeconds = fields.Float(attribute="timeout_seconds", allow_none=True)
+    status = fields.String()
+    cancelRequested = fields.Boolean(attribute="cancel_requested")
+    parentId = fields.Integer(attribute="parent_id", allow_none=True)
+    rootId = fields.Integer(attribute="root_id")
+    nextJobIds = fields.List(fields.Integer(), attribute="next_job_ids")
+    blockedBy = fields.Integer(attribute="blocked_by", allow_none=True)
+    attempt = fields.Integer()
+    message = fields.String(allow_none=True)
+    result = fields.Raw(allow_none=True)
+    progress = fields.Float(allow_none=True)
+    leaseOwner = fields.String(attribute="lease_owner", allow_none=True)
+    createdAt = EpochDateTime(attribute="created_at")
+    startedAt = EpochDateTime(attribute="started_at", allow_none=True)
+    finishedAt = EpochDateTime(attribute="finished_at", allow_none=True)
+    runAfter = EpochDateTime(attribute="run_after")
+
+
+class JobTreeSchema(JobSchema):
+    nextJobs = fields.List(fields.Nested(lambda: JobTreeSchema()), attribute="next_jobs")
+
+
+class JobPageSchema(Schema):
+    items = fields.List(fields.Nested(JobSchema))
+    nextCursor = fields.String(allow_none=True)
+
+
+class JobEventSchema(Schema):
+    id = fields.Integer()
+    jobId = fields.Integer(attribute="job_id")
+    fromStatus = fields.String(attribute="from_status", allow_none=True)
+    toStatus = fields.String(attribute="to_status")
+    attempt = fields.Integer()
+    at = EpochDateTime()
+    reason = fields.String()
+
+
+class JobLogSchema(Schema):
+    jobId = fields.Integer(attribute="job_id")
+    lines = fields.List(fields.String())
+    droppedBytes = fields.Integer(attribute="dropped_bytes")
+
+
+class JobTypeSchema(Schema):
+    name = fields.String()
+    description = fields.String()
+
+
+class ErrorBodySchema(Schema):
+    code = fields.String()
+    message = fields.String()
+    details = fields.Dict()
+
+
+class ErrorSchema(Schema):
+    error = fields.Nested(ErrorBodySchema)

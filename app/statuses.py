@@ -1,0 +1,85 @@
+"""The job state machine: status names, their groups, and every allowed transition.
+
+This module is the only place that decides whether a status change is legal. The store
+applies a change with a guarded ``UPDATE ... WHERE status = <from>``; this table says which
+``<from>`` values each change may start from.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    WAITING_FOR_PARENT = "WAITING_FOR_PARENT"
+    WAITING_FOR_DISPATCH = "WAITING_FOR_DISPATCH"
+    PROCESSING = "PROCESSING"
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    SKIPPED = "SKIPPED"
+
+
+# A job in one of these will never change again on its own (only retry revives it).
+TERMINAL = frozenset({Status.FINISHED, Status.FAILED, Status.CANCELLED, Status.SKIPPED})
+# Not started yet: cancelling it is immediate and cascades to its whole subtree.
+NOT_STARTED = frozenset({Status.WAITING_FOR_PARENT, Status.WAITING_FOR_DISPATCH})
+# A user may cancel these; PROCESSING is cancelled cooperatively by its worker.
+CANCELLABLE = NOT_STARTED | {Status.PROCESSING}
+# A user may retry these: the job runs again and what it blocked returns to waiting.
+RETRYABLE = frozenset({Status.FAILED, Status.CANCELLED})
+
+
+class Transition(StrEnum):
+    """Why a job changes status; recorded as the reason of the event row."""
+
+    SUBMIT = "submit"
+    PARENT_FINISHED = "parent finished"
+    PARENT_FAILED = "parent failed"
+    CLAIM = "claim"
+    FINISH = "finish"
+    FAIL = "fail"
+    RETRY_LATER = "automatic retry"
+    CANCEL = "cancel"
+    SKIP = "skip"
+    RERUN = "lease expired, re-run"
+    INTERRUPT = "lease expired, interrupted"
+    USER_RETRY = "retry"
+    UNBLOCK = "blocker retried"
+
+
+# transition -> (statuses it may start from, status it leads to)
+TRANSITIONS: dict[Transition, tuple[frozenset[Status], Status]] = {
+    Transition.PARENT_FINISHED: (
+        frozenset({Status.WAITING_FOR_PARENT}),
+        Status.WAITING_FOR_DISPATCH,
+    ),
+    Transition.PARENT_FAILED: (frozenset({Status.WAITING_FOR_PARENT}), Status.WAITING_FOR_DISPATCH),
+    Transition.CLAIM: (frozenset({Status.WAITING_FOR_DISPATCH}), Status.PROCESSING),
+    Transition.FINISH: (frozenset({Status.PROCESSING}), Status.FINISHED),
+    Transition.FAIL: (frozenset({Status.PROCESSING}), Status.FAILED),
+    Transition.RETRY_LATER: (frozenset({Status.PROCESSING}), Status.WAITING_FOR_DISPATCH),
+    Transition.CANCEL: (CANCELLABLE, Status.CANCELLED),
+    Transition.SKIP: (frozenset({Status.WAITING_FOR_PARENT}), Status.SKIPPED),
+    Transition.RERUN: (frozenset({Status.PROCESSING}), Status.WAITING_FOR_DISPATCH),
+    Transition.INTERRUPT: (frozenset({Status.PROCESSING}), Status.FAILED),
+    Transition.USER_RETRY: (RETRYABLE, Status.WAITING_FOR_DISPATCH),
+    Transition.UNBLOCK: (
+        frozenset({Status.SKIPPED, Status.CANCELLED}),
+        Status.WAITING_FOR_PARENT,
+    ),
+}
+
+
+def sources(transition: Transition) -> frozenset[Status]:
+    """Statuses from which ``transition`` may be applied (the guard of its UPDATE)."""
+    return TRANSITIONS[transition][0]
+
+
+def target(transition: Transition) -> Status:
+    """The status ``transition`` leads to."""
+    return TRANSITIONS[transition][1]
+
+
+def allowed(current: Status | str, transition: Transition) -> bool:
+    return Status(current) in sources(transition)

@@ -1,0 +1,1 @@
+"""The database layer: every SQL statement jobchain runs lives in this package."""

@@ -1,0 +1,70 @@
+"""Every tunable of jobchain in one frozen dataclass, read from ``JOBCHAIN_*`` variables.
+
+The README's configuration table mirrors the fields below; keep them in step.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DATA_DIR = Path("var")
+
+
+def _default_database_url() -> str:
+    return f"sqlite:///{DEFAULT_DATA_DIR / 'jobchain.db'}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime configuration. ``from_env`` fills it from ``JOBCHAIN_<FIELD>`` variables."""
+
+    database_url: str = field(default_factory=_default_database_url)
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 4
+    # Python modules that register user job types (comma-separated in the environment).
+    job_modules: tuple[str, ...] = ()
+    # Payload limits.
+    max_body_bytes: int = 1024 * 1024
+    max_depth: int = 64
+    max_nodes: int = 10_000
+    # Leases: a running job's lease is renewed every lease_seconds / 3 by its worker.
+    lease_seconds: float = 30.0
+    reap_interval_seconds: float = 5.0
+    # Fallback wake-up for workers; dispatch itself is event-driven, this only guards
+    # against jobs made claimable by another process sharing the database.
+    idle_poll_seconds: float = 1.0
+    # Automatic retries (maxAttempts > 1): delay = base * 2 ** (attempt - 1), capped.
+    retry_base_seconds: float = 1.0
+    retry_max_seconds: float = 600.0
+    log_tail_bytes: int = 64 * 1024
+    # SQLite only: synchronous=NORMAL in WAL mode is durable across process crashes
+    # (not across power loss); FULL adds an fsync per commit.
+    sqlite_synchronous: str = "NORMAL"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then ``JOBCHAIN_*`` variables, then explicit overrides (e.g. CLI flags)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"JOBCHAIN_{f.name.upper()}")
+            if raw is not None and raw != "":
+                values[f.name] = _parse(f.type, raw)
+        settings = cls(**values)
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return replace(settings, **given) if given else settings
+
+
+def _parse(type_name: Any, raw: str) -> Any:
+    kind = str(type_name)
+    if kind == "int":
+        return int(raw)
+    if kind == "float":
+        return float(raw)
+    if kind.startswith("tuple"):
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    return raw
