@@ -7,6 +7,7 @@ process group so cancelling the job also stops whatever it spawned.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
@@ -73,10 +74,8 @@ class _OutputPump:
 
 
 def _signal_group(proc: subprocess.Popen[str], sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone
         os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass  # the group is already gone
 
 
 def _stop(proc: subprocess.Popen[str], pump: _OutputPump, ctx: JobContext) -> None:

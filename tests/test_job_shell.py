@@ -172,13 +172,13 @@ def test_cwd_and_env(tmp_path: Path) -> None:
 
 
 def test_command_not_found() -> None:
-    with pytest.raises(JobFailed, match="cannot start command: .*no-such-command-xyz"):
+    with pytest.raises(JobFailed, match=r"cannot start command: .*no-such-command-xyz"):
         run(make_ctx(command=["no-such-command-xyz"]))
 
 
 def test_missing_cwd(tmp_path: Path) -> None:
     missing = tmp_path / "nope"
-    with pytest.raises(JobFailed, match="cannot start command: .*nope"):
+    with pytest.raises(JobFailed, match=r"cannot start command: .*nope"):
         run(make_ctx(command=["true"], cwd=str(missing)))
 
 
