@@ -1,4 +1,4 @@
-"""Periodic maintenance with APScheduler, off the critical path: lease reaping."""
+"""Periodic maintenance with APScheduler, off the critical path: leases and join deadlines."""
 
 from __future__ import annotations
 
@@ -6,16 +6,20 @@ import logging
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from app.store import lifecycle
+from app.store import joins, lifecycle
 from app.store.database import Database
 
 log = logging.getLogger("jobchain.housekeeping")
 
 
 def reap(db: Database) -> None:
+    """Recover jobs whose worker vanished, and fail joins past their deadline."""
     recovered = lifecycle.reap_expired_leases(db)
     if recovered:
         log.warning("recovered %d job(s) with expired leases", recovered)
+    expired = joins.expire(db)
+    if expired:
+        log.warning("%d join(s) timed out", expired)
 
 
 def start_housekeeping(db: Database, interval_seconds: float) -> BackgroundScheduler:

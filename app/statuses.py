@@ -46,6 +46,8 @@ class Transition(StrEnum):
     INTERRUPT = "lease expired, interrupted"
     USER_RETRY = "retry"
     UNBLOCK = "blocker retried"
+    ARRIVE = "parent ended; arrive at join"
+    REARM = "parent retried; arrive again"
 
 
 # transition -> (statuses it may start from, status it leads to)
@@ -68,6 +70,10 @@ TRANSITIONS: dict[Transition, tuple[frozenset[Status], Status]] = {
         frozenset({Status.SKIPPED, Status.CANCELLED}),
         Status.WAITING_FOR_PARENT,
     ),
+    # A JOIN node starts whatever its parent's outcome: every outcome must reach the join.
+    Transition.ARRIVE: (frozenset({Status.WAITING_FOR_PARENT}), Status.WAITING_FOR_DISPATCH),
+    # A retried parent's JOIN node arrives again, so its join sees the final outcome.
+    Transition.REARM: (TERMINAL, Status.WAITING_FOR_PARENT),
 }
 
 

@@ -31,3 +31,12 @@ def sleep(ctx: JobContext) -> Any:
 def fail(ctx: JobContext) -> Any:
     """Always fails with parameters.message; for testing error paths."""
     raise JobFailed(str(ctx.parameters.get("message", "failed on purpose")))
+
+
+@job_type("JOIN")
+def join(ctx: JobContext) -> Any:
+    """Fan-in point: records this branch's arrival; the join's next jobs start once."""
+    return None
+
+
+job_type("CF", "Alias of JOIN for the counting calculation-flow recipe.")(join)

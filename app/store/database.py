@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -47,6 +47,12 @@ class Database:
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         self._dispatch_listeners: list[Callable[[], None]] = []
         self._listeners_lock = threading.Lock()
+        # SQLite has one writer at a time. Threads of this process queue here rather than
+        # in SQLite's busy handler, which sleeps in growing steps (up to 100 ms) and so
+        # turns contention into latency. Other processes still meet busy_timeout.
+        self._writer_turn: AbstractContextManager[Any] = (
+            threading.Lock() if parsed.get_backend_name() == "sqlite" else nullcontext()
+        )
         if self.is_sqlite:
             self.engine = _sqlite_engine(url, sqlite_synchronous)
         else:
@@ -73,7 +79,7 @@ class Database:
         """
         for attempt in range(1, _MAX_TRIES + 1):
             try:
-                with self.engine.connect() as conn:
+                with self._writer_turn, self.engine.connect() as conn:
                     conn = conn.execution_options(**{_WRITE: True})
                     with conn.begin():
                         return work(conn)

@@ -15,10 +15,12 @@ from typing import Any
 from sqlalchemy import Connection, Row, and_, select, update
 
 from app.statuses import NOT_STARTED, RETRYABLE, TERMINAL, Status, Transition, target
+from app.store import joins
 from app.store.database import Database, now
 from app.store.joblog import append_log
+from app.store.release import block_waiting_subtree, release_next_jobs
 from app.store.tables import jobs
-from app.store.transitions import apply, apply_to_ids, record_events
+from app.store.transitions import apply, record_events
 
 
 class Conflict(Exception):
@@ -87,10 +89,15 @@ def claim(db: Database, owner: str, lease_seconds: float, limit: int = 1) -> lis
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
+        # Lock the ids first, in their own statement: as an IN (subquery) PostgreSQL may
+        # rescan the skip-locked subquery per row and so claim every due job, not ``limit``.
+        ids = list(conn.execute(due).scalars())
+        if not ids:
+            return []
         rows = apply(
             conn,
             Transition.CLAIM,
-            jobs.c.id.in_(due.scalar_subquery()),
+            jobs.c.id.in_(ids),
             at=t,
             only_from=Status.WAITING_FOR_DISPATCH,
             values={
@@ -220,7 +227,7 @@ def finish(
         if outcome.log:
             append_log(conn, job_id, outcome.log, log_limit)
         new_status = target(transition)
-        released = release_next_jobs(conn, row, new_status, t)
+        released = settle(conn, row, new_status, t)
         return new_status, released > 0 or transition == Transition.RETRY_LATER
 
     status, dispatchable = db.write(work)
@@ -229,75 +236,16 @@ def finish(
     return status
 
 
-def release_next_jobs(conn: Connection, parent: Row[Any], outcome: Status, at: float) -> int:
-    """Apply a parent's final outcome to its waiting next jobs; returns how many may start.
+def settle(conn: Connection, row: Row[Any], status: Status, at: float) -> int:
+    """What a job's end means for what follows it; returns how many jobs may now start.
 
-    FINISHED starts them all. FAILED starts those with executeOnError and skips the rest
-    with their subtrees. CANCELLED cancels every waiting descendant.
+    A JOIN node's end is its arrival at its join; any other job releases its next jobs.
     """
-    if outcome not in TERMINAL:
+    if status not in TERMINAL:
         return 0
-    children = jobs.c.parent_id == parent.id
-    if outcome == Status.FINISHED:
-        started = apply(conn, Transition.PARENT_FINISHED, children, at=at, values={"run_after": at})
-        return len(started)
-    if outcome == Status.FAILED:
-        started = apply(
-            conn,
-            Transition.PARENT_FAILED,
-            and_(children, jobs.c.execute_on_error.is_(True)),
-            at=at,
-            values={"run_after": at},
-        )
-        block_waiting_subtree(
-            conn,
-            parent.id,
-            Transition.SKIP,
-            f"skipped: job {parent.id} ({parent.target_object}) failed",
-            at,
-            only_without_execute_on_error=True,
-        )
-        return len(started)
-    block_waiting_subtree(
-        conn, parent.id, Transition.CANCEL, f"cancelled: job {parent.id} was cancelled", at
-    )
-    return 0
-
-
-def block_waiting_subtree(
-    conn: Connection,
-    blocker_id: int,
-    transition: Transition,
-    message: str,
-    at: float,
-    only_without_execute_on_error: bool = False,
-) -> int:
-    """Skip or cancel every not-yet-started descendant of ``blocker_id``.
-
-    They remember the blocker, so retrying it later brings them back (see :func:`retry`).
-    """
-    ids = _waiting_descendants(conn, blocker_id, only_without_execute_on_error)
-    moved = apply_to_ids(
-        conn,
-        transition,
-        ids,
-        at=at,
-        only_from=Status.WAITING_FOR_PARENT,
-        values={"blocked_by": blocker_id, "message": message, "finished_at": at},
-    )
-    return len(moved)
-
-
-def _waiting_descendants(conn: Connection, root_id: int, skip_error_handlers: bool) -> list[int]:
-    waiting = Status.WAITING_FOR_PARENT.value
-    first = select(jobs.c.id).where(jobs.c.parent_id == root_id, jobs.c.status == waiting)
-    if skip_error_handlers:
-        first = first.where(jobs.c.execute_on_error.is_(False))
-    tree = first.cte("subtree", recursive=True)
-    tree = tree.union_all(
-        select(jobs.c.id).where(jobs.c.parent_id == tree.c.id, jobs.c.status == waiting)
-    )
-    return list(conn.execute(select(tree.c.id)).scalars())
+    if row.join_id is not None:
+        return joins.arrive(conn, row, at)
+    return release_next_jobs(conn, row, status, at)
 
 
 # -- user actions ------------------------------------------------------------------------
@@ -307,14 +255,16 @@ def cancel(db: Database, job_id: int) -> Status:
     """Cancel a job and its not-yet-started subtree; a running job is asked to stop.
 
     Returns the job's status after the call (PROCESSING while a running job winds down).
+    A cancelled JOIN node arrives at its join as a cancelled branch.
     """
 
-    def work(conn: Connection) -> Status:
+    def work(conn: Connection) -> tuple[Status, int]:
         row = _lock(conn, job_id)
         if row is None:
             raise NotFound(job_id)
         status = Status(row.status)
         t = now()
+        reason = f"cancelled: job {job_id} was cancelled"
         if status in NOT_STARTED:
             apply(
                 conn,
@@ -324,25 +274,29 @@ def cancel(db: Database, job_id: int) -> Status:
                 only_from=status,
                 values={"message": "cancelled by request", "finished_at": t},
             )
-            block_waiting_subtree(
-                conn, job_id, Transition.CANCEL, f"cancelled: job {job_id} was cancelled", t
+            if row.join_id is not None:
+                return Status.CANCELLED, joins.arrive(conn, row, t, Status.CANCELLED)
+            return Status.CANCELLED, block_waiting_subtree(
+                conn, job_id, Transition.CANCEL, reason, t
             )
-            return Status.CANCELLED
-        if status == Status.PROCESSING:
-            if not row.cancel_requested:
-                conn.execute(
-                    update(jobs)
-                    .where(jobs.c.id == job_id, jobs.c.status == Status.PROCESSING.value)
-                    .values(cancel_requested=True, updated_at=t)
-                )
-                record_events(conn, [(job_id, row.attempt)], status, status, t, "cancel requested")
-                block_waiting_subtree(
-                    conn, job_id, Transition.CANCEL, f"cancelled: job {job_id} was cancelled", t
-                )
-            return Status.PROCESSING
-        raise Conflict(f"job {job_id} is {status}; only waiting or running jobs can be cancelled")
+        if status != Status.PROCESSING:
+            raise Conflict(
+                f"job {job_id} is {status}; only waiting or running jobs can be cancelled"
+            )
+        if row.cancel_requested:
+            return Status.PROCESSING, 0
+        conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.status == Status.PROCESSING.value)
+            .values(cancel_requested=True, updated_at=t)
+        )
+        record_events(conn, [(job_id, row.attempt)], status, status, t, "cancel requested")
+        return Status.PROCESSING, block_waiting_subtree(conn, job_id, Transition.CANCEL, reason, t)
 
-    return db.write(work)
+    status, dispatchable = db.write(work)
+    if dispatchable:
+        db.notify_dispatchable()
+    return status
 
 
 def retry(db: Database, job_id: int) -> Status:
@@ -358,12 +312,20 @@ def retry(db: Database, job_id: int) -> Status:
                 f"job {job_id} is {status}; only FAILED or CANCELLED jobs can be retried"
             )
         t = now()
+        # Cancelled before its parent ended: it waits for that parent again, not runs now.
+        parent = _lock(conn, row.parent_id) if row.parent_id is not None else None
+        waits = (
+            status == Status.CANCELLED
+            and parent is not None
+            and Status(parent.status) not in TERMINAL
+        )
         apply(
             conn,
-            Transition.USER_RETRY,
+            Transition.UNBLOCK if waits else Transition.USER_RETRY,
             jobs.c.id == job_id,
             at=t,
             only_from=status,
+            reason=Transition.USER_RETRY,
             values={
                 "run_after": t,
                 "attempt_floor": row.attempt,
@@ -382,7 +344,8 @@ def retry(db: Database, job_id: int) -> Status:
             at=t,
             values={"blocked_by": None, "message": None, "finished_at": None},
         )
-        return Status.WAITING_FOR_DISPATCH
+        joins.rearm(conn, job_id, t)
+        return Status.WAITING_FOR_PARENT if waits else Status.WAITING_FOR_DISPATCH
 
     status = db.write(work)
     db.notify_dispatchable()
@@ -422,6 +385,7 @@ def reap_expired_leases(db: Database, limit: int = 500) -> int:
 def _recover(conn: Connection, row: Row[Any], t: float) -> bool:
     cleared = {"lease_token": None, "lease_owner": None, "lease_expires_at": None}
     held = _held(row.id, row.lease_token)
+    values: dict[str, Any]
     if row.cancel_requested:
         transition, values = Transition.CANCEL, {"message": "cancelled (worker vanished)"}
     elif row.attempt - row.attempt_floor < row.max_attempts:
@@ -438,7 +402,7 @@ def _recover(conn: Connection, row: Row[Any], t: float) -> bool:
         return False
     if transition == Transition.RERUN:
         return True
-    return release_next_jobs(conn, row, target(transition), t) > 0
+    return settle(conn, row, target(transition), t) > 0
 
 
 # -- helpers -----------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 metadata = MetaData()
@@ -54,6 +55,8 @@ jobs = Table(
     Column("cancel_requested", Boolean, nullable=False, default=False),
     # The job whose failure or cancellation skipped/cancelled this one (retry revives by it).
     Column("blocked_by", Id, nullable=True),
+    # For JOIN nodes: the join this node is an arrival of.
+    Column("join_id", Id, nullable=True),
     Column("message", Text, nullable=True),
     Column("result", JSON, nullable=True),
     Column("progress", Float, nullable=True),
@@ -68,6 +71,7 @@ jobs = Table(
     Index("ix_jobs_parent", "parent_id"),
     Index("ix_jobs_blocked_by", "blocked_by"),
     Index("ix_jobs_lease", "status", "lease_expires_at"),
+    Index("ix_jobs_join", "join_id"),
 )
 
 job_events = Table(
@@ -90,4 +94,43 @@ job_logs = Table(
     Column("job_id", Id, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
     Column("text", Text, nullable=False),
     Column("dropped_bytes", BigInteger, nullable=False, default=0),
+)
+
+# A fan-in point: the JOIN nodes sharing a key (within one tree, or across submissions by
+# batch) are its arrivals; when the trigger rule is decided it fires exactly once.
+joins = Table(
+    "joins",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    # "tree:<root id>:<key>" or "batch:<key>:<batch>": one join per scope.
+    Column("scope", String(600), nullable=False, unique=True),
+    Column("key", String(255), nullable=False),
+    Column("batch", String(255), nullable=True),
+    Column("root_id", Id, nullable=True),
+    Column("trigger", String(16), nullable=False),
+    Column("expected", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    # The JOIN node whose next jobs are the join's continuation, and their fingerprint.
+    Column("owner_job_id", Id, nullable=True),
+    Column("next_jobs_digest", String(64), nullable=True),
+    Column("deadline", Float, nullable=True),
+    Column("decided_by_job_id", Id, nullable=True),
+    Column("message", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("decided_at", Float, nullable=True),
+    Index("ix_joins_key_batch", "key", "batch", "id"),
+    Index("ix_joins_deadline", "state", "deadline"),
+)
+
+join_arrivals = Table(
+    "join_arrivals",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("join_id", Id, ForeignKey("joins.id", ondelete="CASCADE"), nullable=False),
+    # The JOIN node job that arrived, and the parent whose outcome it carries.
+    Column("job_id", Id, nullable=False),
+    Column("parent_job_id", Id, nullable=True),
+    Column("parent_outcome", String(32), nullable=False),
+    Column("at", Float, nullable=False),
+    UniqueConstraint("join_id", "job_id", name="uq_join_arrival"),
 )

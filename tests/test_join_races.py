@@ -1,0 +1,128 @@
+"""The join fires exactly once when all its parents end at the same moment.
+
+No worker threads here: the test claims the jobs itself, then lines up one thread (or
+process) per arrival on a barrier so that all finishing transactions race.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from typing import Any
+
+from sqlalchemy import func, select
+
+from app.join_plan import plan_joins
+from app.statuses import Status
+from app.store import joins, lifecycle, submission
+from app.store.database import Database
+from app.store.tables import job_events, jobs
+from tests.test_joins import spec
+
+WIDTH = 50
+REPETITIONS = 3
+
+
+def wide_fan_in(width: int) -> dict[str, Any]:
+    branches = [
+        {"targetObject": f"A{i}.NOOP", "nextJobs": [{"targetObject": "race.JOIN"}]}
+        for i in range(width)
+    ]
+    branches[-1]["nextJobs"][0]["nextJobs"] = [{"targetObject": "B.NOOP"}]
+    return {"targetObject": "A.NOOP", "nextJobs": branches}
+
+
+def claim_all(db: Database, count: int) -> list[lifecycle.Claim]:
+    claims = lifecycle.claim(db, "test", lease_seconds=60, limit=count)
+    assert len(claims) == count
+    return claims
+
+
+def finish_together(db: Database, claims: list[lifecycle.Claim]) -> None:
+    barrier = threading.Barrier(len(claims))
+    errors: list[BaseException] = []
+
+    def run(claim: lifecycle.Claim) -> None:
+        try:
+            barrier.wait(timeout=30)
+            lifecycle.finish(db, claim.id, claim.lease_token, lifecycle.Outcome(failed=False))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in claims]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors, errors
+
+
+def finish_in_turn(db: Database, claims: list[lifecycle.Claim]) -> None:
+    for claim in claims:
+        lifecycle.finish(db, claim.id, claim.lease_token, lifecycle.Outcome(failed=False))
+
+
+def b_releases(db: Database, root_id: int) -> tuple[str, int]:
+    with db.read() as conn:
+        b = conn.execute(
+            select(jobs.c.id, jobs.c.status).where(
+                jobs.c.root_id == root_id, jobs.c.target_object == "B.NOOP"
+            )
+        ).one()
+        released = conn.execute(
+            select(func.count()).where(
+                job_events.c.job_id == b.id,
+                job_events.c.to_status == Status.WAITING_FOR_DISPATCH.value,
+            )
+        ).scalar_one()
+    return b.status, released
+
+
+def race_once(db: Database) -> None:
+    tree = spec(wide_fan_in(WIDTH))
+    root_id = submission.submit(db, tree, plan_joins(tree))
+    finish_in_turn(db, claim_all(db, 1))
+    finish_in_turn(db, claim_all(db, WIDTH))  # the parents
+    finish_together(db, claim_all(db, WIDTH))  # their JOIN nodes: the arrivals race
+    assert b_releases(db, root_id) == (Status.WAITING_FOR_DISPATCH.value, 1)
+    [join] = [j for j in joins.list_joins(db, key="race", batch=None) if j["root_id"] == root_id]
+    assert join["state"] == "FIRED"
+    assert len(join["arrivals"]) == WIDTH
+    # Drain B so the next repetition's claims see only its own jobs.
+    finish_in_turn(db, claim_all(db, 1))
+
+
+def test_fifty_simultaneous_arrivals_fire_once_in_every_repetition(db: Database) -> None:
+    for _ in range(REPETITIONS):
+        race_once(db)
+
+
+def _finish_in_process(url: str, claims: list[tuple[int, str]], start: Any) -> None:
+    db = Database(url)
+    start.wait(30)
+    for job_id, token in claims:
+        lifecycle.finish(db, job_id, token, lifecycle.Outcome(failed=False))
+    db.dispose()
+
+
+def test_arrivals_from_many_processes_fire_once(db: Database) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    for _ in range(3):
+        tree = spec(wide_fan_in(WIDTH))
+        root_id = submission.submit(db, tree, plan_joins(tree))
+        finish_in_turn(db, claim_all(db, 1))
+        finish_in_turn(db, claim_all(db, WIDTH))
+        arrivals = [(c.id, c.lease_token) for c in claim_all(db, WIDTH)]
+        start = ctx.Event()
+        procs = [
+            ctx.Process(target=_finish_in_process, args=(db.url, arrivals[i::4], start))
+            for i in range(4)
+        ]
+        for proc in procs:
+            proc.start()
+        start.set()
+        for proc in procs:
+            proc.join(60)
+            assert proc.exitcode == 0
+        assert b_releases(db, root_id) == (Status.WAITING_FOR_DISPATCH.value, 1)
+        finish_in_turn(db, claim_all(db, 1))
