@@ -20,10 +20,10 @@ import time
 import traceback
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
-from app.store import lifecycle
-from app.store.database import Database
+from app.store import lifecycle, queries
+from app.store.database import Database, now
 from config import Settings
 from jobs.context import JobContext, JobFailed
 from jobs.registry import Registry
@@ -121,12 +121,23 @@ class WorkerPool:
                 self._stopping.wait(1.0)
                 continue
             if not claims:
-                with self._wakeups:
-                    if generation == self._generation and not self._stopping.is_set():
-                        self._wakeups.wait(self.settings.idle_poll_seconds)
+                self._idle(generation)
                 continue
             for claim in claims:
                 self._run(claim)
+
+    def _idle(self, generation: int) -> None:
+        """Sleep until woken, until a backed-off retry is due, or the fallback poll."""
+        timeout = self.settings.idle_poll_seconds
+        try:
+            due = queries.next_due_at(self.db)
+        except Exception:
+            due = None
+        if due is not None:
+            timeout = min(timeout, max(0.0, due - now()) + 0.001)
+        with self._wakeups:
+            if generation == self._generation and not self._stopping.is_set():
+                self._wakeups.wait(timeout)
 
     def _run(self, claim: lifecycle.Claim) -> None:
         ctx = JobContext(
@@ -142,14 +153,20 @@ class WorkerPool:
         deadline = time.monotonic() + claim.timeout_seconds if claim.timeout_seconds else None
         running = Running(claim, ctx, deadline)
         with self._running_lock:
+            stale = self._running.get(claim.id)
             self._running[claim.id] = running
+        if stale is not None:
+            # This process re-claimed a job it still runs: the old attempt's lease is gone.
+            stale.settled = True
+            stale.ctx.abort("lease lost")
         try:
             outcome = self._execute(running)
             if not running.settled:
                 self._report(running, outcome)
         finally:
             with self._running_lock:
-                self._running.pop(claim.id, None)
+                if self._running.get(claim.id) is running:
+                    del self._running[claim.id]
             ctx.close()
 
     def _execute(self, running: Running) -> lifecycle.Outcome:
@@ -161,7 +178,7 @@ class WorkerPool:
             result = job_type.run(ctx)
         except JobFailed as exc:
             return self._failure(running, exc.message, exc.result)
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit too: a job must not end its worker
             ctx.output.write(traceback.format_exc())
             return self._failure(running, f"{type(exc).__name__}: {exc}", None)
         if running.timed_out_at is not None:
@@ -186,10 +203,10 @@ class WorkerPool:
         """
         full = lifecycle.Outcome(
             failed=outcome.failed,
-            message=outcome.message,
+            message=_text(outcome.message),
             result=outcome.result,
             progress=outcome.progress,
-            log=running.ctx.output.drain(),
+            log=_text(running.ctx.output.drain()),
         )
         for attempt in range(5):
             try:
@@ -241,8 +258,8 @@ class WorkerPool:
             job.claim.lease_token,
             self.settings.lease_seconds,
             progress=percent,
-            message=message,
-            log=job.ctx.output.drain(),
+            message=_text(message),
+            log=_text(job.ctx.output.drain()),
             log_limit=self.settings.log_tail_bytes,
         )
         if not beat.still_held:
@@ -252,9 +269,18 @@ class WorkerPool:
             job.ctx.abort("cancelled")
 
 
+@overload
+def _text(text: str) -> str: ...
+@overload
+def _text(text: str | None) -> str | None: ...
+def _text(text: str | None) -> str | None:
+    """Job-made text as the database takes it: PostgreSQL text cannot hold NUL."""
+    return text.replace("\x00", "\ufffd") if text else text
+
+
 def _result_problem(result: Any) -> str | None:
     try:
-        size = len(json.dumps(result))
+        size = len(json.dumps(result, allow_nan=False))
     except (TypeError, ValueError) as exc:
         return f"job result is not JSON-serializable: {exc}"
     if size > MAX_RESULT_BYTES:

@@ -89,10 +89,11 @@ class JobContext:
         self.abort_event = threading.Event()
         self.abort_reason: str | None = None
         self._progress = Progress()
-        self.logger = logging.getLogger(f"jobchain.job.{job_id}")
+        # An unregistered logger: one per attempt, garbage-collected with the context
+        # (logging.getLogger would keep every job's logger alive for the process lifetime).
+        self.logger = logging.Logger(f"jobchain.job.{job_id}", logging.INFO)
         self.logger.propagate = False
-        self.logger.setLevel(logging.INFO)
-        self.logger.handlers = [_LogHandler(self.output)]
+        self.logger.addHandler(_LogHandler(self.output))
 
     def progress(self, percent: float | None = None, message: str | None = None) -> None:
         """Report progress (0-100) and/or a status message; shown while the job runs."""
