@@ -21,9 +21,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.extensions["jobchain"] = rt
 
     from app.api import api
+    from app.joins_api import joins_api
     from app.openapi import build_spec
 
     app.register_blueprint(api)
+    app.register_blueprint(joins_api)
     register_error_handlers(app)
 
     spec: dict[str, Any] = {}
@@ -31,6 +33,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     @app.get("/health")
     @app.get("/api/v1/health")
     def health() -> tuple[Response, int]:
+        """Whether the database answers.
+        ---
+        get:
+          responses:
+            200: {description: "ok: {status: ok, database: ok}"}
+            503: {description: "the database does not answer"}
+        """
         try:
             with rt.db.read() as conn:
                 conn.execute(text("SELECT 1"))

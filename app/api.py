@@ -9,11 +9,13 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from marshmallow import Schema, ValidationError, fields, validate
 
 from app.errors import ApiError
+from app.join_plan import plan_joins
 from app.payload import Limits, PayloadError, parse_tree
 from app.runtime import Runtime
-from app.schemas import JobEventSchema, JobLogSchema, JobSchema, JobTreeSchema, JobTypeSchema
+from app.schemas import JobEventSchema, JobLogSchema, JobSchema, JobTypeSchema, dump_tree
 from app.statuses import Status
 from app.store import lifecycle, queries, submission
+from app.store.joins import JoinConflict
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -25,10 +27,18 @@ def runtime() -> Runtime:
     return rt
 
 
+def printable(value: str) -> None:
+    # PostgreSQL cannot even compare with a string holding NUL; no stored value has one.
+    if not value.isprintable():
+        raise ValidationError("must be printable text")
+
+
 class ListArgsSchema(Schema):
+    """GET /jobs query parameters; an unknown one is a 400, not a silently ignored typo."""
+
     status = fields.String(validate=validate.OneOf([s.value for s in Status]))
-    targetObject = fields.String(validate=validate.Length(max=255))
-    jobType = fields.String(validate=validate.Length(max=64))
+    targetObject = fields.String(validate=[validate.Length(max=255), printable])
+    jobType = fields.String(validate=[validate.Length(max=64), printable])
     rootId = fields.Integer(validate=validate.Range(1, MAX_ID))
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 500))
     cursor = fields.Integer(validate=validate.Range(1, MAX_ID))
@@ -42,9 +52,16 @@ def submit_job() -> tuple[Response, int, dict[str, str]]:
       summary: Submit a job with its nested next jobs
       requestBody:
         required: true
+        description: 'A ChainedJobInfo, bare or wrapped as {"data": ChainedJobInfo}'
         content:
           application/json:
-            schema: ChainedJobInfo
+            schema:
+              oneOf:
+              - $ref: "#/components/schemas/ChainedJobInfo"
+              - type: object
+                required: [data]
+                additionalProperties: false
+                properties: {data: {$ref: "#/components/schemas/ChainedJobInfo"}}
       responses:
         201:
           description: The stored root job
@@ -53,6 +70,11 @@ def submit_job() -> tuple[Response, int, dict[str, str]]:
               schema: Job
         400:
           description: Invalid payload
+          content:
+            application/json:
+              schema: Error
+        409:
+          description: A JOIN conflicts with one already stored for its batch
           content:
             application/json:
               schema: Error
@@ -67,9 +89,13 @@ def submit_job() -> tuple[Response, int, dict[str, str]]:
     limits = Limits(max_depth=rt.settings.max_depth, max_nodes=rt.settings.max_nodes)
     try:
         spec = parse_tree(body, limits, lambda name: name in rt.registry)
+        plans = plan_joins(spec)
     except PayloadError as exc:
         raise ApiError(exc.status, "invalid_payload", exc.message, exc.details) from None
-    root_id = submission.submit(rt.db, spec)
+    try:
+        root_id = submission.submit(rt.db, spec, plans)
+    except JoinConflict as exc:
+        raise ApiError(409, "join_conflict", str(exc)) from None
     job = _job_or_404(root_id)
     return jsonify(JobSchema().dump(job)), 201, {"Location": f"/api/v1/jobs/{root_id}"}
 
@@ -85,10 +111,12 @@ def list_jobs() -> Response:
         schema: ListArgsSchema
       responses:
         200:
+          description: One page of jobs
           content:
             application/json:
               schema: JobPage
         400:
+          description: Invalid query parameters
           content:
             application/json:
               schema: Error
@@ -96,7 +124,8 @@ def list_jobs() -> Response:
     try:
         args = ListArgsSchema().load(request.args)
     except ValidationError as exc:
-        raise ApiError(400, "invalid_query", "invalid query parameters", exc.messages) from None
+        details = exc.normalized_messages()
+        raise ApiError(400, "invalid_query", "invalid query parameters", details) from None
     where = queries.JobFilter(
         status=args.get("status"),
         target_object=args.get("targetObject"),
@@ -120,8 +149,8 @@ def get_job(job_id: int) -> Response:
       parameters:
       - {in: path, name: job_id, required: true, schema: {type: integer}}
       responses:
-        200: {content: {application/json: {schema: Job}}}
-        404: {content: {application/json: {schema: Error}}}
+        200: {description: The job, content: {application/json: {schema: Job}}}
+        404: {description: No such job, content: {application/json: {schema: Error}}}
     """
     return jsonify(JobSchema().dump(_job_or_404(job_id)))
 
@@ -134,13 +163,13 @@ def get_tree(job_id: int) -> Response:
       parameters:
       - {in: path, name: job_id, required: true, schema: {type: integer}}
       responses:
-        200: {content: {application/json: {schema: JobTree}}}
-        404: {content: {application/json: {schema: Error}}}
+        200: {description: The job tree, content: {application/json: {schema: JobTree}}}
+        404: {description: No such job, content: {application/json: {schema: Error}}}
     """
     tree = queries.get_tree(runtime().db, _valid_id(job_id))
     if tree is None:
         raise _not_found(job_id)
-    return jsonify(JobTreeSchema().dump(tree))
+    return jsonify(dump_tree(tree))
 
 
 @api.post("/jobs/<int:job_id>/cancel")
@@ -151,9 +180,9 @@ def cancel_job(job_id: int) -> Response:
       parameters:
       - {in: path, name: job_id, required: true, schema: {type: integer}}
       responses:
-        200: {content: {application/json: {schema: Job}}}
-        404: {content: {application/json: {schema: Error}}}
-        409: {content: {application/json: {schema: Error}}}
+        200: {description: The job after the cancel, content: {application/json: {schema: Job}}}
+        404: {description: No such job, content: {application/json: {schema: Error}}}
+        409: {description: Already ended, content: {application/json: {schema: Error}}}
     """
     rt = runtime()
     status = _guarded(lambda: lifecycle.cancel(rt.db, _valid_id(job_id)))
@@ -170,9 +199,9 @@ def retry_job(job_id: int) -> Response:
       parameters:
       - {in: path, name: job_id, required: true, schema: {type: integer}}
       responses:
-        200: {content: {application/json: {schema: Job}}}
-        404: {content: {application/json: {schema: Error}}}
-        409: {content: {application/json: {schema: Error}}}
+        200: {description: The job waiting again, content: {application/json: {schema: Job}}}
+        404: {description: No such job, content: {application/json: {schema: Error}}}
+        409: {description: Not FAILED or CANCELLED, content: {application/json: {schema: Error}}}
     """
     _guarded(lambda: lifecycle.retry(runtime().db, _valid_id(job_id)))
     return jsonify(JobSchema().dump(_job_or_404(job_id)))
@@ -186,8 +215,8 @@ def job_events(job_id: int) -> Response:
       parameters:
       - {in: path, name: job_id, required: true, schema: {type: integer}}
       responses:
-        200: {description: "{items: [JobEvent]}"}
-        404: {content: {application/json: {schema: Error}}}
+        200: {description: The events, content: {application/json: {schema: JobEventList}}}
+        404: {description: No such job, content: {application/json: {schema: Error}}}
     """
     events = queries.get_events(runtime().db, _valid_id(job_id))
     if events is None:
@@ -203,8 +232,8 @@ def job_log(job_id: int) -> Response:
       parameters:
       - {in: path, name: job_id, required: true, schema: {type: integer}}
       responses:
-        200: {content: {application/json: {schema: JobLog}}}
-        404: {content: {application/json: {schema: Error}}}
+        200: {description: The log tail, content: {application/json: {schema: JobLog}}}
+        404: {description: No such job, content: {application/json: {schema: Error}}}
     """
     entry = queries.get_log(runtime().db, _valid_id(job_id))
     if entry is None:
@@ -218,7 +247,7 @@ def job_types() -> Response:
     ---
     get:
       responses:
-        200: {description: "{items: [JobType]}"}
+        200: {description: The job types, content: {application/json: {schema: JobTypeList}}}
     """
     return jsonify({"items": JobTypeSchema(many=True).dump(runtime().registry.all())})
 

@@ -74,8 +74,10 @@ def _node_problems(node: JobSpec, is_root: bool) -> list[str]:
     if params.get("trigger", "all_success") not in TRIGGERS:
         problems.append(f"trigger must be one of {list(TRIGGERS)}")
     batch = params.get("batch")
-    if batch is not None and (not isinstance(batch, str) or not 1 <= len(batch) <= 255):
-        problems.append("batch must be a string of 1 to 255 characters")
+    if batch is not None and (
+        not isinstance(batch, str) or not 1 <= len(batch) <= 255 or not batch.isprintable()
+    ):
+        problems.append("batch must be printable text of 1 to 255 characters")
     if batch is not None and expect is None:
         problems.append("a batch join spans submissions, so it needs an explicit expect")
     timeout = params.get("timeoutSeconds")

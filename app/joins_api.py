@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 from marshmallow import Schema, ValidationError, fields, validate
 
+from app.api import printable
 from app.errors import ApiError
 from app.schemas import EpochDateTime
 from app.store import joins
@@ -45,8 +46,8 @@ class JoinSchema(Schema):
 
 
 class JoinListArgsSchema(Schema):
-    key = fields.String(validate=validate.Length(max=255))
-    batch = fields.String(validate=validate.Length(max=255))
+    key = fields.String(validate=[validate.Length(max=255), printable])
+    batch = fields.String(validate=[validate.Length(max=255), printable])
     limit = fields.Integer(load_default=100, validate=validate.Range(1, 500))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from http import HTTPStatus
 from typing import Any
 
 from apispec import APISpec
@@ -10,14 +12,18 @@ from apispec.yaml_utils import load_operations_from_docstring
 from flask import Flask
 
 from app.api import ListArgsSchema
+from app.joins_api import JoinSchema
 from app.payload import ChainedJobInfoSchema
 from app.schemas import (
+    EpochDateTime,
     ErrorSchema,
+    JobEventListSchema,
     JobEventSchema,
     JobLogSchema,
     JobPageSchema,
     JobSchema,
     JobTreeSchema,
+    JobTypeListSchema,
     JobTypeSchema,
 )
 
@@ -27,21 +33,27 @@ SCHEMAS = {
     "JobTree": JobTreeSchema,
     "JobPage": JobPageSchema,
     "JobEvent": JobEventSchema,
+    "JobEventList": JobEventListSchema,
     "JobLog": JobLogSchema,
     "JobType": JobTypeSchema,
+    "JobTypeList": JobTypeListSchema,
     "ListArgs": ListArgsSchema,
     "Error": ErrorSchema,
+    "Join": JoinSchema,
 }
 
 
 def build_spec(app: Flask) -> dict[str, Any]:
+    """The spec of every documented route under /api/v1 (views with a YAML docstring)."""
+    marshmallow = MarshmallowPlugin()
     spec = APISpec(
         title="jobchain",
         version="1",
         openapi_version="3.0.3",
-        plugins=[MarshmallowPlugin()],
+        plugins=[marshmallow],
         info={"description": "Submit chained jobs and follow them to the end."},
     )
+    marshmallow.map_to_openapi_type(EpochDateTime, "string", "date-time")
     for name, schema in SCHEMAS.items():
         spec.components.schema(name, schema=schema)
     for rule in app.url_map.iter_rules():
@@ -51,6 +63,25 @@ def build_spec(app: Flask) -> dict[str, Any]:
         operations = load_operations_from_docstring(view.__doc__ or "")
         if not operations:
             continue
-        path = rule.rule.replace("<int:", "{").replace("<", "{").replace(">", "}")
-        spec.path(path=path, operations=operations)
-    return spec.to_dict()
+        spec.path(path=re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule), operations=operations)
+    document = spec.to_dict()
+    _describe_responses(document)
+    return document
+
+
+def _describe_responses(document: dict[str, Any]) -> None:
+    """OpenAPI requires a description on every response; a terse docstring may omit it."""
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            if not isinstance(operation, dict):
+                continue
+            for status, response in operation.get("responses", {}).items():
+                if isinstance(response, dict) and "$ref" not in response:
+                    response.setdefault("description", _phrase(str(status)))
+
+
+def _phrase(status: str) -> str:
+    try:
+        return HTTPStatus(int(status)).phrase
+    except ValueError:
+        return status

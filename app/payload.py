@@ -1,22 +1,29 @@
 """ChainedJobInfo: validating a submitted job tree at the edge, before anything is stored.
 
-Checks run cheapest first: envelope, then shape and size limits by an iterative walk (so
-no input can drive recursion deep), then the marshmallow schema, then the job type
-registry. Every error names the path of the bad node, e.g.
-``nextJobs[0].nextJobs[1].targetObject``.
+Checks run cheapest first: envelope, then shape and size limits, then each node's own
+fields against a flat marshmallow schema, then the job type registry. Every walk is a loop,
+never recursion, so no input (and no configured depth limit) can exhaust the stack. Every
+error names the path of the bad node, e.g. ``nextJobs[0].nextJobs[1].targetObject``.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
-TYPE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+TYPE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
+# A rejection lists at most this many paths: enough to fix a payload, bounded in size.
+MAX_ERRORS = 100
+TARGET_FORMAT = (
+    'must be "<id>.<TYPE>" or "<TYPE>": id non-empty printable text, '
+    "TYPE a letter then letters, digits or _"
+)
 
 
 class PayloadError(Exception):
@@ -52,6 +59,14 @@ class JobSpec:
             stack.extend(reversed(node.next_jobs))
 
 
+@dataclass(frozen=True)
+class Limits:
+    max_depth: int = 64
+    max_nodes: int = 10_000
+    # Deeper parameters could make a whole tree's JSON too deep to encode in a response.
+    max_parameter_depth: int = 32
+
+
 def split_target(target_object: str) -> tuple[str | None, str]:
     """``"155.LPG"`` -> ``("155", "LPG")``; ``"NOOP"`` -> ``(None, "NOOP")``."""
     target_id, dot, job_type = target_object.rpartition(".")
@@ -59,81 +74,98 @@ def split_target(target_object: str) -> tuple[str | None, str]:
 
 
 def _valid_target(value: str) -> None:
+    # isprintable() also rules out NUL and lone surrogates, which no database can store.
     target_id, job_type = split_target(value)
-    if target_id == "" or not TYPE_NAME.match(job_type):
-        raise ValidationError(
-            'must be "<id>.<TYPE>" or "<TYPE>", TYPE a letter then letters, digits or _'
-        )
+    bad_id = target_id is not None and not (target_id and target_id.isprintable())
+    if bad_id or not TYPE_NAME.fullmatch(job_type):
+        raise ValidationError(TARGET_FORMAT)
+
+
+class StrictBoolean(fields.Boolean):
+    """A JSON true/false; plain Boolean takes 1 and 0.0 too (1 == True in its sets)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
+class StrictInteger(fields.Integer):
+    """A JSON integer; plain strict Integer still takes true and false (bool is an int)."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(strict=True, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        result: int = super()._deserialize(value, attr, data, **kwargs)
+        return result
 
 
 class StrictNumber(fields.Number):
-    """A JSON number; rejects strings and booleans that marshmallow would coerce."""
+    """A finite JSON number; rejects strings and booleans marshmallow would coerce, and NaN."""
 
     num_type = float
 
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValidationError("Not a valid number.")
-        return super()._deserialize(value, attr, data, **kwargs)
+            raise self.make_error("invalid", input=value)
+        result: float = super()._deserialize(value, attr, data, **kwargs)
+        if not math.isfinite(result):
+            raise ValidationError("Not a finite number.")
+        return result
 
 
-class ChainedJobInfoSchema(Schema):
-    """The submitted shape; ``nextJobs`` nests the same shape to any (bounded) depth."""
+class NodeSchema(Schema):
+    """One node's own fields. Its nextJobs are only checked to be a list here: parse_tree
+    validates the children as nodes of their own, in a loop."""
 
     class Meta:
         unknown = RAISE
 
     targetObject = fields.String(
-        required=True, validate=[validate.Length(min=1, max=255), _valid_target]
+        required=True,
+        validate=[validate.Length(min=1, max=255), _valid_target],
+        metadata={"pattern": r"^(.+\.)?[A-Za-z][A-Za-z0-9_]{0,63}$"},
     )
     parameters = fields.Dict(keys=fields.String(), load_default=dict)
-    executeOnError = fields.Boolean(truthy={True}, falsy={False}, load_default=False)
-    maxAttempts = fields.Integer(strict=True, load_default=1, validate=validate.Range(1, 100))
+    executeOnError = StrictBoolean(load_default=False)
+    maxAttempts = StrictInteger(load_default=1, validate=validate.Range(1, 100))
     timeoutSeconds = StrictNumber(
         load_default=None,
         allow_none=True,
         validate=validate.Range(min=0, min_inclusive=False, max=MAX_TIMEOUT_SECONDS),
+        metadata={"exclusiveMinimum": True},
     )
+    nextJobs = fields.List(fields.Raw(), load_default=list)
+
+
+class ChainedJobInfoSchema(NodeSchema):
+    """The submitted shape as documented in OpenAPI: nextJobs nests the same shape."""
+
     nextJobs = fields.List(fields.Nested(lambda: ChainedJobInfoSchema()), load_default=list)
 
-    @post_load
-    def to_spec(self, data: dict[str, Any], **_: Any) -> JobSpec:
-        target_id, job_type = split_target(data["targetObject"])
-        return JobSpec(
-            target_object=data["targetObject"],
-            job_type=job_type,
-            target_id=target_id,
-            parameters=data["parameters"],
-            execute_on_error=data["executeOnError"],
-            max_attempts=data["maxAttempts"],
-            timeout_seconds=data["timeoutSeconds"],
-            next_jobs=data["nextJobs"],
-        )
 
-
-@dataclass(frozen=True)
-class Limits:
-    max_depth: int = 64
-    max_nodes: int = 10_000
+_NODE_SCHEMA = NodeSchema()
 
 
 def parse_tree(body: Any, limits: Limits, known_type: Callable[[str], bool]) -> JobSpec:
     """Validate a decoded JSON body into a :class:`JobSpec` tree, or raise PayloadError."""
-    root = unwrap(body)
-    _check_shape(root, limits)
-    try:
-        spec: JobSpec = ChainedJobInfoSchema().load(root)
-    except ValidationError as exc:
-        raise PayloadError("invalid ChainedJobInfo", flatten(exc.messages)) from None
-    _assign_paths(spec)
-    unknown = {
-        _join(node.path, "targetObject"): [f"unknown job type {node.job_type!r}"]
-        for node in spec.walk()
-        if not known_type(node.job_type)
-    }
-    if unknown:
-        raise PayloadError("unknown job type", unknown)
-    return spec
+    nodes = list(_nodes_in_order(unwrap(body), limits))  # shape and size first: cheap
+    errors: dict[str, list[str]] = {}
+    specs: list[JobSpec | None] = []
+    for node, path, parent in nodes:
+        spec = _parse_node(node, path, limits, known_type, errors)
+        specs.append(spec)
+        if spec is not None and parent is not None and (owner := specs[parent]) is not None:
+            owner.next_jobs.append(spec)
+        if len(errors) >= MAX_ERRORS:
+            break
+    root = specs[0]
+    if errors or root is None:
+        raise PayloadError("invalid ChainedJobInfo", dict(list(errors.items())[:MAX_ERRORS]))
+    return root
 
 
 def unwrap(body: Any) -> Any:
@@ -143,38 +175,86 @@ def unwrap(body: Any) -> Any:
     return body
 
 
-def _check_shape(root: Any, limits: Limits) -> None:
-    """Reject non-objects, over-deep and over-large trees without recursing."""
-    stack: list[tuple[Any, str, int]] = [(root, "", 1)]
-    count = 0
+def _nodes_in_order(root: Any, limits: Limits) -> Iterator[tuple[dict[str, Any], str, int | None]]:
+    """Yield ``(node, path, parent index)`` in document order, rejecting non-objects and
+    over-deep or over-large trees before the children are even queued."""
+    stack: list[tuple[Any, str, int, int | None]] = [(root, "", 1, None)]
+    queued, index = 1, 0
     while stack:
-        node, path, depth = stack.pop()
+        node, path, depth, parent = stack.pop()
         if not isinstance(node, dict):
             raise PayloadError("invalid ChainedJobInfo", {path or "$": ["must be a JSON object"]})
-        count += 1
-        if count > limits.max_nodes:
-            raise PayloadError(
-                "tree too large", {"$": [f"more than {limits.max_nodes} jobs in one submission"]}
+        yield node, path, parent
+        children = node.get("nextJobs")
+        if isinstance(children, list) and children:
+            prefix = _join(path, "nextJobs")
+            if depth >= limits.max_depth:
+                raise PayloadError(
+                    "tree too deep",
+                    {f"{prefix}[0]": [f"nested deeper than {limits.max_depth} levels"]},
+                )
+            if queued + len(children) > limits.max_nodes:
+                first_over = limits.max_nodes - queued
+                raise PayloadError(
+                    "tree too large",
+                    {f"{prefix}[{first_over}]": [f"more than {limits.max_nodes} jobs in one tree"]},
+                )
+            queued += len(children)
+            stack.extend(
+                (child, f"{prefix}[{i}]", depth + 1, index)
+                for i, child in reversed(list(enumerate(children)))
             )
-        children = node.get("nextJobs", [])
-        if not isinstance(children, list) or not children:
-            continue
-        if depth >= limits.max_depth:
-            raise PayloadError(
-                "tree too deep",
-                {_join(path, "nextJobs"): [f"nesting deeper than {limits.max_depth} levels"]},
-            )
-        for index, child in enumerate(children):
-            stack.append((child, f"{_join(path, 'nextJobs')}[{index}]", depth + 1))
+        index += 1
 
 
-def _assign_paths(root: JobSpec) -> None:
-    stack = [root]
+def _parse_node(
+    node: dict[str, Any],
+    path: str,
+    limits: Limits,
+    known_type: Callable[[str], bool],
+    errors: dict[str, list[str]],
+) -> JobSpec | None:
+    """One node as a JobSpec (children not attached), or None with its problems in errors."""
+    try:
+        data = _NODE_SCHEMA.load(node)
+    except ValidationError as exc:
+        errors.update(flatten(exc.messages, path))
+        return None
+    found: dict[str, list[str]] = {}
+    problem = _parameters_problem(data["parameters"], limits.max_parameter_depth)
+    if problem:
+        found[_join(path, "parameters")] = [problem]
+    target_id, job_type = split_target(data["targetObject"])
+    if not known_type(job_type):
+        found[_join(path, "targetObject")] = [f"unknown job type {job_type!r}"]
+    if found:
+        errors.update(found)
+        return None
+    return JobSpec(
+        target_object=data["targetObject"],
+        job_type=job_type,
+        target_id=target_id,
+        parameters=data["parameters"],
+        execute_on_error=data["executeOnError"],
+        max_attempts=data["maxAttempts"],
+        timeout_seconds=data["timeoutSeconds"],
+        path=path,
+    )
+
+
+def _parameters_problem(parameters: dict[str, Any], max_depth: int) -> str | None:
+    """Why ``parameters`` cannot be stored and echoed back as JSON, or None."""
+    stack: list[tuple[Any, int]] = [(parameters, 1)]
     while stack:
-        node = stack.pop()
-        for index, child in enumerate(node.next_jobs):
-            child.path = f"{_join(node.path, 'nextJobs')}[{index}]"
-            stack.append(child)
+        value, depth = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            return "NaN and Infinity are not JSON"
+        if isinstance(value, dict | list):
+            if depth > max_depth:
+                return f"nested deeper than {max_depth} levels"
+            items = value.values() if isinstance(value, dict) else value
+            stack.extend((item, depth + 1) for item in items)
+    return None
 
 
 def flatten(messages: Any, path: str = "") -> dict[str, list[str]]:

@@ -33,6 +33,7 @@ class JobSchema(Schema):
     rootId = fields.Integer(attribute="root_id")
     nextJobIds = fields.List(fields.Integer(), attribute="next_job_ids")
     blockedBy = fields.Integer(attribute="blocked_by", allow_none=True)
+    joinId = fields.Integer(attribute="join_id", allow_none=True)
     attempt = fields.Integer()
     message = fields.String(allow_none=True)
     result = fields.Raw(allow_none=True)
@@ -45,7 +46,22 @@ class JobSchema(Schema):
 
 
 class JobTreeSchema(JobSchema):
+    """The documented tree shape; :func:`dump_tree` produces it without recursion."""
+
     nextJobs = fields.List(fields.Nested(lambda: JobTreeSchema()), attribute="next_jobs")
+
+
+def dump_tree(tree: dict[str, Any]) -> dict[str, Any]:
+    """A stored tree as JobTreeSchema would dump it, in a loop: a nested schema recurses
+    once per level, which a deep (configurable) max_depth could push past the stack."""
+    flat = JobSchema()
+    root: dict[str, Any] = flat.dump(tree)
+    stack = [(tree, root)]
+    while stack:
+        node, out = stack.pop()
+        out["nextJobs"] = [flat.dump(child) for child in node["next_jobs"]]
+        stack.extend(zip(node["next_jobs"], out["nextJobs"], strict=True))
+    return root
 
 
 class JobPageSchema(Schema):
@@ -63,6 +79,10 @@ class JobEventSchema(Schema):
     reason = fields.String()
 
 
+class JobEventListSchema(Schema):
+    items = fields.List(fields.Nested(JobEventSchema))
+
+
 class JobLogSchema(Schema):
     jobId = fields.Integer(attribute="job_id")
     lines = fields.List(fields.String())
@@ -74,6 +94,10 @@ class JobTypeSchema(Schema):
     description = fields.String()
 
 
+class JobTypeListSchema(Schema):
+    items = fields.List(fields.Nested(JobTypeSchema))
+
+
 class ErrorBodySchema(Schema):
     code = fields.String()
     message = fields.String()
@@ -81,4 +105,6 @@ class ErrorBodySchema(Schema):
 
 
 class ErrorSchema(Schema):
+    """Every 4xx/5xx body; details maps e.g. a payload path to its problems."""
+
     error = fields.Nested(ErrorBodySchema)

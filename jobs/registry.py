@@ -17,7 +17,7 @@ from typing import Any
 from jobs.context import JobContext
 
 JobFunction = Callable[[JobContext], Any]
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class Registry:
         self._lock = threading.Lock()
 
     def register(self, name: str, run: JobFunction, description: str = "") -> JobType:
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise ValueError(f"invalid job type name {name!r}")
         doc = description or (run.__doc__ or "").strip().splitlines()[0:1]
         text = doc if isinstance(doc, str) else (doc[0] if doc else "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -77,5 +78,17 @@ class LiveServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.close()
-        self.thread.join(5)
+        """Stop waitress from inside its loop: closing the socket under a running select()
+        would only end the loop at its next 1 s timeout (with EBADF), a second per test."""
+        server: Any = self.server
+
+        def close_all() -> None:
+            for channel in list(server._map.values()):
+                channel.close()
+            server._map.clear()
+
+        if self.thread.is_alive():
+            with contextlib.suppress(OSError):  # already closed: the slow path still works
+                server.trigger.pull_trigger(close_all)
+            self.thread.join(5)
+        server.task_dispatcher.shutdown()
