@@ -5,15 +5,25 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
-from app.client import ApiClient, ApiClientError
-from app.statuses import TERMINAL
+from app.client import ApiClient, ApiClientError, ApiUnavailable
+from app.statuses import TERMINAL, Status
 from config import Settings
 
+T = TypeVar("T")
+
 DEFAULT_URL = "http://127.0.0.1:8080"
+# ``submit --wait`` exit codes, so scripts can tell a failed chain from a slow one.
+EXIT_CHAIN_FAILED = 1
+EXIT_WAIT_TIMEOUT = 3
+
+
+class WaitTimeout(click.ClickException):
+    exit_code = EXIT_WAIT_TIMEOUT
 
 
 @click.group()
@@ -28,6 +38,7 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 def cli(ctx: click.Context, url: str) -> None:
     """jobchain: run chained jobs and track their status."""
     ctx.obj = ApiClient(url)
+    ctx.call_on_close(ctx.obj.close)
 
 
 @cli.command()
@@ -50,10 +61,14 @@ def serve(
     host: str | None, port: int | None, workers: int | None, database_url: str | None
 ) -> None:
     """Start the API, the workers and housekeeping in this process."""
+    from app.server import StartupError
     from app.server import serve as run_server
 
     settings = Settings.from_env(host=host, port=port, workers=workers, database_url=database_url)
-    run_server(settings)
+    try:
+        run_server(settings)
+    except StartupError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @cli.command()
@@ -68,7 +83,11 @@ def serve(
 )
 @click.pass_obj
 def submit(client: ApiClient, file: Any, wait: bool, timeout: float) -> None:
-    """Submit a ChainedJobInfo JSON file ('-' for stdin)."""
+    """Submit a ChainedJobInfo JSON file ('-' for stdin).
+
+    With --wait, print the finished tree and exit 0 if every job FINISHED, 1 if any did
+    not (failed, skipped or cancelled), 3 if the chain was still running at --timeout.
+    """
     try:
         payload = json.load(file)
     except ValueError as exc:
@@ -78,8 +97,8 @@ def submit(client: ApiClient, file: Any, wait: bool, timeout: float) -> None:
     if wait:
         tree = _wait_for_chain(client, job["id"], timeout)
         _print_tree(tree)
-        if any(node["status"] != "FINISHED" for node in _nodes(tree)):
-            sys.exit(1)
+        if any(node["status"] != Status.FINISHED for node in _nodes(tree)):
+            sys.exit(EXIT_CHAIN_FAILED)
 
 
 @cli.command()
@@ -111,7 +130,8 @@ def cancel(client: ApiClient, job_id: int) -> None:
 def retry(client: ApiClient, job_id: int) -> None:
     """Run a FAILED or CANCELLED job again; the chain continues after it."""
     job = _api(lambda: client.retry(job_id))
-    click.echo(f"job {job_id}: {job['status']} (attempt {job['attempt']} done so far)")
+    # The job may already be running again by the time the answer arrives.
+    click.echo(f"job {job_id}: retried, now {job['status']}")
 
 
 @cli.command("log")
@@ -139,12 +159,17 @@ def events(client: ApiClient, job_id: int) -> None:
 
 
 @cli.command("list")
-@click.option("--status", default=None, help="Only jobs in this status.")
+@click.option(
+    "--status",
+    type=click.Choice([s.value for s in Status], case_sensitive=False),
+    default=None,
+    help="Only jobs in this status.",
+)
 @click.option("--limit", type=int, default=20, show_default=True)
 @click.pass_obj
 def list_jobs(client: ApiClient, status: str | None, limit: int) -> None:
     """List the newest jobs."""
-    page = _api(lambda: client.jobs(status=status, limit=limit))
+    page = _api(lambda: client.jobs(status=status.upper() if status else None, limit=limit))
     for job in page["items"]:
         click.echo(
             f"{job['id']:>8}  {job['status']:<22} {job['targetObject']:<30} {job['message'] or ''}"
@@ -159,19 +184,18 @@ def job_types(client: ApiClient) -> None:
         click.echo(f"{job_type['name']:<12} {job_type['description']}")
 
 
-def _api(call: Any) -> Any:
+def _api(call: Callable[[], T]) -> T:
+    """Run one API call; turn its failures into a one-line error (plus bad-field paths)."""
     try:
         return call()
     except ApiClientError as exc:
-        details = exc.body.get("error", {}).get("details") if isinstance(exc.body, dict) else None
-        message = str(exc)
-        if details:
-            message += "\n" + "\n".join(
-                f"  {path}: {'; '.join(map(str, msgs))}" for path, msgs in details.items()
-            )
-        raise click.ClickException(message) from None
-    except OSError as exc:
-        raise click.ClickException(f"cannot reach jobchain: {exc}") from None
+        lines = [str(exc)]
+        for path, messages in exc.details.items():
+            text = "; ".join(map(str, messages)) if isinstance(messages, list) else messages
+            lines.append(f"  {path}: {text}")
+        raise click.ClickException("\n".join(lines)) from None
+    except ApiUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _nodes(tree: dict[str, Any]) -> list[dict[str, Any]]:
@@ -191,19 +215,29 @@ def _wait_for_chain(client: ApiClient, job_id: int, timeout: float) -> dict[str,
         if all(node["status"] in TERMINAL for node in _nodes(tree)):
             return tree
         if time.monotonic() > deadline:
-            raise click.ClickException(f"chain {job_id} still running after {timeout:g} s")
+            raise WaitTimeout(f"chain {job_id} still running after {timeout:g} s")
         time.sleep(delay)
         delay = min(1.0, delay * 2)
 
 
 def _print_tree(tree: dict[str, Any], indent: int = 0) -> None:
-    message = f"  {tree['message']}" if tree.get("message") else ""
-    click.echo(
-        f"{'  ' * indent}{tree['id']:>6} {tree['status']:<22} {tree['targetObject']}{message}"
-    )
+    """One line per job, children indented under their parent."""
+    notes = []
+    if tree["status"] == Status.PROCESSING and tree.get("progress") is not None:
+        notes.append(f"{tree['progress']:.0f}%")
+    if tree.get("attempt", 0) > 1:
+        notes.append(f"attempt {tree['attempt']}")
+    if tree.get("message"):
+        notes.append(str(tree["message"]))
+    extra = f"  {'  '.join(notes)}" if notes else ""
+    click.echo(f"{'  ' * indent}{tree['id']:>6} {tree['status']:<22} {tree['targetObject']}{extra}")
     for child in tree.get("nextJobs", []):
         _print_tree(child, indent + 1)
 
 
 def main() -> None:
     cli(prog_name="jobchain")
+
+
+if __name__ == "__main__":
+    main()

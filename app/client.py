@@ -2,36 +2,88 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import requests
 
+API_PREFIX = "/api/v1"
+# Non-JSON error bodies (a proxy's HTML page, say) are cut to this many characters.
+MAX_ERROR_TEXT = 300
+
 
 class ApiClientError(Exception):
+    """The service answered with an error status; ``body`` is its decoded error body."""
+
     def __init__(self, status: int, body: Any):
         error = body.get("error", {}) if isinstance(body, dict) else {}
-        super().__init__(f"HTTP {status}: {error.get('message', body)}")
+        text = error.get("message") if isinstance(error, dict) else None
+        if text is None:
+            text = str(body).strip()[:MAX_ERROR_TEXT] or "(empty response)"
+        super().__init__(f"HTTP {status}: {text}")
         self.status = status
         self.body = body
 
+    @property
+    def details(self) -> dict[str, Any]:
+        """Per-field problems (``{"nextJobs[0].targetObject": [...]}``) of a 400 answer."""
+        error = self.body.get("error") if isinstance(self.body, dict) else None
+        details = error.get("details") if isinstance(error, dict) else None
+        return details if isinstance(details, dict) else {}
+
+
+class ApiUnavailable(Exception):
+    """The service could not be reached at all (not running, wrong URL, timed out)."""
+
 
 class ApiClient:
+    """One method per API call. ``base_url`` may include the ``/api/v1`` the server prints."""
+
     def __init__(self, base_url: str, timeout: float = 30.0):
-        self.base_url = base_url.rstrip("/")
+        base = base_url.rstrip("/")
+        if base.endswith(API_PREFIX):
+            base = base[: -len(API_PREFIX)]
+        self.base_url = base
         self.timeout = timeout
         self.session = requests.Session()
 
+    def close(self) -> None:
+        """Drop kept-alive connections (a server waits for them before it can stop)."""
+        self.session.close()
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.session.request(
-            method, f"{self.base_url}/api/v1{path}", timeout=self.timeout, **kwargs
-        )
-        try:
-            body = response.json()
-        except ValueError:
-            body = response.text
-        if response.status_code >= 400:
-            raise ApiClientError(response.status_code, body)
+        status, body = self._request(method, path, **kwargs)
+        if status >= 400:
+            raise ApiClientError(status, body)
         return body
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+        """Status and decoded body. Kept apart from the ``raise`` in :meth:`_call` so that an
+        error's traceback does not hold the response, whose open file would keep the
+        kept-alive socket open (and a test server waiting for it) after :meth:`close`."""
+        try:
+            response = self.session.request(
+                method, f"{self.base_url}{API_PREFIX}{path}", timeout=self.timeout, **kwargs
+            )
+        except requests.Timeout:
+            raise ApiUnavailable(
+                f"jobchain at {self.base_url} did not answer within {self.timeout:g} s"
+            ) from None
+        except requests.RequestException as exc:
+            raise ApiUnavailable(
+                f"cannot reach jobchain at {self.base_url}: {_reason(exc)}"
+            ) from None
+        with response:
+            try:
+                return response.status_code, response.json()
+            except ValueError:
+                return response.status_code, response.text
 
     def submit(self, payload: Any) -> dict[str, Any]:
         return self._call("POST", "/jobs", json=payload)
@@ -60,3 +112,9 @@ class ApiClient:
 
     def job_types(self) -> list[dict[str, Any]]:
         return self._call("GET", "/job-types")["items"]
+
+
+def _reason(exc: requests.RequestException) -> str:
+    """The OS-level cause ("Connection refused") instead of urllib3's nested repr."""
+    match = re.search(r"\[Errno -?\d+\] ([^)\"']+)", str(exc))
+    return match.group(1).strip() if match else type(exc).__name__

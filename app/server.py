@@ -3,50 +3,123 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from types import FrameType
+from typing import Any
 
-from waitress import create_server
+from sqlalchemy.engine import make_url
+from waitress.server import create_server
 
 from app import create_app
 from app.housekeeping import start_housekeeping
 from app.runtime import Runtime
 from app.worker import WorkerPool
 from config import Settings
+from jobs import REGISTRY
 
 log = logging.getLogger("jobchain.server")
 
 
+class StartupError(Exception):
+    """The service could not start (bad job module, port in use); shown without a traceback."""
+
+
 def serve(settings: Settings) -> None:
-    """Run until SIGINT/SIGTERM, then stop claiming and let running jobs finish briefly."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    """Run until SIGINT/SIGTERM, then stop claiming and let running jobs finish briefly.
+
+    Everything that can fail at startup (job modules, the listen socket) happens before
+    workers start, so a failed start leaves nothing half-running.
+    """
+    load_job_modules(settings.job_modules)
+    _configure_logging()
     runtime = Runtime.create(settings)
-    pool = WorkerPool(runtime.db, runtime.registry, settings)
-    runtime.pool = pool
     app = create_app(runtime=runtime)
-    scheduler = start_housekeeping(runtime.db, settings.reap_interval_seconds)
-    pool.start()
-    server = create_server(app, host=settings.host, port=settings.port, threads=8)
-    port = getattr(server, "effective_port", settings.port)
-    host = getattr(server, "effective_host", settings.host)
-    print(f"jobchain API listening on http://{host}:{port}/api/v1", flush=True)
-    print(f"  health: http://{host}:{port}/health   database: {settings.database_url}", flush=True)
+    try:
+        server = create_server(app, host=settings.host, port=settings.port, threads=8)
+    except OSError as exc:
+        runtime.db.dispose()
+        raise StartupError(f"cannot listen on {settings.host}:{settings.port}: {exc}") from None
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
+        # waitress's loop catches SystemExit and returns. The handlers are reset below, so
+        # a second signal during the graceful wait kills the process at once.
         raise SystemExit(0)
 
+    # Installed before the URL is printed: whoever reads it may signal right away.
     signal.signal(signal.SIGTERM, _stop)
+    pool = WorkerPool(runtime.db, runtime.registry, settings)
+    runtime.pool = pool
+    scheduler = None
     try:
+        scheduler = start_housekeeping(runtime.db, settings.reap_interval_seconds)
+        pool.start()
+        _announce(server, settings)
         server.run()
     except (KeyboardInterrupt, SystemExit):
         pass
     finally:
-        log.info("shutting down")
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        log.info("shutting down: waiting for running jobs")
         server.close()
-        scheduler.shutdown(wait=False)
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
         pool.stop()
         runtime.db.dispose()
+        log.info("stopped")
     sys.exit(0)
+
+
+def load_job_modules(modules: tuple[str, ...]) -> None:
+    """Import the user's job modules, resolving them from the current directory too.
+
+    A console script's ``sys.path`` starts with its own bin directory, not the working
+    directory, so ``JOBCHAIN_JOB_MODULES=examples.pricing_jobs`` would not import from a
+    checkout; ``python -m`` puts the working directory first, and so do we.
+    """
+    if not modules:
+        return
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+    for module in modules:
+        try:
+            REGISTRY.load_modules([module])
+        except Exception as exc:
+            raise StartupError(
+                f"cannot load job module {module!r} (JOBCHAIN_JOB_MODULES): "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # APScheduler logs every reaper run at INFO; only its problems are worth seeing.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def _announce(server: Any, settings: Settings) -> None:
+    """Print the real address (tests and scripts parse the first line); the password of a
+    database URL is masked."""
+    bases = [
+        f"http://{f'[{host}]' if ':' in host else host}:{port}"
+        for host, port in _addresses(server, settings)
+    ]
+    for base in bases:
+        print(f"jobchain API listening on {base}/api/v1", flush=True)
+    database = make_url(settings.database_url).render_as_string(hide_password=True)
+    job_types = ", ".join(t.name for t in REGISTRY.all())
+    print(f"  health: {bases[0]}/health   database: {database}", flush=True)
+    print(f"  job types: {job_types}", flush=True)
+
+
+def _addresses(server: Any, settings: Settings) -> list[tuple[str, int]]:
+    """Where waitress actually listens: port 0 picks a free port, a name may bind several."""
+    if hasattr(server, "effective_listen"):
+        return [(str(host), int(port)) for host, port in server.effective_listen]
+    host = getattr(server, "effective_host", settings.host)
+    return [(str(host), int(getattr(server, "effective_port", settings.port)))]

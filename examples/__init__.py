@@ -1,0 +1,1 @@
+"""Example chains (``*.json``) and a user job module (``pricing_jobs``) for jobchain."""
