@@ -41,6 +41,13 @@ class Settings:
     retry_base_seconds: float = 1.0
     retry_max_seconds: float = 600.0
     log_tail_bytes: int = 64 * 1024
+    # Integration systems. Tokens seeded from the environment: "role:token,role:token".
+    api_tokens: tuple[str, ...] = ()
+    # Shared secrets for callback signatures; two may be active during a rotation.
+    callback_secrets: tuple[str, ...] = ()
+    # Base URL external systems use to reach this service (for callback URLs).
+    public_url: str = ""
+    idempotency_ttl_seconds: float = 24 * 3600.0
     # SQLite only: synchronous=NORMAL in WAL mode is durable across process crashes
     # (not across power loss); FULL adds an fsync per commit.
     sqlite_synchronous: str = "NORMAL"

@@ -24,7 +24,7 @@ from app.store.tables import metadata
 from app.worker import WorkerPool
 from config import Settings
 from jobs import REGISTRY
-from tests.helpers import LiveServer
+from tests.helpers import ADMIN_TOKEN, CALLBACK_SECRET, LiveServer
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "JOBCHAIN_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -38,6 +38,8 @@ TEST_SETTINGS = Settings(
     idle_poll_seconds=1.0,
     retry_base_seconds=0.05,
     retry_max_seconds=0.2,
+    api_tokens=(f"admin:{ADMIN_TOKEN}",),
+    callback_secrets=(CALLBACK_SECRET,),
 )
 
 

@@ -16,6 +16,11 @@ from app.store.database import Database
 
 T = TypeVar("T")
 
+# Seeded into the test settings (conftest.TEST_SETTINGS): send AUTH with every API call.
+ADMIN_TOKEN = "test-admin-token"
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+CALLBACK_SECRET = "test-callback-secret"
+
 
 def wait_until(
     predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.01, what: str = ""

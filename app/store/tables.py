@@ -134,3 +134,55 @@ join_arrivals = Table(
     Column("at", Float, nullable=False),
     UniqueConstraint("join_id", "job_id", name="uq_join_arrival"),
 )
+
+# -- integration systems ----------------------------------------------------------------
+
+# API tokens, stored as SHA-256 hashes of high-entropy secrets; role grants a set of calls.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float, nullable=True),
+)
+
+# Idempotency-Key of a submission: the same key with the same body returns the same job.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("key", String(255), primary_key=True),
+    Column("body_hash", String(64), nullable=False),
+    Column("job_id", Id, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_idempotency_created", "created_at"),
+)
+
+# Cron schedules: each fire time submits the payload once (schedule_fires is the guard).
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("cron", String(255), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("next_fire_at", Float, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_schedules_due", "enabled", "next_fire_at"),
+)
+
+schedule_fires = Table(
+    "schedule_fires",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("schedule_id", Id, ForeignKey("schedules.id", ondelete="CASCADE"), nullable=False),
+    Column("fire_time", Float, nullable=False),
+    Column("root_job_id", Id, nullable=True),
+    Column("fired_at", Float, nullable=False),
+    UniqueConstraint("schedule_id", "fire_time", name="uq_schedule_fire"),
+)
