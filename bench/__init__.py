@@ -1,0 +1,1 @@
+"""Benchmarks for jobchain's engine (run ``python -m bench.core``)."""
