@@ -37,6 +37,7 @@ class Transition(StrEnum):
     PARENT_FINISHED = "parent finished"
     PARENT_FAILED = "parent failed"
     CLAIM = "claim"
+    UNCLAIM = "handed back unstarted"
     FINISH = "finish"
     FAIL = "fail"
     RETRY_LATER = "automatic retry"
@@ -58,6 +59,7 @@ TRANSITIONS: dict[Transition, tuple[frozenset[Status], Status]] = {
     ),
     Transition.PARENT_FAILED: (frozenset({Status.WAITING_FOR_PARENT}), Status.WAITING_FOR_DISPATCH),
     Transition.CLAIM: (frozenset({Status.WAITING_FOR_DISPATCH}), Status.PROCESSING),
+    Transition.UNCLAIM: (frozenset({Status.PROCESSING}), Status.WAITING_FOR_DISPATCH),
     Transition.FINISH: (frozenset({Status.PROCESSING}), Status.FINISHED),
     Transition.FAIL: (frozenset({Status.PROCESSING}), Status.FAILED),
     Transition.RETRY_LATER: (frozenset({Status.PROCESSING}), Status.WAITING_FOR_DISPATCH),

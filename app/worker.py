@@ -19,13 +19,15 @@ import threading
 import time
 import traceback
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, overload
 
-from app.store import lifecycle, queries
+from app.store import external, lifecycle
 from app.store.database import Database, now
 from config import Settings
 from jobs.context import JobContext, JobFailed
+from jobs.external import AwaitCallback
 from jobs.registry import Registry
 
 log = logging.getLogger("jobchain.worker")
@@ -34,7 +36,35 @@ MAX_RESULT_BYTES = 64 * 1024
 # After a timeout fires, a job's function gets this long to notice before the job is
 # failed without it (its thread is then abandoned until the function returns).
 TIMEOUT_GRACE_SECONDS = 5.0
-MONITOR_TICK_SECONDS = 0.2
+MONITOR_TICK_SECONDS = 0.02
+# A worker whose jobs end this fast takes several per transaction (up to MAX_BATCH) and
+# records their outcomes together; one slower job sets it back to one at a time.
+QUICK_SECONDS = 0.005
+MAX_BATCH = 16
+# A job running this long hands back the jobs its worker claimed but has not started, and
+# records the ones it finished, so nothing waits behind a slow job.
+SLOW_SECONDS = 0.05
+
+
+@dataclass
+class Lane:
+    """One worker thread's jobs: claimed but not started, and done but not yet recorded."""
+
+    held: deque[lifecycle.Claim] = field(default_factory=deque)
+    done: list[lifecycle.Done] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    batch: int = 1
+
+    def take(self) -> lifecycle.Claim | None:
+        with self.lock:
+            return self.held.popleft() if self.held else None
+
+    def drain(self) -> tuple[list[lifecycle.Claim], list[lifecycle.Done]]:
+        with self.lock:
+            held, done = list(self.held), self.done
+            self.held.clear()
+            self.done = []
+        return held, done
 
 
 @dataclass
@@ -42,9 +72,12 @@ class Running:
     claim: lifecycle.Claim
     ctx: JobContext
     deadline: float | None
+    lane: Lane
+    started: float = field(default_factory=time.monotonic)
     last_beat: float = field(default_factory=time.monotonic)
     timed_out_at: float | None = None
     settled: bool = False  # finished by the monitor (timeout) or lease lost
+    handed_back: bool = False  # its lane's other jobs were handed back (it is slow)
 
 
 class WorkerPool:
@@ -60,6 +93,7 @@ class WorkerPool:
         )
         self._wakeups = threading.Condition()
         self._generation = 0
+        self._next_due: float | None = None  # earliest retry backoff this process set
         self._stopping = threading.Event()
         self._running: dict[int, Running] = {}
         self._running_lock = threading.Lock()
@@ -86,10 +120,14 @@ class WorkerPool:
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
 
-    def wake(self) -> None:
+    def wake(self, count: int | None = None) -> None:
+        """Wake ``count`` idle workers (all when None): one per job made claimable."""
         with self._wakeups:
             self._generation += 1
-            self._wakeups.notify_all()
+            if count is None:
+                self._wakeups.notify_all()
+            else:
+                self._wakeups.notify(count)
 
     def request_abort(self, job_id: int, reason: str = "cancelled") -> bool:
         """Signal a job running in this process to stop (cancel made through this API)."""
@@ -112,34 +150,79 @@ class WorkerPool:
     # -- claiming and running ------------------------------------------------------------
 
     def _work_loop(self) -> None:
+        lane = Lane()
         while not self._stopping.is_set():
-            generation = self._generation
+            claim = lane.take()
+            if claim is None:
+                generation = self._generation
+                if not self._flush(lane, claim_limit=lane.batch):
+                    self._idle(generation)
+                continue
+            began = time.monotonic()
+            self._run(claim, lane)
+            quick = time.monotonic() - began < QUICK_SECONDS
+            lane.batch = min(lane.batch * 2, MAX_BATCH) if quick else 1
+            if not quick or len(lane.done) >= MAX_BATCH:
+                self._flush(lane, claim_limit=0)
+        self._hand_back(lane)
+
+    def _flush(self, lane: Lane, claim_limit: int) -> bool:
+        """Record the lane's finished jobs and claim up to ``claim_limit`` more, in one
+        transaction; True if it claimed any. Retries while the database is unavailable;
+        if it never answers, the leases expire and the jobs re-run (at-least-once)."""
+        with lane.lock:
+            done, lane.done = lane.done, []
+        if not done and not claim_limit:
+            return False
+        for attempt in range(5):
             try:
-                claims = lifecycle.claim(self.db, self.owner, self.settings.lease_seconds)
+                completion = lifecycle.complete(
+                    self.db,
+                    done,
+                    owner=self.owner,
+                    claim_limit=0 if self._stopping.is_set() else claim_limit,
+                    lease_seconds=self.settings.lease_seconds,
+                    retry=self.retry_policy,
+                    log_limit=self.settings.log_tail_bytes,
+                )
+                break
             except Exception:
-                log.exception("claim failed; backing off")
-                self._stopping.wait(1.0)
-                continue
-            if not claims:
-                self._idle(generation)
-                continue
-            for claim in claims:
-                self._run(claim)
+                log.exception("recording %d job(s) failed (try %d)", len(done), attempt + 1)
+                if self._stopping.wait(0.2 * (attempt + 1)):
+                    return False
+        else:
+            return False
+        if completion.retry_at is not None:
+            due = self._next_due
+            self._next_due = completion.retry_at if due is None else min(due, completion.retry_at)
+        with lane.lock:
+            lane.held.extend(completion.claims)
+        return bool(completion.claims)
+
+    def _hand_back(self, lane: Lane) -> None:
+        """Record what the lane finished and return what it never started."""
+        held, done = lane.drain()
+        if done:
+            with lane.lock:
+                lane.done = done + lane.done
+            self._flush(lane, claim_limit=0)
+        if held:
+            lifecycle.release_unstarted(self.db, held)
 
     def _idle(self, generation: int) -> None:
         """Sleep until woken, until a backed-off retry is due, or the fallback poll."""
         timeout = self.settings.idle_poll_seconds
-        try:
-            due = queries.next_due_at(self.db)
-        except Exception:
-            due = None
+        due = self._next_due
         if due is not None:
-            timeout = min(timeout, max(0.0, due - now()) + 0.001)
+            wait = due - now()
+            if wait <= 0:
+                self._next_due = None  # due now: the claim that follows takes it
+            timeout = min(timeout, max(0.001, wait))
         with self._wakeups:
             if generation == self._generation and not self._stopping.is_set():
                 self._wakeups.wait(timeout)
 
-    def _run(self, claim: lifecycle.Claim) -> None:
+    def _run(self, claim: lifecycle.Claim, lane: Lane) -> None:
         ctx = JobContext(
             job_id=claim.id,
             root_id=claim.root_id,
@@ -151,7 +234,7 @@ class WorkerPool:
             log_limit_bytes=self.settings.log_tail_bytes,
         )
         deadline = time.monotonic() + claim.timeout_seconds if claim.timeout_seconds else None
-        running = Running(claim, ctx, deadline)
+        running = Running(claim, ctx, deadline, lane)
         with self._running_lock:
             stale = self._running.get(claim.id)
             self._running[claim.id] = running
@@ -162,7 +245,8 @@ class WorkerPool:
         try:
             outcome = self._execute(running)
             if not running.settled:
-                self._report(running, outcome)
+                with lane.lock:
+                    lane.done.append(self._done(running, outcome))
         finally:
             with self._running_lock:
                 if self._running.get(claim.id) is running:
@@ -183,6 +267,8 @@ class WorkerPool:
             return self._failure(running, f"{type(exc).__name__}: {exc}", None)
         if running.timed_out_at is not None:
             return self._failure(running, "", None)
+        if isinstance(result, AwaitCallback):
+            return self._await_callback(running)
         problem = _result_problem(result)
         if problem:
             return lifecycle.Outcome(failed=True, message=problem)
@@ -196,11 +282,29 @@ class WorkerPool:
             result = None
         return lifecycle.Outcome(failed=True, message=message, result=result)
 
-    def _report(self, running: Running, outcome: lifecycle.Outcome) -> None:
-        """Write the outcome, retrying while the database is briefly unavailable.
+    def _await_callback(self, running: Running) -> lifecycle.Outcome:
+        """EXTERNAL: hand the job to its callback deadline, so no thread waits for it.
 
-        If it never succeeds the lease expires and the job is re-run: at-least-once.
+        Nothing is left to report afterwards. If the hand-over fails, the worker's lease
+        expires and the reaper re-runs the job (or fails it), as after a crash.
         """
+        running.settled = True
+        claim = running.claim
+        try:
+            external.await_callback(
+                self.db,
+                claim.id,
+                claim.lease_token,
+                external.callback_timeout(claim.parameters),
+                message=_text(running.ctx.snapshot_progress()[1]),
+                log=_text(running.ctx.output.drain()),
+                log_limit=self.settings.log_tail_bytes,
+            )
+        except Exception:
+            log.exception("handing job %s to its callback failed", claim.id)
+        return lifecycle.Outcome(failed=False)
+
+    def _done(self, running: Running, outcome: lifecycle.Outcome) -> lifecycle.Done:
         full = lifecycle.Outcome(
             failed=outcome.failed,
             message=_text(outcome.message),
@@ -208,20 +312,7 @@ class WorkerPool:
             progress=outcome.progress,
             log=_text(running.ctx.output.drain()),
         )
-        for attempt in range(5):
-            try:
-                lifecycle.finish(
-                    self.db,
-                    running.claim.id,
-                    running.claim.lease_token,
-                    full,
-                    self.retry_policy,
-                    self.settings.log_tail_bytes,
-                )
-                return
-            except Exception:
-                log.exception("finishing job %s failed (try %d)", running.claim.id, attempt + 1)
-                self._stopping.wait(0.2 * (attempt + 1))
+        return lifecycle.Done(running.claim.id, running.claim.lease_token, full)
 
     # -- leases, progress, cancellation and timeouts ------------------------------------
 
@@ -239,6 +330,9 @@ class WorkerPool:
         if job.settled:
             return
         clock = time.monotonic()
+        if not job.handed_back and clock - job.started >= SLOW_SECONDS:
+            job.handed_back = True
+            self._hand_back(job.lane)
         if job.deadline is not None and clock >= job.deadline and job.timed_out_at is None:
             job.timed_out_at = clock
             job.ctx.abort("timeout")
@@ -246,7 +340,8 @@ class WorkerPool:
             # The function ignores its abort flag: fail the job now; its late return is
             # fenced off by the lease token.
             job.settled = True
-            self._report(job, self._failure(job, "", None))
+            job.lane.done.append(self._done(job, self._failure(job, "", None)))
+            self._flush(job.lane, claim_limit=0)
             return
         if clock - job.last_beat < self.settings.lease_seconds / 3:
             return

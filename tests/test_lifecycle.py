@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from app.statuses import TRANSITIONS, Status, allowed
-from app.store import lifecycle, queries, transitions
+from app.store import lifecycle, queries, release, transitions
 from app.store.database import Database, now
 from app.store.lifecycle import Claim, Outcome, RetryPolicy
 from app.store.tables import job_events, jobs
@@ -278,7 +278,8 @@ def test_a_failed_event_write_rolls_back_the_status_change(
     def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("event table unavailable")
 
-    monkeypatch.setattr(transitions, "record_events", broken)
+    for module in (transitions, lifecycle, release):  # wherever the hot path looks it up
+        monkeypatch.setattr(module, "record_events", broken)
     with pytest.raises(RuntimeError):
         lifecycle.finish(db, root, claim.lease_token, OK)
     monkeypatch.undo()

@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -45,7 +45,7 @@ class Database:
         parsed = make_url(url)
         self.url = url
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
-        self._dispatch_listeners: list[Callable[[], None]] = []
+        self._dispatch_listeners: list[Callable[[int], None]] = []
         self._listeners_lock = threading.Lock()
         # SQLite has one writer at a time. Threads of this process queue here rather than
         # in SQLite's busy handler, which sleeps in growing steps (up to 100 ms) and so
@@ -98,14 +98,30 @@ class Database:
 
     # -- event-driven dispatch -------------------------------------------------------------
 
-    def on_dispatchable(self, listener: Callable[[], None]) -> None:
-        """Call ``listener`` whenever a committed write made some job claimable."""
+    def on_dispatchable(self, listener: Callable[[int], None]) -> None:
+        """Call ``listener(count)`` whenever a committed write made ``count`` jobs claimable."""
         with self._listeners_lock:
             self._dispatch_listeners.append(listener)
 
-    def notify_dispatchable(self) -> None:
+    def notify_dispatchable(self, count: int = 1) -> None:
         for listener in list(self._dispatch_listeners):
-            listener()
+            listener(count)
+
+
+def allocate_job_ids(conn: Connection, count: int) -> list[int]:
+    """Reserve ``count`` new job ids inside a write transaction.
+
+    PostgreSQL draws them from the id sequence; on SQLite the write transaction holds the
+    database's only write lock, so the ids above the current maximum are ours.
+    """
+    if conn.dialect.name == "sqlite":
+        top = conn.execute(text("SELECT coalesce(max(id), 0) FROM jobs")).scalar_one()
+        return list(range(top + 1, top + 1 + count))
+    drawn = conn.execute(
+        text("SELECT nextval(pg_get_serial_sequence('jobs', 'id')) FROM generate_series(1, :n)"),
+        {"n": count},
+    )
+    return sorted(drawn.scalars())
 
 
 def _sqlite_engine(url: str, synchronous: str) -> Engine:

@@ -12,13 +12,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, select, update
+from sqlalchemy import Connection, Float, Row, and_, bindparam, func, select, update
 
 from app.statuses import NOT_STARTED, RETRYABLE, TERMINAL, Status, Transition, target
-from app.store import joins
+from app.store import external, joins
 from app.store.database import Database, now
 from app.store.joblog import append_log
-from app.store.release import block_waiting_subtree, release_next_jobs
+from app.store.release import block_waiting_subtree, release_finished, release_next_jobs
 from app.store.tables import jobs
 from app.store.transitions import apply, record_events
 
@@ -78,65 +78,107 @@ class RetryPolicy:
 
 def claim(db: Database, owner: str, lease_seconds: float, limit: int = 1) -> list[Claim]:
     """Take up to ``limit`` claimable jobs, oldest due first."""
+    return complete(db, [], owner=owner, claim_limit=limit, lease_seconds=lease_seconds).claims
 
-    def work(conn: Connection) -> list[Claim]:
-        t = now()
-        token = str(uuid.uuid4())
-        due = (
-            select(jobs.c.id)
-            .where(jobs.c.status == Status.WAITING_FOR_DISPATCH.value, jobs.c.run_after <= t)
-            .order_by(jobs.c.run_after, jobs.c.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        # Lock the ids first, in their own statement: as an IN (subquery) PostgreSQL may
-        # rescan the skip-locked subquery per row and so claim every due job, not ``limit``.
-        ids = list(conn.execute(due).scalars())
-        if not ids:
-            return []
-        rows = apply(
-            conn,
-            Transition.CLAIM,
-            jobs.c.id.in_(ids),
-            at=t,
-            only_from=Status.WAITING_FOR_DISPATCH,
-            values={
-                "attempt": jobs.c.attempt + 1,
-                "lease_token": token,
-                "lease_owner": owner,
-                "lease_expires_at": t + lease_seconds,
-                "started_at": t,
-                "finished_at": None,
-                "progress": None,
-            },
-            returning=(
-                jobs.c.root_id,
-                jobs.c.target_object,
-                jobs.c.job_type,
-                jobs.c.target_id,
-                jobs.c.parameters,
-                jobs.c.attempt_floor,
-                jobs.c.max_attempts,
-                jobs.c.timeout_seconds,
-            ),
-        )
-        return [
-            Claim(
-                id=r.id,
-                root_id=r.root_id,
-                target_object=r.target_object,
-                job_type=r.job_type,
-                target_id=r.target_id,
-                parameters=r.parameters,
-                attempt=r.attempt,
-                max_attempts=r.attempt_floor + r.max_attempts,
-                timeout_seconds=r.timeout_seconds,
-                lease_token=token,
-            )
-            for r in sorted(rows, key=lambda r: r.id)
-        ]
 
-    return db.write(work)
+# The hot path's statements are built once: constructing SQLAlchemy statements per call
+# cost more CPU than running them.
+_DUE = (
+    select(jobs.c.id)
+    .where(
+        jobs.c.status == Status.WAITING_FOR_DISPATCH.value,
+        jobs.c.run_after <= bindparam("now"),
+    )
+    .order_by(jobs.c.run_after, jobs.c.id)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
+)
+_CLAIM = (
+    update(jobs)
+    .where(
+        jobs.c.id.in_(bindparam("ids", expanding=True)),
+        jobs.c.status == Status.WAITING_FOR_DISPATCH.value,
+    )
+    .values(
+        status=Status.PROCESSING.value,
+        attempt=jobs.c.attempt + 1,
+        lease_token=bindparam("token"),
+        lease_owner=bindparam("owner"),
+        lease_expires_at=bindparam("expires"),
+        started_at=bindparam("now"),
+        updated_at=bindparam("now"),
+        finished_at=None,
+        progress=None,
+    )
+    .returning(
+        jobs.c.id,
+        jobs.c.attempt,
+        jobs.c.root_id,
+        jobs.c.target_object,
+        jobs.c.job_type,
+        jobs.c.target_id,
+        jobs.c.parameters,
+        jobs.c.attempt_floor,
+        jobs.c.max_attempts,
+        jobs.c.timeout_seconds,
+    )
+)
+_LOCK_MANY = select(jobs).where(jobs.c.id.in_(bindparam("ids", expanding=True))).with_for_update()
+_FINISH_MANY = (
+    update(jobs)
+    .where(
+        jobs.c.id == bindparam("b_id"),
+        jobs.c.status == Status.PROCESSING.value,
+        jobs.c.lease_token == bindparam("b_token"),
+    )
+    .values(
+        status=Status.FINISHED.value,
+        message=bindparam("b_message"),
+        result=bindparam("b_result", type_=jobs.c.result.type),
+        progress=func.coalesce(bindparam("b_progress", type_=Float()), jobs.c.progress),
+        lease_token=None,
+        lease_owner=None,
+        lease_expires_at=None,
+        finished_at=bindparam("b_at"),
+        updated_at=bindparam("b_at"),
+    )
+)
+
+
+def _claim(conn: Connection, owner: str, limit: int, lease_seconds: float, t: float) -> list[Claim]:
+    # Lock the ids first, in their own statement: as an IN (subquery) PostgreSQL may
+    # rescan the skip-locked subquery per row and so claim every due job, not ``limit``.
+    ids = list(conn.execute(_DUE, {"now": t, "limit": limit}).scalars())
+    if not ids:
+        return []
+    token = str(uuid.uuid4())
+    rows = conn.execute(
+        _CLAIM,
+        {"ids": ids, "token": token, "owner": owner, "expires": t + lease_seconds, "now": t},
+    ).all()
+    record_events(
+        conn,
+        ((r.id, r.attempt) for r in rows),
+        Status.WAITING_FOR_DISPATCH,
+        Status.PROCESSING,
+        t,
+        Transition.CLAIM,
+    )
+    return [
+        Claim(
+            id=r.id,
+            root_id=r.root_id,
+            target_object=r.target_object,
+            job_type=r.job_type,
+            target_id=r.target_id,
+            parameters=r.parameters,
+            attempt=r.attempt,
+            max_attempts=r.attempt_floor + r.max_attempts,
+            timeout_seconds=r.timeout_seconds,
+            lease_token=token,
+        )
+        for r in sorted(rows, key=lambda r: r.id)
+    ]
 
 
 def heartbeat(
@@ -176,6 +218,23 @@ def heartbeat(
 # -- finish and the release of next jobs --------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Done:
+    """A job a worker ran, with its outcome, waiting to be recorded."""
+
+    job_id: int
+    token: str
+    outcome: Outcome
+
+
+@dataclass(frozen=True)
+class Completion:
+    statuses: dict[int, Status | None]  # None: the lease was lost, nothing recorded
+    claims: list[Claim]
+    dispatchable: int  # jobs made claimable and not claimed by this call
+    retry_at: float | None = None  # earliest automatic retry this call scheduled
+
+
 def finish(
     db: Database,
     job_id: int,
@@ -189,51 +248,166 @@ def finish(
     Returns the job's new status, or None when the caller no longer holds the lease
     (it expired and the job was re-claimed or reaped): a stale result changes nothing.
     """
+    done = Done(job_id, token, outcome)
+    return complete(db, [done], retry=retry, log_limit=log_limit).statuses[job_id]
+
+
+def complete(
+    db: Database,
+    done: list[Done],
+    owner: str = "",
+    claim_limit: int = 0,
+    lease_seconds: float = 30.0,
+    retry: RetryPolicy | None = None,
+    log_limit: int = 64 * 1024,
+) -> Completion:
+    """Record finished jobs, release their next jobs, then claim up to ``claim_limit``.
+
+    One transaction for all of it: a worker finishing a job and taking the next (often
+    the child it just released) pays one commit, and a batch of quick jobs shares one.
+    """
     policy = retry or RetryPolicy()
 
-    def work(conn: Connection) -> tuple[Status | None, bool]:
-        row = _lock(conn, job_id)
-        if row is None or row.status != Status.PROCESSING or row.lease_token != token:
-            return None, False
+    def work(conn: Connection) -> Completion:
         t = now()
-        values: dict[str, Any] = {
-            "message": outcome.message,
-            "result": outcome.result,
-            "lease_token": None,
-            "lease_owner": None,
-            "lease_expires_at": None,
-            "finished_at": t,
-        }
-        if outcome.progress is not None:
-            values["progress"] = outcome.progress
-        attempts_left = row.attempt - row.attempt_floor < row.max_attempts
-        if row.cancel_requested:
-            transition = Transition.CANCEL
-            values["message"] = "cancelled while running"
-        elif outcome.failed and attempts_left:
-            transition = Transition.RETRY_LATER
-            delay = policy.delay(row.attempt - row.attempt_floor)
-            values.update(run_after=t + delay, finished_at=None)
-            values["message"] = (
-                f"{outcome.message} (attempt {row.attempt} failed; retry in {delay:g} s)"
-            )
-        elif outcome.failed:
-            transition = Transition.FAIL
-        else:
-            transition = Transition.FINISH
-        apply(
-            conn, transition, _held(job_id, token), at=t, values=values, only_from=Status.PROCESSING
+        statuses, released, retry_at = (
+            _record(conn, done, policy, log_limit, t) if done else ({}, 0, None)
         )
-        if outcome.log:
-            append_log(conn, job_id, outcome.log, log_limit)
-        new_status = target(transition)
-        released = settle(conn, row, new_status, t)
-        return new_status, released > 0 or transition == Transition.RETRY_LATER
+        claims = _claim(conn, owner, claim_limit, lease_seconds, t) if claim_limit else []
+        return Completion(statuses, claims, max(0, released - len(claims)), retry_at)
 
-    status, dispatchable = db.write(work)
-    if dispatchable:
-        db.notify_dispatchable()
-    return status
+    completion = db.write(work)
+    if completion.dispatchable:
+        db.notify_dispatchable(completion.dispatchable)
+    return completion
+
+
+def _record(
+    conn: Connection, done: list[Done], policy: RetryPolicy, log_limit: int, t: float
+) -> tuple[dict[int, Status | None], int, float | None]:
+    rows = {r.id: r for r in conn.execute(_LOCK_MANY, {"ids": [d.job_id for d in done]})}
+    statuses: dict[int, Status | None] = {}
+    plain: list[tuple[Row[Any], Done]] = []
+    released = 0
+    retry_at: float | None = None
+    for item in done:
+        row = rows.get(item.job_id)
+        if row is None or row.status != Status.PROCESSING or row.lease_token != item.token:
+            statuses[item.job_id] = None
+            continue
+        transition, values = _outcome_transition(row, item.outcome, policy, t)
+        if transition == Transition.FINISH and row.join_id is None:
+            plain.append((row, item))  # the common case: batched below
+            statuses[item.job_id] = Status.FINISHED
+            continue
+        apply(
+            conn,
+            transition,
+            _held(row.id, item.token),
+            at=t,
+            values=values,
+            only_from=Status.PROCESSING,
+        )
+        if item.outcome.log:
+            append_log(conn, row.id, item.outcome.log, log_limit)
+        statuses[item.job_id] = target(transition)
+        released += settle(conn, row, target(transition), t)
+        if transition == Transition.RETRY_LATER:
+            retry_at = min(retry_at or values["run_after"], values["run_after"])
+    if plain:
+        released += _finish_plain(conn, plain, log_limit, t)
+    return statuses, released, retry_at
+
+
+def _finish_plain(
+    conn: Connection, plain: list[tuple[Row[Any], Done]], log_limit: int, t: float
+) -> int:
+    """FINISHED jobs that are not join nodes: one executemany, one release for all."""
+    conn.execute(
+        _FINISH_MANY,
+        [
+            {
+                "b_id": row.id,
+                "b_token": item.token,
+                "b_message": item.outcome.message,
+                "b_result": item.outcome.result,
+                "b_progress": item.outcome.progress,
+                "b_at": t,
+            }
+            for row, item in plain
+        ],
+    )
+    record_events(
+        conn,
+        ((row.id, row.attempt) for row, _ in plain),
+        Status.PROCESSING,
+        Status.FINISHED,
+        t,
+        Transition.FINISH,
+    )
+    for row, item in plain:
+        if item.outcome.log:
+            append_log(conn, row.id, item.outcome.log, log_limit)
+    return release_finished(conn, [row.id for row, _ in plain], t)
+
+
+def _outcome_transition(
+    row: Row[Any], outcome: Outcome, policy: RetryPolicy, t: float
+) -> tuple[Transition, dict[str, Any]]:
+    """The state machine's answer to a reported outcome, and the columns to write."""
+    values: dict[str, Any] = {
+        "message": outcome.message,
+        "result": outcome.result,
+        "lease_token": None,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "finished_at": t,
+    }
+    if outcome.progress is not None:
+        values["progress"] = outcome.progress
+    attempts_left = row.attempt - row.attempt_floor < row.max_attempts
+    if row.cancel_requested:
+        values["message"] = "cancelled while running"
+        return Transition.CANCEL, values
+    if outcome.failed and attempts_left:
+        delay = policy.delay(row.attempt - row.attempt_floor)
+        values.update(run_after=t + delay, finished_at=None)
+        values["message"] = (
+            f"{outcome.message} (attempt {row.attempt} failed; retry in {delay:g} s)"
+        )
+        return Transition.RETRY_LATER, values
+    return (Transition.FAIL if outcome.failed else Transition.FINISH), values
+
+
+def release_unstarted(db: Database, claims: list[Claim]) -> int:
+    """Hand back claimed jobs a worker never started (it got stuck behind a slow job)."""
+
+    def work(conn: Connection) -> int:
+        t = now()
+        moved = 0
+        for claim_ in claims:
+            moved += len(
+                apply(
+                    conn,
+                    Transition.UNCLAIM,
+                    _held(claim_.id, claim_.lease_token),
+                    at=t,
+                    only_from=Status.PROCESSING,
+                    values={
+                        "attempt": jobs.c.attempt - 1,
+                        "lease_token": None,
+                        "lease_owner": None,
+                        "lease_expires_at": None,
+                        "started_at": None,
+                    },
+                )
+            )
+        return moved
+
+    moved = db.write(work)
+    if moved:
+        db.notify_dispatchable(moved)
+    return moved
 
 
 def settle(conn: Connection, row: Row[Any], status: Status, at: float) -> int:
@@ -388,6 +562,8 @@ def _recover(conn: Connection, row: Row[Any], t: float) -> bool:
     values: dict[str, Any]
     if row.cancel_requested:
         transition, values = Transition.CANCEL, {"message": "cancelled (worker vanished)"}
+    elif row.lease_owner == external.OWNER:  # an EXTERNAL job's callback deadline passed
+        transition, values = external.on_deadline(row)
     elif row.attempt - row.attempt_floor < row.max_attempts:
         transition = Transition.RERUN
         values = {"run_after": t, "message": f"worker {row.lease_owner} vanished; re-running"}

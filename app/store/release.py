@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, select
+from sqlalchemy import Connection, Row, and_, bindparam, select, update
 
 from app.statuses import TERMINAL, Status, Transition
 from app.store.tables import jobs
-from app.store.transitions import apply, apply_to_ids
+from app.store.transitions import apply, apply_to_ids, record_events
 
 
 def release_next_jobs(
@@ -27,10 +27,9 @@ def release_next_jobs(
     """
     if outcome not in TERMINAL:
         return 0
-    children = jobs.c.parent_id == parent.id
     if outcome == Status.FINISHED:
-        started = apply(conn, Transition.PARENT_FINISHED, children, at=at, values={"run_after": at})
-        return len(started)
+        return release_finished(conn, [parent.id], at)
+    children = jobs.c.parent_id == parent.id
     started = apply(
         conn,
         Transition.ARRIVE,
@@ -51,6 +50,36 @@ def release_next_jobs(
     message = reason or f"cancelled: job {parent.id} was cancelled"
     transition = Transition.SKIP if outcome == Status.SKIPPED else Transition.CANCEL
     return len(started) + block_waiting_subtree(conn, parent.id, transition, message, at)
+
+
+_START_CHILDREN = (
+    update(jobs)
+    .where(
+        jobs.c.parent_id.in_(bindparam("parents", expanding=True)),
+        jobs.c.status == Status.WAITING_FOR_PARENT.value,
+    )
+    .values(
+        status=Status.WAITING_FOR_DISPATCH.value,
+        run_after=bindparam("at"),
+        updated_at=bindparam("at"),
+    )
+    .returning(jobs.c.id, jobs.c.attempt)
+)
+
+
+def release_finished(conn: Connection, parent_ids: list[int], at: float) -> int:
+    """Start every waiting next job of these FINISHED parents (one prebuilt statement,
+    this is the hot path); returns how many."""
+    started = conn.execute(_START_CHILDREN, {"parents": parent_ids, "at": at}).all()
+    record_events(
+        conn,
+        ((r.id, r.attempt) for r in started),
+        Status.WAITING_FOR_PARENT,
+        Status.WAITING_FOR_DISPATCH,
+        at,
+        Transition.PARENT_FINISHED,
+    )
+    return len(started)
 
 
 def block_waiting_subtree(

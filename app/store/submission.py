@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, insert, update
+from sqlalchemy import Connection, insert
 
 from app.join_plan import JoinPlan, plan_joins
 from app.payload import JobSpec
 from app.statuses import Status, Transition
 from app.store import joins
-from app.store.database import Database, now
+from app.store.database import Database, allocate_job_ids, now
 from app.store.tables import jobs
 from app.store.transitions import record_events
 
@@ -27,43 +27,53 @@ def submit(db: Database, root: JobSpec, join_plans: list[JoinPlan] | None = None
     return root_id
 
 
-def _insert_tree(conn: Connection, root: JobSpec, plans: list[JoinPlan]) -> int:
-    t = now()
-    root_row = _row(root, Status.WAITING_FOR_DISPATCH, None, 0, 0, 0, t)
-    root_id = conn.execute(insert(jobs).values(root_row).returning(jobs.c.id)).scalar_one()
-    conn.execute(update(jobs).where(jobs.c.id == root_id).values(root_id=root_id))
-    record_events(conn, [(root_id, 0)], None, Status.WAITING_FOR_DISPATCH, t, Transition.SUBMIT)
-    join_of = joins.prepare(conn, plans, root_id, t)
-    job_ids: dict[int, int] = {id(root): root_id}
+def insert_tree(conn: Connection, root: JobSpec, plans: list[JoinPlan]) -> int:
+    """Store the tree inside the caller's transaction (a schedule stores its fire record in
+    the same one). The caller notifies workers after its commit."""
+    return _insert_tree(conn, root, plans)
 
-    level: list[tuple[int, JobSpec]] = [(root_id, root)]
-    depth = 0
-    while level:
-        depth += 1
-        children = [
-            (child, parent_id, position)
-            for parent_id, parent in level
-            for position, child in enumerate(parent.next_jobs)
-        ]
-        if not children:
-            break
-        rows = [
-            _row(spec, Status.WAITING_FOR_PARENT, parent_id, root_id, position, depth, t)
-            | {"join_id": join_of.get(id(spec))}
-            for spec, parent_id, position in children
-        ]
-        ids = (
-            conn.execute(insert(jobs).returning(jobs.c.id, sort_by_parameter_order=True), rows)
-            .scalars()
-            .all()
+
+def _insert_tree(conn: Connection, root: JobSpec, plans: list[JoinPlan]) -> int:
+    """Ids are allocated up front, so the whole tree is one multi-row insert."""
+    t = now()
+    reserved = allocate_job_ids(conn, sum(1 for _ in root.walk()))
+    root_id = reserved[0]
+    # Preparing joins may drop duplicate next jobs of a batch join; unused ids are harmless.
+    join_of = joins.prepare(conn, plans, root_id, t)
+    order = _breadth_first(root)
+    ids = reserved[: len(order)]
+    job_ids = {id(spec): job_id for job_id, (spec, _, _, _) in zip(ids, order, strict=True)}
+    rows = [
+        _row(
+            spec,
+            Status.WAITING_FOR_DISPATCH if parent is None else Status.WAITING_FOR_PARENT,
+            None if parent is None else job_ids[id(parent)],
+            root_id,
+            position,
+            depth,
+            t,
         )
-        record_events(
-            conn, ((i, 0) for i in ids), None, Status.WAITING_FOR_PARENT, t, Transition.SUBMIT
-        )
-        level = [(job_id, spec) for job_id, (spec, _, _) in zip(ids, children, strict=True)]
-        job_ids.update((id(spec), job_id) for job_id, spec in level)
+        | {"id": job_ids[id(spec)], "join_id": join_of.get(id(spec))}
+        for spec, parent, position, depth in order
+    ]
+    conn.execute(insert(jobs), rows)
+    record_events(conn, [(root_id, 0)], None, Status.WAITING_FOR_DISPATCH, t, Transition.SUBMIT)
+    record_events(
+        conn, ((i, 0) for i in ids[1:]), None, Status.WAITING_FOR_PARENT, t, Transition.SUBMIT
+    )
     joins.set_owners(conn, plans, job_ids)
     return root_id
+
+
+def _breadth_first(root: JobSpec) -> list[tuple[JobSpec, JobSpec | None, int, int]]:
+    """(node, parent, position among siblings, depth), parents before their children."""
+    order: list[tuple[JobSpec, JobSpec | None, int, int]] = [(root, None, 0, 0)]
+    index = 0
+    while index < len(order):
+        node, _, _, depth = order[index]
+        order.extend((child, node, pos, depth + 1) for pos, child in enumerate(node.next_jobs))
+        index += 1
+    return order
 
 
 def _row(

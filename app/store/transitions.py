@@ -84,4 +84,7 @@ def record_events(
         for job_id, attempt in job_attempts
     ]
     if rows:
-        conn.execute(insert(job_events), rows)
+        conn.execute(_INSERT_EVENT, rows)
+
+
+_INSERT_EVENT = insert(job_events)
