@@ -184,5 +184,7 @@ schedule_fires = Table(
     Column("fire_time", Float, nullable=False),
     Column("root_job_id", Id, nullable=True),
     Column("fired_at", Float, nullable=False),
+    # Why a fire started no chain (its payload no longer validates), else NULL.
+    Column("message", Text, nullable=True),
     UniqueConstraint("schedule_id", "fire_time", name="uq_schedule_fire"),
 )

@@ -1,0 +1,134 @@
+"""``jobchain schedules``: list, add, show, pause, resume and delete cron schedules.
+
+Like the other commands these talk to a running service through its API. A schedule is
+named by its id or by its name.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from app.client import ApiClient, ApiClientError, ApiUnavailable
+
+T = TypeVar("T")
+
+
+@click.group("schedules")
+def schedules() -> None:
+    """Cron schedules: each fire time submits the schedule's job."""
+
+
+@schedules.command("list")
+@click.pass_obj
+def list_schedules(client: ApiClient) -> None:
+    """List schedules with their next fire time and latest chain."""
+    for schedule in _api(client.schedules):
+        click.echo(_summary(schedule))
+
+
+@schedules.command()
+@click.argument("file", type=click.File("r"))
+@click.option("--paused", is_flag=True, help="Create it paused (resume it later).")
+@click.pass_obj
+def add(client: ApiClient, file: Any, paused: bool) -> None:
+    """Create a schedule from a JSON file ('-' for stdin):
+    {"name", "cron", "timezone", "job": ChainedJobInfo, "enabled"}."""
+    try:
+        body = json.load(file)
+    except ValueError as exc:
+        raise click.ClickException(f"{file.name} is not valid JSON: {exc}") from None
+    if paused and isinstance(body, dict):
+        body["enabled"] = False
+    click.echo(f"added {_summary(_api(lambda: client.create_schedule(body)))}")
+
+
+@schedules.command()
+@click.argument("schedule")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
+@click.pass_obj
+def show(client: ApiClient, schedule: str, as_json: bool) -> None:
+    """Show a schedule, its next fire times and its latest chains."""
+    found = _api(lambda: client.schedule(_resolve(client, schedule)))
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    click.echo(_summary(found))
+    for at in found["nextFireTimes"]:
+        click.echo(f"  next  {at}")
+    for fire in found["lastChains"]:
+        click.echo(f"  fired {fire['fireTime']}  {_chain(fire)}")
+
+
+@schedules.command()
+@click.argument("schedule")
+@click.pass_obj
+def pause(client: ApiClient, schedule: str) -> None:
+    """Stop a schedule from firing until it is resumed."""
+    _set_enabled(client, schedule, False)
+
+
+@schedules.command()
+@click.argument("schedule")
+@click.pass_obj
+def resume(client: ApiClient, schedule: str) -> None:
+    """Fire a paused schedule again, from its next fire time after now."""
+    _set_enabled(client, schedule, True)
+
+
+@schedules.command()
+@click.argument("schedule")
+@click.pass_obj
+def delete(client: ApiClient, schedule: str) -> None:
+    """Delete a schedule (the chains it started are kept)."""
+    schedule_id = _resolve(client, schedule)
+    _api(lambda: client.delete_schedule(schedule_id))
+    click.echo(f"deleted schedule {schedule_id}")
+
+
+def _set_enabled(client: ApiClient, schedule: str, enabled: bool) -> None:
+    schedule_id = _resolve(client, schedule)
+    click.echo(_summary(_api(lambda: client.update_schedule(schedule_id, {"enabled": enabled}))))
+
+
+def _resolve(client: ApiClient, schedule: str) -> int:
+    """An id as given; a name looked up among the schedules."""
+    if schedule.isdigit():
+        return int(schedule)
+    for found in _api(client.schedules):
+        if found["name"] == schedule:
+            return int(found["id"])
+    raise click.ClickException(f"no schedule named {schedule!r}")
+
+
+def _summary(schedule: dict[str, Any]) -> str:
+    state = "enabled" if schedule["enabled"] else "paused"
+    last = schedule["lastChains"][0] if schedule["lastChains"] else None
+    return (
+        f"{schedule['id']:>6}  {schedule['name']:<24} {state:<8} "
+        f"{schedule['cron']} ({schedule['timezone']})  next {schedule['nextFireAt'] or '-'}"
+        f"  last {_chain(last) if last else '-'}"
+    )
+
+
+def _chain(fire: dict[str, Any]) -> str:
+    if fire["rootJobId"] is None:
+        return str(fire["message"])
+    return f"job {fire['rootJobId']} {fire['status']}"
+
+
+def _api(call: Callable[[], T]) -> T:
+    """One API call; its failure becomes a one-line error plus the bad fields' paths."""
+    try:
+        return call()
+    except ApiClientError as exc:
+        lines = [str(exc)]
+        for path, messages in exc.details.items():
+            text = "; ".join(map(str, messages)) if isinstance(messages, list) else messages
+            lines.append(f"  {path}: {text}")
+        raise click.ClickException("\n".join(lines)) from None
+    except ApiUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
