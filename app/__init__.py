@@ -21,12 +21,19 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.extensions["jobchain"] = rt
 
     from app.api import api
+    from app.auth import install_auth
+    from app.integration_api import integration_api
     from app.joins_api import joins_api
     from app.openapi import build_spec
+    from app.schedules_api import schedules_api
 
     app.register_blueprint(api)
     app.register_blueprint(joins_api)
+    app.register_blueprint(integration_api)
+    app.register_blueprint(schedules_api)
     register_error_handlers(app)
+    # Every request is checked by one policy (app/auth.py); seeds JOBCHAIN_API_TOKENS first.
+    install_auth(app, rt.db, rt.settings.api_tokens)
 
     spec: dict[str, Any] = {}
 

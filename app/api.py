@@ -14,7 +14,7 @@ from app.payload import Limits, PayloadError, parse_tree
 from app.runtime import Runtime
 from app.schemas import JobEventSchema, JobLogSchema, JobSchema, JobTypeSchema, dump_tree
 from app.statuses import Status
-from app.store import lifecycle, queries, submission
+from app.store import idempotency, lifecycle, queries, submission
 from app.store.joins import JoinConflict
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -50,6 +50,14 @@ def submit_job() -> tuple[Response, int, dict[str, str]]:
     ---
     post:
       summary: Submit a job with its nested next jobs
+      parameters:
+      - in: header
+        name: Idempotency-Key
+        required: false
+        schema: {type: string, minLength: 1, maxLength: 255}
+        description: >-
+          Retry-safe submission: the same key with the same body returns the job stored
+          first (200) instead of a second chain, for idempotency_ttl_seconds (24 h)
       requestBody:
         required: true
         description: 'A ChainedJobInfo, bare or wrapped as {"data": ChainedJobInfo}'
@@ -63,13 +71,18 @@ def submit_job() -> tuple[Response, int, dict[str, str]]:
                 additionalProperties: false
                 properties: {data: {$ref: "#/components/schemas/ChainedJobInfo"}}
       responses:
+        200:
+          description: The root job stored earlier with this Idempotency-Key and body
+          content:
+            application/json:
+              schema: Job
         201:
           description: The stored root job
           content:
             application/json:
               schema: Job
         400:
-          description: Invalid payload
+          description: Invalid payload or Idempotency-Key
           content:
             application/json:
               schema: Error
@@ -83,8 +96,17 @@ def submit_job() -> tuple[Response, int, dict[str, str]]:
           content:
             application/json:
               schema: Error
+        422:
+          description: The Idempotency-Key was used with a different body
+          content:
+            application/json:
+              schema: Error
     """
     rt = runtime()
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not idempotency.valid_key(key):
+        message = "Idempotency-Key must be 1 to 255 printable characters"
+        raise ApiError(400, "invalid_idempotency_key", message)
     body = _json_body()
     limits = Limits(max_depth=rt.settings.max_depth, max_nodes=rt.settings.max_nodes)
     try:
@@ -92,12 +114,24 @@ def submit_job() -> tuple[Response, int, dict[str, str]]:
         plans = plan_joins(spec)
     except PayloadError as exc:
         raise ApiError(exc.status, "invalid_payload", exc.message, exc.details) from None
+    replayed = False
     try:
-        root_id = submission.submit(rt.db, spec, plans)
+        if key is None:
+            root_id = submission.submit(rt.db, spec, plans)
+        else:
+            ttl = rt.settings.idempotency_ttl_seconds
+            digest = idempotency.body_hash(body)
+            stored = idempotency.submit_once(rt.db, spec, plans, key, digest, ttl)
+            root_id, replayed = stored.root_id, stored.replayed
     except JoinConflict as exc:
         raise ApiError(409, "join_conflict", str(exc)) from None
+    except idempotency.KeyReused as exc:
+        raise ApiError(422, "idempotency_key_reused", str(exc)) from None
     job = _job_or_404(root_id)
-    return jsonify(JobSchema().dump(job)), 201, {"Location": f"/api/v1/jobs/{root_id}"}
+    headers = {"Location": f"/api/v1/jobs/{root_id}"}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return jsonify(JobSchema().dump(job)), 200 if replayed else 201, headers
 
 
 @api.get("/jobs")

@@ -10,6 +10,9 @@ from typing import Any, TypeVar
 
 import click
 
+from app.auth import read_admin_token
+from app.cli_schedules import schedules
+from app.cli_tokens import tokens
 from app.client import ApiClient, ApiClientError, ApiUnavailable
 from app.statuses import TERMINAL, Status
 from config import Settings
@@ -34,11 +37,22 @@ class WaitTimeout(click.ClickException):
     show_default=True,
     help="Base URL of a running jobchain service (env JOBCHAIN_URL).",
 )
+@click.option(
+    "--token",
+    envvar="JOBCHAIN_TOKEN",
+    default=None,
+    help="API token (env JOBCHAIN_TOKEN); default: the admin token a first start saved "
+    "in var/admin-token.",
+)
 @click.pass_context
-def cli(ctx: click.Context, url: str) -> None:
+def cli(ctx: click.Context, url: str, token: str | None) -> None:
     """jobchain: run chained jobs and track their status."""
-    ctx.obj = ApiClient(url)
+    ctx.obj = ApiClient(url, token=token or read_admin_token())
     ctx.call_on_close(ctx.obj.close)
+
+
+cli.add_command(schedules)
+cli.add_command(tokens)
 
 
 @cli.command()
@@ -190,6 +204,8 @@ def _api(call: Callable[[], T]) -> T:
         return call()
     except ApiClientError as exc:
         lines = [str(exc)]
+        if exc.status == 401:
+            lines.append("  pass --token or set JOBCHAIN_TOKEN (see `jobchain tokens create`)")
         for path, messages in exc.details.items():
             text = "; ".join(map(str, messages)) if isinstance(messages, list) else messages
             lines.append(f"  {path}: {text}")

@@ -37,15 +37,18 @@ class ApiUnavailable(Exception):
 
 
 class ApiClient:
-    """One method per API call. ``base_url`` may include the ``/api/v1`` the server prints."""
+    """One method per API call. ``base_url`` may include the ``/api/v1`` the server prints;
+    ``token`` is sent as ``Authorization: Bearer <token>`` with every call."""
 
-    def __init__(self, base_url: str, timeout: float = 30.0):
+    def __init__(self, base_url: str, timeout: float = 30.0, token: str | None = None):
         base = base_url.rstrip("/")
         if base.endswith(API_PREFIX):
             base = base[: -len(API_PREFIX)]
         self.base_url = base
         self.timeout = timeout
         self.session = requests.Session()
+        if token:
+            self.session.headers["Authorization"] = f"Bearer {token}"
 
     def close(self) -> None:
         """Drop kept-alive connections (a server waits for them before it can stop)."""
@@ -112,6 +115,21 @@ class ApiClient:
 
     def job_types(self) -> list[dict[str, Any]]:
         return self._call("GET", "/job-types")["items"]
+
+    def schedules(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/schedules")["items"]
+
+    def schedule(self, schedule_id: int) -> dict[str, Any]:
+        return self._call("GET", f"/schedules/{schedule_id}")
+
+    def create_schedule(self, schedule: Any) -> dict[str, Any]:
+        return self._call("POST", "/schedules", json=schedule)
+
+    def update_schedule(self, schedule_id: int, changes: dict[str, Any]) -> dict[str, Any]:
+        return self._call("PATCH", f"/schedules/{schedule_id}", json=changes)
+
+    def delete_schedule(self, schedule_id: int) -> None:
+        self._call("DELETE", f"/schedules/{schedule_id}")
 
 
 def _reason(exc: requests.RequestException) -> str:

@@ -6,10 +6,14 @@ import logging
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from app.store import joins, lifecycle
+from app.store import external, idempotency, joins, lifecycle
 from app.store.database import Database
+from config import Settings
 
 log = logging.getLogger("jobchain.housekeeping")
+
+# Expired Idempotency-Keys already do not count; purging them only bounds the table.
+PURGE_INTERVAL_SECONDS = 60.0
 
 
 def reap(db: Database) -> None:
@@ -20,9 +24,23 @@ def reap(db: Database) -> None:
     expired = joins.expire(db)
     if expired:
         log.warning("%d join(s) timed out", expired)
+    cancelled = external.end_cancelled(db)
+    if cancelled:
+        log.info("cancelled %d job(s) waiting for a callback", cancelled)
 
 
-def start_housekeeping(db: Database, interval_seconds: float) -> BackgroundScheduler:
+def purge_idempotency_keys(db: Database, ttl_seconds: float) -> None:
+    """Forget Idempotency-Keys older than ``ttl_seconds``."""
+    purged = idempotency.purge_expired(db, ttl_seconds)
+    if purged:
+        log.info("purged %d expired idempotency key(s)", purged)
+
+
+def start_housekeeping(
+    db: Database,
+    interval_seconds: float,
+    idempotency_ttl_seconds: float = Settings.idempotency_ttl_seconds,
+) -> BackgroundScheduler:
     """Reap expired leases now and then every ``interval_seconds``."""
     reap(db)
     scheduler = BackgroundScheduler(daemon=True)
@@ -32,6 +50,15 @@ def start_housekeeping(db: Database, interval_seconds: float) -> BackgroundSched
         args=[db],
         seconds=interval_seconds,
         id="reap-expired-leases",
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.add_job(
+        purge_idempotency_keys,
+        "interval",
+        args=[db, idempotency_ttl_seconds],
+        seconds=PURGE_INTERVAL_SECONDS,
+        id="purge-idempotency-keys",
         max_instances=1,
         coalesce=True,
     )

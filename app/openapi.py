@@ -12,8 +12,15 @@ from apispec.yaml_utils import load_operations_from_docstring
 from flask import Flask
 
 from app.api import ListArgsSchema
+from app.auth import document_security
 from app.joins_api import JoinSchema
 from app.payload import ChainedJobInfoSchema
+from app.schedules_api import (
+    ScheduleInputDocSchema,
+    ScheduleListSchema,
+    SchedulePatchSchema,
+    ScheduleSchema,
+)
 from app.schemas import (
     EpochDateTime,
     ErrorSchema,
@@ -40,6 +47,10 @@ SCHEMAS = {
     "ListArgs": ListArgsSchema,
     "Error": ErrorSchema,
     "Join": JoinSchema,
+    "Schedule": ScheduleSchema,
+    "ScheduleList": ScheduleListSchema,
+    "ScheduleInput": ScheduleInputDocSchema,
+    "SchedulePatch": SchedulePatchSchema,
 }
 
 
@@ -66,6 +77,7 @@ def build_spec(app: Flask) -> dict[str, Any]:
         spec.path(path=re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule), operations=operations)
     document = spec.to_dict()
     _describe_responses(document)
+    document_security(document)
     return document
 
 

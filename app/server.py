@@ -13,8 +13,11 @@ from sqlalchemy.engine import make_url
 from waitress.server import create_server
 
 from app import create_app
+from app.auth import ADMIN_TOKEN_FILE, ensure_admin_token
 from app.housekeeping import start_housekeeping
 from app.runtime import Runtime
+from app.scheduling import ScheduleLoop
+from app.store.tokens import TokenConfigError
 from app.worker import WorkerPool
 from config import Settings
 from jobs import REGISTRY
@@ -35,7 +38,13 @@ def serve(settings: Settings) -> None:
     load_job_modules(settings.job_modules)
     _configure_logging()
     runtime = Runtime.create(settings)
-    app = create_app(runtime=runtime)
+    try:
+        app = create_app(runtime=runtime)
+    except TokenConfigError as exc:
+        runtime.db.dispose()
+        raise StartupError(str(exc)) from None
+    # First start with no token at all: an admin token, so `make run` needs no set-up.
+    first_admin_token = ensure_admin_token(runtime.db)
     try:
         server = create_server(app, host=settings.host, port=settings.port, threads=8)
     except OSError as exc:
@@ -52,10 +61,19 @@ def serve(settings: Settings) -> None:
     pool = WorkerPool(runtime.db, runtime.registry, settings)
     runtime.pool = pool
     scheduler = None
+    schedule_loop = ScheduleLoop(runtime.db, runtime.registry, settings)
     try:
         scheduler = start_housekeeping(runtime.db, settings.reap_interval_seconds)
         pool.start()
+        schedule_loop.start()  # its first check fires what came due while we were down
         _announce(server, settings)
+        if first_admin_token is not None:
+            print(
+                f"  first start: created admin token {first_admin_token}\n"
+                f"  saved to {ADMIN_TOKEN_FILE} (mode 0600), where the CLI finds it; "
+                "it is not shown again",
+                flush=True,
+            )
         server.run()
     except (KeyboardInterrupt, SystemExit):
         pass
@@ -66,6 +84,7 @@ def serve(settings: Settings) -> None:
         server.close()
         if scheduler is not None:
             scheduler.shutdown(wait=False)
+        schedule_loop.stop()
         pool.stop()
         runtime.db.dispose()
         log.info("stopped")

@@ -74,6 +74,7 @@ class LiveServer:
     """A real waitress server on a free loopback port, in a background thread."""
 
     def __init__(self, app: Any):
+        self.app = app
         self.server = create_server(app, host="127.0.0.1", port=0, threads=8)
         self.url = f"http://127.0.0.1:{self.server.effective_port}"  # type: ignore[union-attr]
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -22,7 +22,7 @@ from app.runtime import Runtime
 from app.store import queries
 from app.store.database import Database
 from app.worker import WorkerPool
-from tests.helpers import LiveServer, flatten, wait_for_chain, wait_for_status
+from tests.helpers import AUTH, LiveServer, flatten, wait_for_chain, wait_for_status
 
 JOB_FIELDS = {
     "id",
@@ -55,12 +55,13 @@ TREE: dict[str, Any] = {
 
 
 class Api:
-    """A keep-alive session bound to one live server's /api/v1."""
+    """A keep-alive session bound to one live server's /api/v1, sending the admin token."""
 
     def __init__(self, url: str):
         self.root = url
         self.base = f"{url}/api/v1"
         self.session = requests.Session()
+        self.session.headers.update(AUTH)
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:
         return self.session.get(self.base + path, timeout=30, **kwargs)

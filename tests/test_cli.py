@@ -17,7 +17,7 @@ from app.cli import cli
 from app.client import ApiClient
 from app.server import load_job_modules
 from app.worker import WorkerPool
-from tests.helpers import LiveServer, flatten, wait_until
+from tests.helpers import ADMIN_TOKEN, LiveServer, flatten, wait_until
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 TERMINAL = {"FINISHED", "FAILED", "CANCELLED", "SKIPPED"}
@@ -33,16 +33,18 @@ def database_url(sqlite_url: str) -> str:
 @pytest.fixture
 def api(live: LiveServer, pool: WorkerPool) -> Iterator[ApiClient]:
     load_job_modules(("examples.pricing_jobs",))
-    with ApiClient(live.url) as client:
+    with ApiClient(live.url, token=ADMIN_TOKEN) as client:
         yield client
 
 
 @pytest.fixture
 def jobchain(live: LiveServer, api: ApiClient) -> Run:
-    """``jobchain --url <live server> ARGS...``; unexpected exceptions fail the test."""
+    """``jobchain --url <live server> --token <admin> ARGS...``; unexpected exceptions fail
+    the test."""
 
     def run(*args: str, input: str | None = None, url: str | None = None) -> Result:
-        result = CliRunner().invoke(cli, ["--url", url or live.url, *args], input=input)
+        options = ["--url", url or live.url, "--token", ADMIN_TOKEN]
+        result = CliRunner().invoke(cli, [*options, *args], input=input)
         if result.exception is not None and not isinstance(result.exception, SystemExit):
             raise result.exception
         return result

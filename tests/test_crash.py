@@ -23,7 +23,7 @@ import pytest
 from app.client import ApiClient
 from app.store.database import Database
 from config import Settings
-from tests.helpers import flatten, wait_until
+from tests.helpers import ADMIN_TOKEN, flatten, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 URL_LINE = re.compile(r"jobchain API listening on (http://\S+)")
@@ -36,6 +36,7 @@ FAST_ENV = {
     "JOBCHAIN_REAP_INTERVAL_SECONDS": "0.3",
     "JOBCHAIN_RETRY_BASE_SECONDS": "0.05",
     "JOBCHAIN_JOB_MODULES": "examples.pricing_jobs",
+    "JOBCHAIN_API_TOKENS": f"admin:{ADMIN_TOKEN}",
 }
 
 
@@ -48,17 +49,25 @@ def serve_command() -> list[str]:
 
 
 class ServeProcess:
-    """One ``jobchain serve`` subprocess; stdout and stderr go to files for diagnosis."""
+    """One ``jobchain serve`` subprocess; stdout and stderr go to files for diagnosis. Its
+    ``client`` sends ``token`` (the one JOBCHAIN_API_TOKENS seeds in these tests)."""
 
-    def __init__(self, env: dict[str, str], logs: Path, name: str):
+    def __init__(
+        self,
+        env: dict[str, str],
+        logs: Path,
+        name: str,
+        cwd: Path = REPO,
+        token: str | None = ADMIN_TOKEN,
+    ):
         self.stdout_path = logs / f"{name}.out"
         self.stderr_path = logs / f"{name}.err"
         with self.stdout_path.open("w") as out, self.stderr_path.open("w") as err:
-            self.proc = subprocess.Popen(serve_command(), cwd=REPO, env=env, stdout=out, stderr=err)
+            self.proc = subprocess.Popen(serve_command(), cwd=cwd, env=env, stdout=out, stderr=err)
         url = wait_until(self._url, timeout=30, what=f"{name} to print its URL")
         assert url is not None
         self.url = url
-        self.client = ApiClient(self.url, timeout=10)
+        self.client = ApiClient(self.url, timeout=10, token=token)
 
     def _url(self) -> str | None:
         match = URL_LINE.search(self.stdout_path.read_text())
