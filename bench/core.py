@@ -81,12 +81,13 @@ class Sizes:
     throughput: int = 10_000
     chain: int = 1_000
     fanout: int = 1_000
+    fanin: int = 1_000
     accept: int = 10_000
     accept_repeat: int = 3
 
 
 FULL = Sizes()
-QUICK = Sizes(throughput=500, chain=100, fanout=100, accept=2_000, accept_repeat=1)
+QUICK = Sizes(throughput=500, chain=100, fanout=100, fanin=100, accept=2_000, accept_repeat=1)
 
 
 @dataclass
@@ -378,6 +379,7 @@ class Harness:
             jobs.c.status,
             jobs.c.started_at,
             jobs.c.finished_at,
+            jobs.c.job_type,
         ).order_by(jobs.c.depth, jobs.c.id)
         if root_id is not None:
             query = query.where(jobs.c.root_id == root_id)
@@ -543,9 +545,7 @@ def run_chain(backend: Backend, opts: Options, depth: int, report: Report) -> No
     # A worker records a parent's end and claims the child it released in one commit, so
     # the hop above is 0 by construction; a whole link (run the parent, commit, start the
     # child) is the honest cost per chain step.
-    links = [
-        r.started_at - by_id[r.parent_id].started_at for r in rows if r.parent_id is not None
-    ]
+    links = [r.started_at - by_id[r.parent_id].started_at for r in rows if r.parent_id is not None]
     report.add(label, "link parent start -> child start, median", ms(statistics.median(links)))
     report.add(label, "link p99", ms(pct(links, 99)))
     run_times = [r.finished_at - r.started_at for r in rows]
@@ -594,6 +594,48 @@ def run_fanout(backend: Backend, opts: Options, width: int, report: Report) -> N
         report.notes.append(
             "fan-out SQL/claim stats:\n  " + "\n  ".join(h.stats.summary(width + 1))
         )
+
+
+def fan_in_spec(width: int) -> JobSpec:
+    """1 -> width parents -> one JOIN (a node under each parent) -> B."""
+    tail = noop_spec()
+    branches = []
+    for index in range(width):
+        join = JobSpec(
+            target_object="bench.JOIN",
+            job_type="JOIN",
+            target_id="bench",
+            next_jobs=[tail] if index == width - 1 else [],
+        )
+        branches.append(noop_spec([join]))
+    return noop_spec(branches)
+
+
+def run_fanin(backend: Backend, opts: Options, width: int, report: Report) -> None:
+    label = f"5 fan-in (1 -> {width:,} -> join -> 1)"
+    with backend.fresh("fanin") as url:
+        h = Harness(url, opts, "fanin")
+        try:
+            spec = fan_in_spec(width)
+            h.instrument()
+            h.start_pool()
+            t0 = time.perf_counter()
+            root_id = submission.submit(h.db, spec)
+            done = h.wait_done(root_id)
+            rows = h.rows(root_id)
+        finally:
+            h.close(report)
+    check_all_finished(rows, "fanin", report)
+    by_id = {r.id: r for r in rows}
+    parents = [r for r in rows if r.parent_id == root_id]
+    joins = [r for r in rows if r.job_type == "JOIN"]
+    [b] = [r for r in rows if r.parent_id is not None and by_id[r.parent_id].job_type == "JOIN"]
+    last_parent_end = max(p.finished_at for p in parents)
+    last_arrival = max(j.finished_at for j in joins)
+    report.add(label, "last parent end -> B start", ms(b.started_at - last_parent_end))
+    report.add(label, "last arrival recorded -> B start", ms(b.started_at - last_arrival))
+    report.add(label, "B started (exactly once)", str(sum(1 for r in rows if r.id == b.id)))
+    report.add(label, "wall (submit -> all done seen)", f"{done - t0:.3f} s")
 
 
 def run_accept(backend: Backend, opts: Options, nodes: int, repeat: int, report: Report) -> None:
@@ -755,8 +797,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only",
-        default="throughput,chain,fanout,accept",
-        help="comma-separated subset of throughput,chain,fanout,accept",
+        default="throughput,chain,fanout,accept,fanin",
+        help="comma-separated subset of throughput,chain,fanout,accept,fanin",
     )
     parser.add_argument("--poll-ms", type=float, default=5.0, help="completion poll interval")
     parser.add_argument("--sql-stats", action="store_true", help="count statements/claims/wakes")
@@ -766,7 +808,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sizes = QUICK if args.quick else FULL
     only = {s.strip() for s in args.only.split(",") if s.strip()}
-    unknown = only - {"throughput", "chain", "fanout", "accept"}
+    unknown = only - {"throughput", "chain", "fanout", "accept", "fanin"}
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
     opts = Options(
@@ -791,6 +833,8 @@ def main(argv: list[str] | None = None) -> int:
             run_fanout(backend, opts, sizes.fanout, report)
         if "accept" in only:
             run_accept(backend, opts, sizes.accept, sizes.accept_repeat, report)
+        if "fanin" in only:
+            run_fanin(backend, opts, sizes.fanin, report)
     finally:
         backend.close()
     print_report(report)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.join_plan import JoinPlan
@@ -75,7 +75,7 @@ def _get_or_create(conn: Connection, plan: JoinPlan, root_id: int, at: float) ->
     existing = conn.execute(select(joins).where(joins.c.scope == scope)).first()
     if existing is not None:
         return existing
-    values = {
+    values: dict[str, Any] = {
         "scope": scope,
         "key": plan.key,
         "batch": plan.batch,
@@ -83,6 +83,7 @@ def _get_or_create(conn: Connection, plan: JoinPlan, root_id: int, at: float) ->
         "trigger": plan.trigger,
         "expected": plan.expected,
         "state": WAITING,
+        "outcome_counts": {},
         "deadline": at + plan.timeout_seconds if plan.timeout_seconds else None,
         "created_at": at,
     }
@@ -118,6 +119,29 @@ def _check_batch(row: Row[Any], plan: JoinPlan) -> None:
 # -- arrivals and the decision ---------------------------------------------------------
 
 
+# Arrivals are on the hot path of a wide fan-in: their statements are built once.
+_LOCK_JOIN = select(joins).where(joins.c.id == bindparam("join_id")).with_for_update()
+_PARENT_STATUS = select(jobs.c.status).where(jobs.c.id == bindparam("parent_id"))
+_ARRIVAL = (join_arrivals.c.join_id == bindparam("join_id")) & (
+    join_arrivals.c.job_id == bindparam("job_id")
+)
+_PREVIOUS_OUTCOME = select(join_arrivals.c.parent_outcome).where(_ARRIVAL)
+_UPDATE_ARRIVAL = (
+    update(join_arrivals)
+    .where(_ARRIVAL)
+    .values(parent_outcome=bindparam("outcome"), at=bindparam("at"))
+)
+_INSERT_ARRIVAL = insert(join_arrivals)
+_SET_COUNTS = (
+    update(joins)
+    .where(joins.c.id == bindparam("join_id"))
+    .values(outcome_counts=bindparam("counts", type_=joins.c.outcome_counts.type))
+)
+_SET_MESSAGE = (
+    update(jobs).where(jobs.c.id == bindparam("job_id")).values(message=bindparam("message"))
+)
+
+
 def arrive(conn: Connection, node: Row[Any], at: float, outcome: Status | None = None) -> int:
     """Record that JOIN node ``node`` arrived; decide the join if this completes it.
 
@@ -125,22 +149,20 @@ def arrive(conn: Connection, node: Row[Any], at: float, outcome: Status | None =
     itself was cancelled). Returns how many jobs became claimable. Re-arrival of the same
     node (its parent was retried) updates the recorded outcome instead of counting twice.
     """
-    join = conn.execute(select(joins).where(joins.c.id == node.join_id).with_for_update()).one()
+    join = conn.execute(_LOCK_JOIN, {"join_id": node.join_id}).one()
     parent_outcome = (
         outcome.value
         if outcome is not None
-        else conn.execute(select(jobs.c.status).where(jobs.c.id == node.parent_id)).scalar_one()
+        else conn.execute(_PARENT_STATUS, {"parent_id": node.parent_id}).scalar_one()
     )
-    _record_arrival(conn, join.id, node, parent_outcome, at)
-    outcomes: Counter[str] = Counter(
-        dict(
-            conn.execute(
-                select(join_arrivals.c.parent_outcome, func.count())
-                .where(join_arrivals.c.join_id == join.id)
-                .group_by(join_arrivals.c.parent_outcome)
-            ).all()
-        )
-    )
+    previous = _record_arrival(conn, join.id, node, parent_outcome, at)
+    # Counted on the locked join row, so an arrival costs the same whatever the width.
+    outcomes: Counter[str] = Counter(join.outcome_counts or {})
+    if previous is not None:
+        outcomes[previous] -= 1
+    outcomes[parent_outcome] += 1
+    outcomes = +outcomes  # drop zero counts
+    conn.execute(_SET_COUNTS, {"join_id": join.id, "counts": dict(outcomes)})
     arrived = sum(outcomes.values())
     message = f"arrival {arrived} of {join.expected} at join {join.key!r} (parent {parent_outcome})"
     started = 0
@@ -150,7 +172,7 @@ def arrive(conn: Connection, node: Row[Any], at: float, outcome: Status | None =
         started = _release_continuation(conn, join, decision, at)
     elif join.state != WAITING:
         message += f"; join already {join.state}"
-    conn.execute(update(jobs).where(jobs.c.id == node.id).values(message=message))
+    conn.execute(_SET_MESSAGE, {"job_id": node.id, "message": message})
     return started
 
 
@@ -177,22 +199,18 @@ def decide(trigger: str, expected: int, outcomes: Counter[str]) -> str | None:
 
 def _record_arrival(
     conn: Connection, join_id: int, node: Row[Any], outcome: str, at: float
-) -> None:
-    updated = conn.execute(
-        update(join_arrivals)
-        .where(join_arrivals.c.join_id == join_id, join_arrivals.c.job_id == node.id)
-        .values(parent_outcome=outcome, at=at)
-    ).rowcount
-    if not updated:
+) -> str | None:
+    """Insert or update the node's arrival; returns the outcome it replaced, if any."""
+    key = {"join_id": join_id, "job_id": node.id}
+    previous: str | None = conn.execute(_PREVIOUS_OUTCOME, key).scalar()
+    if previous is not None:
+        conn.execute(_UPDATE_ARRIVAL, {**key, "outcome": outcome, "at": at})
+    else:
         conn.execute(
-            insert(join_arrivals).values(
-                join_id=join_id,
-                job_id=node.id,
-                parent_job_id=node.parent_id,
-                parent_outcome=outcome,
-                at=at,
-            )
+            _INSERT_ARRIVAL,
+            {**key, "parent_job_id": node.parent_id, "parent_outcome": outcome, "at": at},
         )
+    return previous
 
 
 def _decide(conn: Connection, join_id: int, state: str, by_job: int | None, at: float) -> bool:

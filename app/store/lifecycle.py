@@ -296,7 +296,7 @@ def _record(
             statuses[item.job_id] = None
             continue
         transition, values = _outcome_transition(row, item.outcome, policy, t)
-        if transition == Transition.FINISH and row.join_id is None:
+        if transition == Transition.FINISH:
             plain.append((row, item))  # the common case: batched below
             statuses[item.job_id] = Status.FINISHED
             continue
@@ -322,7 +322,7 @@ def _record(
 def _finish_plain(
     conn: Connection, plain: list[tuple[Row[Any], Done]], log_limit: int, t: float
 ) -> int:
-    """FINISHED jobs that are not join nodes: one executemany, one release for all."""
+    """FINISHED jobs: one executemany, then one release for all but join arrivals."""
     conn.execute(
         _FINISH_MANY,
         [
@@ -348,7 +348,10 @@ def _finish_plain(
     for row, item in plain:
         if item.outcome.log:
             append_log(conn, row.id, item.outcome.log, log_limit)
-    return release_finished(conn, [row.id for row, _ in plain], t)
+    arrivals = [row for row, _ in plain if row.join_id is not None]
+    started = sum(joins.arrive(conn, row, t) for row in arrivals)
+    parents = [row.id for row, _ in plain if row.join_id is None]
+    return started + (release_finished(conn, parents, t) if parents else 0)
 
 
 def _outcome_transition(

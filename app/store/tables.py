@@ -109,6 +109,8 @@ joins = Table(
     Column("root_id", Id, nullable=True),
     Column("trigger", String(16), nullable=False),
     Column("expected", Integer, nullable=False),
+    # Arrivals by parent outcome, e.g. {"FINISHED": 2, "FAILED": 1}.
+    Column("outcome_counts", JSON, nullable=False, default=dict),
     Column("state", String(16), nullable=False),
     # The JOIN node whose next jobs are the join's continuation, and their fingerprint.
     Column("owner_job_id", Id, nullable=True),
