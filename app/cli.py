@@ -5,19 +5,17 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from app.auth import read_admin_token
 from app.cli_schedules import schedules
+from app.cli_support import api_call
 from app.cli_tokens import tokens
-from app.client import ApiClient, ApiClientError, ApiUnavailable
+from app.client import ApiClient
 from app.statuses import TERMINAL, Status
 from config import Settings
-
-T = TypeVar("T")
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 # ``submit --wait`` exit codes, so scripts can tell a failed chain from a slow one.
@@ -106,7 +104,7 @@ def submit(client: ApiClient, file: Any, wait: bool, timeout: float) -> None:
         payload = json.load(file)
     except ValueError as exc:
         raise click.ClickException(f"{file.name} is not valid JSON: {exc}") from None
-    job = _api(lambda: client.submit(payload))
+    job = api_call(lambda: client.submit(payload))
     click.echo(f"submitted job {job['id']} ({job['targetObject']}): {job['status']}")
     if wait:
         tree = _wait_for_chain(client, job["id"], timeout)
@@ -121,7 +119,7 @@ def submit(client: ApiClient, file: Any, wait: bool, timeout: float) -> None:
 @click.pass_obj
 def status(client: ApiClient, job_id: int, as_json: bool) -> None:
     """Show a job and its chain below it."""
-    tree = _api(lambda: client.tree(job_id))
+    tree = api_call(lambda: client.tree(job_id))
     if as_json:
         click.echo(json.dumps(tree, indent=2))
     else:
@@ -133,7 +131,7 @@ def status(client: ApiClient, job_id: int, as_json: bool) -> None:
 @click.pass_obj
 def cancel(client: ApiClient, job_id: int) -> None:
     """Cancel a job and everything below it that has not started."""
-    job = _api(lambda: client.cancel(job_id))
+    job = api_call(lambda: client.cancel(job_id))
     suffix = " (stop requested)" if job["status"] == "PROCESSING" else ""
     click.echo(f"job {job_id}: {job['status']}{suffix}")
 
@@ -143,7 +141,7 @@ def cancel(client: ApiClient, job_id: int) -> None:
 @click.pass_obj
 def retry(client: ApiClient, job_id: int) -> None:
     """Run a FAILED or CANCELLED job again; the chain continues after it."""
-    job = _api(lambda: client.retry(job_id))
+    job = api_call(lambda: client.retry(job_id))
     # The job may already be running again by the time the answer arrives.
     click.echo(f"job {job_id}: retried, now {job['status']}")
 
@@ -153,7 +151,7 @@ def retry(client: ApiClient, job_id: int) -> None:
 @click.pass_obj
 def show_log(client: ApiClient, job_id: int) -> None:
     """Print the tail of a job's log."""
-    entry = _api(lambda: client.log(job_id))
+    entry = api_call(lambda: client.log(job_id))
     if entry["droppedBytes"]:
         click.echo(f"... ({entry['droppedBytes']} earlier bytes dropped)")
     for line in entry["lines"]:
@@ -165,7 +163,7 @@ def show_log(client: ApiClient, job_id: int) -> None:
 @click.pass_obj
 def events(client: ApiClient, job_id: int) -> None:
     """Print every status change of a job."""
-    for event in _api(lambda: client.events(job_id)):
+    for event in api_call(lambda: client.events(job_id)):
         click.echo(
             f"{event['at']}  {event['fromStatus'] or '-':>22} -> "
             f"{event['toStatus']:<22} {event['reason']}"
@@ -183,7 +181,7 @@ def events(client: ApiClient, job_id: int) -> None:
 @click.pass_obj
 def list_jobs(client: ApiClient, status: str | None, limit: int) -> None:
     """List the newest jobs."""
-    page = _api(lambda: client.jobs(status=status.upper() if status else None, limit=limit))
+    page = api_call(lambda: client.jobs(status=status.upper() if status else None, limit=limit))
     for job in page["items"]:
         click.echo(
             f"{job['id']:>8}  {job['status']:<22} {job['targetObject']:<30} {job['message'] or ''}"
@@ -194,24 +192,8 @@ def list_jobs(client: ApiClient, status: str | None, limit: int) -> None:
 @click.pass_obj
 def job_types(client: ApiClient) -> None:
     """List the job types the service knows."""
-    for job_type in _api(client.job_types):
+    for job_type in api_call(client.job_types):
         click.echo(f"{job_type['name']:<12} {job_type['description']}")
-
-
-def _api(call: Callable[[], T]) -> T:
-    """Run one API call; turn its failures into a one-line error (plus bad-field paths)."""
-    try:
-        return call()
-    except ApiClientError as exc:
-        lines = [str(exc)]
-        if exc.status == 401:
-            lines.append("  pass --token or set JOBCHAIN_TOKEN (see `jobchain tokens create`)")
-        for path, messages in exc.details.items():
-            text = "; ".join(map(str, messages)) if isinstance(messages, list) else messages
-            lines.append(f"  {path}: {text}")
-        raise click.ClickException("\n".join(lines)) from None
-    except ApiUnavailable as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 def _nodes(tree: dict[str, Any]) -> list[dict[str, Any]]:
@@ -227,7 +209,7 @@ def _wait_for_chain(client: ApiClient, job_id: int, timeout: float) -> dict[str,
     deadline = time.monotonic() + timeout
     delay = 0.05
     while True:
-        tree = _api(lambda: client.tree(job_id))
+        tree = api_call(lambda: client.tree(job_id))
         if all(node["status"] in TERMINAL for node in _nodes(tree)):
             return tree
         if time.monotonic() > deadline:

@@ -7,14 +7,12 @@ named by its id or by its name.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from app.client import ApiClient, ApiClientError, ApiUnavailable
-
-T = TypeVar("T")
+from app.cli_support import api_call
+from app.client import ApiClient
 
 
 @click.group("schedules")
@@ -26,7 +24,7 @@ def schedules() -> None:
 @click.pass_obj
 def list_schedules(client: ApiClient) -> None:
     """List schedules with their next fire time and latest chain."""
-    for schedule in _api(client.schedules):
+    for schedule in api_call(client.schedules):
         click.echo(_summary(schedule))
 
 
@@ -43,7 +41,7 @@ def add(client: ApiClient, file: Any, paused: bool) -> None:
         raise click.ClickException(f"{file.name} is not valid JSON: {exc}") from None
     if paused and isinstance(body, dict):
         body["enabled"] = False
-    click.echo(f"added {_summary(_api(lambda: client.create_schedule(body)))}")
+    click.echo(f"added {_summary(api_call(lambda: client.create_schedule(body)))}")
 
 
 @schedules.command()
@@ -52,7 +50,7 @@ def add(client: ApiClient, file: Any, paused: bool) -> None:
 @click.pass_obj
 def show(client: ApiClient, schedule: str, as_json: bool) -> None:
     """Show a schedule, its next fire times and its latest chains."""
-    found = _api(lambda: client.schedule(_resolve(client, schedule)))
+    found = api_call(lambda: client.schedule(_resolve(client, schedule)))
     if as_json:
         click.echo(json.dumps(found, indent=2))
         return
@@ -85,20 +83,22 @@ def resume(client: ApiClient, schedule: str) -> None:
 def delete(client: ApiClient, schedule: str) -> None:
     """Delete a schedule (the chains it started are kept)."""
     schedule_id = _resolve(client, schedule)
-    _api(lambda: client.delete_schedule(schedule_id))
+    api_call(lambda: client.delete_schedule(schedule_id))
     click.echo(f"deleted schedule {schedule_id}")
 
 
 def _set_enabled(client: ApiClient, schedule: str, enabled: bool) -> None:
     schedule_id = _resolve(client, schedule)
-    click.echo(_summary(_api(lambda: client.update_schedule(schedule_id, {"enabled": enabled}))))
+    click.echo(
+        _summary(api_call(lambda: client.update_schedule(schedule_id, {"enabled": enabled})))
+    )
 
 
 def _resolve(client: ApiClient, schedule: str) -> int:
     """An id as given; a name looked up among the schedules."""
     if schedule.isdigit():
         return int(schedule)
-    for found in _api(client.schedules):
+    for found in api_call(client.schedules):
         if found["name"] == schedule:
             return int(found["id"])
     raise click.ClickException(f"no schedule named {schedule!r}")
@@ -118,17 +118,3 @@ def _chain(fire: dict[str, Any]) -> str:
     if fire["rootJobId"] is None:
         return str(fire["message"])
     return f"job {fire['rootJobId']} {fire['status']}"
-
-
-def _api(call: Callable[[], T]) -> T:
-    """One API call; its failure becomes a one-line error plus the bad fields' paths."""
-    try:
-        return call()
-    except ApiClientError as exc:
-        lines = [str(exc)]
-        for path, messages in exc.details.items():
-            text = "; ".join(map(str, messages)) if isinstance(messages, list) else messages
-            lines.append(f"  {path}: {text}")
-        raise click.ClickException("\n".join(lines)) from None
-    except ApiUnavailable as exc:
-        raise click.ClickException(str(exc)) from None

@@ -130,6 +130,14 @@ def api(live: LiveServer) -> Iterator[Api]:
 # -- the API ---------------------------------------------------------------------------------
 
 
+def test_the_shipped_example_schedule_is_accepted(api: Api) -> None:
+    example = Path(__file__).resolve().parents[1] / "examples/schedules/nightly-datamart.json"
+    response = api.call("POST", "/schedules", json=json.loads(example.read_text()))
+    assert response.status_code == 201, response.text
+    assert response.json()["cron"] == "30 2 * * 1-5"
+    assert len(response.json()["nextFireTimes"]) == 5
+
+
 def test_create_get_list_patch_delete_over_http(api: Api) -> None:
     response = api.call("POST", "/schedules", json=body(timezone="Europe/Prague"))
     assert response.status_code == 201, response.text
