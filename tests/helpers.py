@@ -13,6 +13,8 @@ from waitress import create_server
 from app.statuses import TERMINAL
 from app.store import queries
 from app.store.database import Database
+from jobs import REGISTRY
+from jobs.context import JobContext
 
 T = TypeVar("T")
 
@@ -98,3 +100,22 @@ class LiveServer:
                 server.trigger.pull_trigger(close_all)
             self.thread.join(5)
         server.task_dispatcher.shutdown()
+
+
+def job_context(job_type: str, **parameters: Any) -> JobContext:
+    """A context for calling a job type's function directly, outside any worker."""
+    return JobContext(
+        job_id=1,
+        root_id=1,
+        target_object="test",
+        target_id=None,
+        job_type=job_type,
+        parameters=parameters,
+        attempt=1,
+    )
+
+
+def run_job_type(ctx: JobContext) -> Any:
+    job = REGISTRY.get(ctx.job_type)
+    assert job is not None, ctx.job_type
+    return job.run(ctx)

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-import jobs
 from jobs import http as http_module
 from jobs.context import JobContext, JobFailed
+from tests.helpers import job_context, run_job_type
 
 
 @dataclass
@@ -93,21 +93,10 @@ def server() -> Iterator[Server]:
 
 
 def make_ctx(**parameters: Any) -> JobContext:
-    return JobContext(
-        job_id=2,
-        root_id=2,
-        target_object="test",
-        target_id=None,
-        job_type="HTTP",
-        parameters=parameters,
-        attempt=1,
-    )
+    return job_context("HTTP", **parameters)
 
 
-def run(ctx: JobContext) -> Any:
-    job = jobs.REGISTRY.get("HTTP")
-    assert job is not None
-    return job.run(ctx)
+run = run_job_type
 
 
 def test_get_json(server: Server) -> None:

@@ -12,27 +12,16 @@ from typing import Any
 
 import pytest
 
-import jobs
 from jobs import shell as shell_module
 from jobs.context import JobContext, JobFailed
+from tests.helpers import job_context, run_job_type
 
 
 def make_ctx(**parameters: Any) -> JobContext:
-    return JobContext(
-        job_id=1,
-        root_id=1,
-        target_object="test",
-        target_id=None,
-        job_type="SHELL",
-        parameters=parameters,
-        attempt=1,
-    )
+    return job_context("SHELL", **parameters)
 
 
-def run(ctx: JobContext) -> Any:
-    job = jobs.REGISTRY.get("SHELL")
-    assert job is not None
-    return job.run(ctx)
+run = run_job_type
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
