@@ -29,11 +29,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     app.register_blueprint(api)
     app.register_blueprint(joins_api)
-    app.register_blueprint(integration_api)
     app.register_blueprint(schedules_api)
     register_error_handlers(app)
     # Every request is checked by one policy (app/auth.py); seeds JOBCHAIN_API_TOKENS first.
     install_auth(app, rt.db, rt.settings.api_tokens)
+    # After the auth check: its request hook must only see authorised requests.
+    app.register_blueprint(integration_api)
 
     spec: dict[str, Any] = {}
 

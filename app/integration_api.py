@@ -46,7 +46,7 @@ class CallbackSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    status = fields.String(validate=validate.OneOf([Status.FINISHED, Status.FAILED]))
+    status = fields.String(validate=validate.OneOf([Status.FINISHED.value, Status.FAILED.value]))
     attempt = StrictInteger(validate=validate.Range(1, 2**31 - 1))
     message = fields.String(validate=[validate.Length(max=MAX_MESSAGE_LENGTH), _no_nul])
     result = fields.Raw(allow_none=True)
@@ -71,16 +71,6 @@ def _configure_callback_base(state: BlueprintSetupState) -> None:
     """EXTERNAL jobs of this process tell integration systems to call back here."""
     rt: Runtime = state.app.extensions["jobchain"]
     CALLBACK_BASE.configure(rt.settings.public_url)
-
-
-@integration_api.after_app_request
-def _remember_address(response: Response) -> Response:
-    """Without a configured public_url, the address the job API was reached at is the best
-    guess. Only successful job calls count (they need a token): an anonymous request with a
-    forged Host header must not redirect callbacks."""
-    if response.status_code < 400 and request.path.startswith("/api/v1/jobs"):
-        CALLBACK_BASE.saw_request(request.host_url)
-    return response
 
 
 @integration_api.post("/jobs/<int:job_id>/callback")

@@ -21,6 +21,7 @@ from app.store.tokens import TokenConfigError
 from app.worker import WorkerPool
 from config import Settings
 from jobs import REGISTRY
+from jobs.external import CALLBACK_BASE
 
 log = logging.getLogger("jobchain.server")
 
@@ -63,7 +64,12 @@ def serve(settings: Settings) -> None:
     scheduler = None
     schedule_loop = ScheduleLoop(runtime.db, runtime.registry, settings)
     try:
-        scheduler = start_housekeeping(runtime.db, settings.reap_interval_seconds)
+        scheduler = start_housekeeping(
+            runtime.db, settings.reap_interval_seconds, settings.idempotency_ttl_seconds
+        )
+        # EXTERNAL jobs (resumed the moment workers start) give this as their callback URL
+        # unless JOBCHAIN_PUBLIC_URL says otherwise.
+        CALLBACK_BASE.listening_on(_base_urls(server, settings)[0])
         pool.start()
         schedule_loop.start()  # its first check fires what came due while we were down
         _announce(server, settings)
@@ -124,16 +130,20 @@ def _configure_logging() -> None:
 def _announce(server: Any, settings: Settings) -> None:
     """Print the real address (tests and scripts parse the first line); the password of a
     database URL is masked."""
-    bases = [
-        f"http://{f'[{host}]' if ':' in host else host}:{port}"
-        for host, port in _addresses(server, settings)
-    ]
+    bases = _base_urls(server, settings)
     for base in bases:
         print(f"jobchain API listening on {base}/api/v1", flush=True)
     database = make_url(settings.database_url).render_as_string(hide_password=True)
     job_types = ", ".join(t.name for t in REGISTRY.all())
     print(f"  health: {bases[0]}/health   database: {database}", flush=True)
     print(f"  job types: {job_types}", flush=True)
+
+
+def _base_urls(server: Any, settings: Settings) -> list[str]:
+    return [
+        f"http://{f'[{host}]' if ':' in host else host}:{port}"
+        for host, port in _addresses(server, settings)
+    ]
 
 
 def _addresses(server: Any, settings: Settings) -> list[tuple[str, int]]:

@@ -37,25 +37,25 @@ AWAIT_CALLBACK = AwaitCallback()
 
 class CallbackBase:
     """Where integration systems reach this service: ``public_url`` when configured, else
-    the address the API was last reached at (fine when they share a network with it)."""
+    the address this process listens on (fine when they share a network with it). Never a
+    request's Host header, which any caller controls."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._public_url = ""
-        self._seen_url = ""
+        self._listen_url = ""
 
     def configure(self, public_url: str) -> None:
         with self._lock:
             self._public_url = public_url.rstrip("/")
-            self._seen_url = ""
 
-    def saw_request(self, host_url: str) -> None:
+    def listening_on(self, base_url: str) -> None:
         with self._lock:
-            self._seen_url = host_url.rstrip("/")
+            self._listen_url = base_url.rstrip("/")
 
     def callback_url(self, job_id: int) -> str | None:
         with self._lock:
-            base = self._public_url or self._seen_url
+            base = self._public_url or self._listen_url
         return f"{base}/api/v1/jobs/{job_id}/callback" if base else None
 
 

@@ -15,6 +15,7 @@ from app.store import queries
 from app.store.database import Database
 from jobs import REGISTRY
 from jobs.context import JobContext
+from jobs.external import CALLBACK_BASE
 
 T = TypeVar("T")
 
@@ -79,6 +80,7 @@ class LiveServer:
         self.app = app
         self.server = create_server(app, host="127.0.0.1", port=0, threads=8)
         self.url = f"http://127.0.0.1:{self.server.effective_port}"  # type: ignore[union-attr]
+        CALLBACK_BASE.listening_on(self.url)  # as `jobchain serve` does
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> LiveServer:

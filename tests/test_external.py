@@ -275,7 +275,7 @@ def test_callback_before_the_notification_is_answered(
     nodes = by_target(wait_for_chain(db, root))
     assert nodes["sap.EXTERNAL"]["status"] == "FINISHED", nodes["sap.EXTERNAL"]["message"]
     assert nodes["after.NOOP"]["status"] == "FINISHED"
-    assert system.callback_answers == [200]
+    wait_until(lambda: system.callback_answers == [200], what="the callback's answer")
     assert "notified" not in " ".join(reasons(db, root))
     assert nodes["sap.EXTERNAL"]["lease_owner"] is None
 
@@ -594,11 +594,16 @@ def test_public_url_is_the_callback_base(
 def test_forged_host_headers_do_not_redirect_callbacks(
     live: LiveServer, runtime: Runtime, db: Database, system: IntegrationSystem
 ) -> None:
-    job_id = submit(live, ext(system))  # learns the real address
+    """Callbacks go to the service's own address, never to a request's Host header."""
+    job_id = submit(live, ext(system))
     forged = {**AUTH, "Host": "evil.example"}
     assert requests.get(f"{live.url}/health", headers=forged, timeout=30).status_code == 200
-    missing = requests.get(f"{live.url}/api/v1/jobs/999999", headers=forged, timeout=30)
-    assert missing.status_code == 404
+    assert requests.get(f"{live.url}/api/v1/jobs", headers=forged, timeout=30).status_code == 200
+    # Deliberately without a token: an anonymous caller is refused before anything is learned.
+    anonymous = requests.post(
+        f"{live.url}/api/v1/jobs", json=ext(system), headers={"Host": "evil.example"}, timeout=30
+    )
+    assert anonymous.status_code == 401
     workers = WorkerPool(db, runtime.registry, runtime.settings).start()
     try:
         waiting_for_callback(db, job_id)
