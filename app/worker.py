@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, overload
 
 from app.store import external, lifecycle
+from app.store.callback_deadline import callback_timeout
 from app.store.database import Database, now
 from config import Settings
 from jobs.context import JobContext, JobFailed
@@ -295,7 +296,7 @@ class WorkerPool:
                 self.db,
                 claim.id,
                 claim.lease_token,
-                external.callback_timeout(claim.parameters),
+                callback_timeout(claim.parameters),
                 message=_text(running.ctx.snapshot_progress()[1]),
                 log=_text(running.ctx.output.drain()),
                 log_limit=self.settings.log_tail_bytes,

@@ -5,8 +5,8 @@ waits for it: once notified, the worker hands the job's lease to the callback de
 (owner :data:`OWNER`, expiry = now + ``parameters.timeoutSeconds``). A callback then ends
 the job exactly as a worker's finish would (same transitions, same chaining through
 ``lifecycle.settle``, one transaction); the lease reaper fails it when the deadline passes
-(``lifecycle._recover`` asks :func:`on_deadline`), and housekeeping ends it when it was
-cancelled meanwhile (:func:`end_cancelled`).
+(see :mod:`app.store.callback_deadline`), and housekeeping ends it when it was cancelled
+meanwhile (:func:`end_cancelled`).
 
 Callbacks name the attempt they answer, so a late answer to an earlier attempt changes
 nothing, and a final callback delivered twice is recognised by the event it left.
@@ -21,10 +21,8 @@ from typing import Any
 from sqlalchemy import Connection, Row, and_, select, update
 
 from app.statuses import Status, Transition, target
-
-# lifecycle imports this module too (its reaper asks on_deadline); only its attributes at
-# call time are used here, so either module may be imported first.
 from app.store import lifecycle
+from app.store.callback_deadline import OWNER
 from app.store.database import Database, now
 from app.store.joblog import append_log
 from app.store.tables import job_events, jobs
@@ -32,8 +30,6 @@ from app.store.transitions import apply, record_events
 
 JOB_TYPE = "EXTERNAL"
 # The lease owner of a job waiting for its callback: its lease is the callback deadline.
-OWNER = "external"
-DEFAULT_TIMEOUT_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
@@ -45,15 +41,6 @@ class Callback:
     message: str | None = None
     result: Any = None
     progress: float | None = None
-
-
-def callback_timeout(parameters: dict[str, Any]) -> float:
-    """``parameters.timeoutSeconds`` (validated by the job type before notifying), or the
-    default."""
-    value = parameters.get("timeoutSeconds")
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    return DEFAULT_TIMEOUT_SECONDS
 
 
 # -- handing over, deadline and cancellation ---------------------------------------------
@@ -107,13 +94,6 @@ def await_callback(
         return True
 
     return db.write(work)
-
-
-def on_deadline(row: Row[Any]) -> tuple[Transition, dict[str, Any]]:
-    """What the lease reaper does with a job whose callback deadline passed: fail it (it is
-    never re-run: the external system may still be working on it)."""
-    seconds = callback_timeout(row.parameters)
-    return Transition.FAIL, {"message": f"no callback within {seconds:g} s"}
 
 
 def end_cancelled(db: Database, limit: int = 100) -> int:

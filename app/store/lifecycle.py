@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Float, Row, and_, bindparam, func, select, update
 
 from app.statuses import NOT_STARTED, RETRYABLE, TERMINAL, Status, Transition, target
-from app.store import external, joins
+from app.store import callback_deadline, joins
 from app.store.database import Database, now
 from app.store.joblog import append_log
 from app.store.release import block_waiting_subtree, release_finished, release_next_jobs
@@ -565,8 +565,8 @@ def _recover(conn: Connection, row: Row[Any], t: float) -> bool:
     values: dict[str, Any]
     if row.cancel_requested:
         transition, values = Transition.CANCEL, {"message": "cancelled (worker vanished)"}
-    elif row.lease_owner == external.OWNER:  # an EXTERNAL job's callback deadline passed
-        transition, values = external.on_deadline(row)
+    elif row.lease_owner == callback_deadline.OWNER:  # an EXTERNAL job's deadline passed
+        transition, values = callback_deadline.on_deadline(row)
     elif row.attempt - row.attempt_floor < row.max_attempts:
         transition = Transition.RERUN
         values = {"run_after": t, "message": f"worker {row.lease_owner} vanished; re-running"}
