@@ -8,7 +8,6 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from app.statuses import Status
 from app.store.database import Database
 from app.store.tables import job_events, job_logs, jobs
 
@@ -130,13 +129,3 @@ def _attach_next_job_ids(conn: Connection, rows: list[dict[str, Any]]) -> None:
     for row in rows:
         row["next_job_ids"] = children.get(row["id"], [])
 
-
-def next_due_at(db: Database) -> float | None:
-    """When the earliest job waiting for dispatch becomes claimable (a retry backoff)."""
-    with db.read() as conn:
-        due: float | None = conn.execute(
-            select(func.min(jobs.c.run_after)).where(
-                jobs.c.status == Status.WAITING_FOR_DISPATCH.value
-            )
-        ).scalar()
-    return due
