@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection, insert, literal, null, select
 
 from app.join_plan import JoinPlan, plan_joins
 from app.payload import JobSpec
 from app.statuses import Status, Transition
 from app.store import joins
 from app.store.database import Database, allocate_job_ids, now
-from app.store.tables import jobs
-from app.store.transitions import record_events
+from app.store.tables import job_events, jobs
 
 
 def submit(db: Database, root: JobSpec, join_plans: list[JoinPlan] | None = None) -> int:
@@ -57,9 +56,20 @@ def _insert_tree(conn: Connection, root: JobSpec, plans: list[JoinPlan]) -> int:
         for spec, parent, position, depth in order
     ]
     conn.execute(insert(jobs), rows)
-    record_events(conn, [(root_id, 0)], None, Status.WAITING_FOR_DISPATCH, t, Transition.SUBMIT)
-    record_events(
-        conn, ((i, 0) for i in ids[1:]), None, Status.WAITING_FOR_PARENT, t, Transition.SUBMIT
+    # Each job's first event, written by the database from the rows just stored: a
+    # 10,000-job tree costs one statement here instead of 10,000 parameter sets.
+    conn.execute(
+        insert(job_events).from_select(
+            ["job_id", "from_status", "to_status", "attempt", "at", "reason"],
+            select(
+                jobs.c.id,
+                null(),
+                jobs.c.status,
+                jobs.c.attempt,
+                jobs.c.created_at,
+                literal(Transition.SUBMIT.value),
+            ).where(jobs.c.root_id == root_id),
+        )
     )
     joins.set_owners(conn, plans, job_ids)
     return root_id
