@@ -23,7 +23,7 @@ def sleep(ctx: JobContext) -> Any:
     ctx.progress(0, f"sleeping {seconds:g} s")
     if ctx.wait(seconds):
         return None
-    ctx.progress(100)
+    ctx.progress(100, f"slept {seconds:g} s")
     return {"slept": seconds}
 
 

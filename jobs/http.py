@@ -119,5 +119,5 @@ def http(ctx: JobContext) -> Any:
     ok = status in expected if expected is not None else 200 <= status < 300
     if not ok:
         raise JobFailed(f"HTTP {status} from {method} {url}", result=result)
-    ctx.progress(100)
+    ctx.progress(100, f"HTTP {status} from {method} {url}")
     return result

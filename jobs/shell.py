@@ -202,5 +202,5 @@ def shell(ctx: JobContext) -> Any:
         last = _last_line(tail)
         message = f"command exited with code {code}" + (f": {last}" if last else "")
         raise JobFailed(message, result=result)
-    ctx.progress(100)
+    ctx.progress(100, "command exited with code 0")
     return result
