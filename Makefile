@@ -12,8 +12,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The example job types (LPG, CFS) are loaded so examples/*.json run as they are.
 run: $(STAMP)
-	$(BIN)/jobchain serve
+	JOBCHAIN_JOB_MODULES="$${JOBCHAIN_JOB_MODULES:-examples.pricing_jobs}" $(BIN)/jobchain serve
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
