@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Flask, Response, jsonify
@@ -10,6 +11,8 @@ from sqlalchemy import text
 from app.errors import register_error_handlers
 from app.runtime import Runtime
 from config import Settings
+
+log = logging.getLogger("jobchain.api")
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
@@ -52,7 +55,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             with rt.db.read() as conn:
                 conn.execute(text("SELECT 1"))
         except Exception as exc:
-            return jsonify({"status": "unavailable", "database": str(exc)}), 503
+            log.warning("health check: database unavailable: %s", exc)
+            return jsonify({"status": "unavailable", "database": "unavailable"}), 503
         return jsonify({"status": "ok", "database": "ok"}), 200
 
     @app.get("/openapi.json")

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 from marshmallow import Schema, ValidationError, fields, validate
 
+from app.auth import allows
 from app.errors import ApiError
 from app.join_plan import plan_joins
-from app.payload import Limits, PayloadError, parse_tree
+from app.payload import JobSpec, Limits, PayloadError, parse_tree
 from app.runtime import Runtime
 from app.schemas import JobEventSchema, JobLogSchema, JobSchema, JobTypeSchema, dump_tree
 from app.statuses import Status
@@ -114,6 +115,7 @@ def submit_job() -> tuple[Response, int, dict[str, str]]:
         plans = plan_joins(spec)
     except PayloadError as exc:
         raise ApiError(exc.status, "invalid_payload", exc.message, exc.details) from None
+    _check_job_type_roles(spec, g.api_token.role)
     replayed = False
     try:
         if key is None:
@@ -284,6 +286,19 @@ def job_types() -> Response:
         200: {description: The job types, content: {application/json: {schema: JobTypeList}}}
     """
     return jsonify({"items": JobTypeSchema(many=True).dump(runtime().registry.all())})
+
+
+def _check_job_type_roles(spec: JobSpec, role: str) -> None:
+    """403 for a job type this token's role may not submit (e.g. SHELL needs admin)."""
+    registry = runtime().registry
+    denied: dict[str, list[str]] = {}
+    for node in spec.walk():
+        job_type = registry.get(node.job_type)
+        if job_type is not None and not allows(role, job_type.role):
+            path = f"{node.path}.targetObject" if node.path else "targetObject"
+            denied[path] = [f"job type {job_type.name} needs the {job_type.role} role"]
+    if denied:
+        raise ApiError(403, "insufficient_role", f"this token's role is {role}", denied)
 
 
 def _json_body() -> Any:

@@ -92,6 +92,7 @@ class JobLogSchema(Schema):
 class JobTypeSchema(Schema):
     name = fields.String()
     description = fields.String()
+    role = fields.String(metadata={"description": "the API role needed to submit this type"})
 
 
 class JobTypeListSchema(Schema):

@@ -75,7 +75,7 @@ TRANSITIONS: dict[Transition, tuple[frozenset[Status], Status]] = {
     # A JOIN node starts whatever its parent's outcome: every outcome must reach the join.
     Transition.ARRIVE: (frozenset({Status.WAITING_FOR_PARENT}), Status.WAITING_FOR_DISPATCH),
     # A retried parent's JOIN node arrives again, so its join sees the final outcome.
-    Transition.REARM: (TERMINAL, Status.WAITING_FOR_PARENT),
+    Transition.REARM: (TERMINAL | {Status.WAITING_FOR_DISPATCH}, Status.WAITING_FOR_PARENT),
 }
 
 

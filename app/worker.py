@@ -341,7 +341,8 @@ class WorkerPool:
             # The function ignores its abort flag: fail the job now; its late return is
             # fenced off by the lease token.
             job.settled = True
-            job.lane.done.append(self._done(job, self._failure(job, "", None)))
+            with job.lane.lock:
+                job.lane.done.append(self._done(job, self._failure(job, "", None)))
             self._flush(job.lane, claim_limit=0)
             return
         if clock - job.last_beat < self.settings.lease_seconds / 3:

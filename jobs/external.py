@@ -63,7 +63,7 @@ class CallbackBase:
 CALLBACK_BASE = CallbackBase()
 
 
-@job_type("EXTERNAL")
+@job_type("EXTERNAL", role="integration")
 def external(ctx: JobContext) -> AwaitCallback | None:
     """Notifies an integration system (notifyUrl) and waits for its signed callback."""
     url, headers = _parameters(ctx.parameters)

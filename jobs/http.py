@@ -85,7 +85,7 @@ def _read_body(response: requests.Response) -> tuple[Any, bool]:
     return text, truncated
 
 
-@job_type("HTTP")
+@job_type("HTTP", role="admin")
 def http(ctx: JobContext) -> Any:
     """Sends one HTTP request (url, method, json, headers, timeout, expectStatus)."""
     url, method, headers, timeout, expected = _parameters(ctx.parameters)

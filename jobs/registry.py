@@ -25,6 +25,9 @@ class JobType:
     name: str
     run: JobFunction
     description: str
+    # The API role a token needs to submit this type: SHELL runs commands on this machine,
+    # so it is admin-only; most types are fine for any submitter.
+    role: str = "submitter"
 
 
 class Registry:
@@ -32,12 +35,14 @@ class Registry:
         self._types: dict[str, JobType] = {}
         self._lock = threading.Lock()
 
-    def register(self, name: str, run: JobFunction, description: str = "") -> JobType:
+    def register(
+        self, name: str, run: JobFunction, description: str = "", role: str = "submitter"
+    ) -> JobType:
         if not _NAME.fullmatch(name):
             raise ValueError(f"invalid job type name {name!r}")
         doc = description or (run.__doc__ or "").strip().splitlines()[0:1]
         text = doc if isinstance(doc, str) else (doc[0] if doc else "")
-        job = JobType(name=name, run=run, description=text)
+        job = JobType(name=name, run=run, description=text, role=role)
         with self._lock:
             existing = self._types.get(name)
             if existing is not None and existing.run is not run:
@@ -45,11 +50,13 @@ class Registry:
             self._types[name] = job
         return job
 
-    def job_type(self, name: str, description: str = "") -> Callable[[JobFunction], JobFunction]:
+    def job_type(
+        self, name: str, description: str = "", role: str = "submitter"
+    ) -> Callable[[JobFunction], JobFunction]:
         """Decorator form of :meth:`register`."""
 
         def decorate(run: JobFunction) -> JobFunction:
-            self.register(name, run, description)
+            self.register(name, run, description, role)
             return run
 
         return decorate

@@ -137,7 +137,7 @@ def _parameters(
     return command, cwd, env, timeout
 
 
-@job_type("SHELL")
+@job_type("SHELL", role="admin")
 def shell(ctx: JobContext) -> Any:
     """Runs parameters.command (an argv list) with optional cwd, env and timeout."""
     command, cwd, env, timeout = _parameters(ctx.parameters)

@@ -16,6 +16,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -62,9 +63,11 @@ class Caller:
         self.url = url
         self.session = requests.Session()
 
-    def __call__(self, method: str, path: str, token: str | None = None) -> requests.Response:
+    def __call__(
+        self, method: str, path: str, token: str | None = None, **kwargs: Any
+    ) -> requests.Response:
         headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-        return self.session.request(method, self.url + path, headers=headers, timeout=30)
+        return self.session.request(method, self.url + path, headers=headers, timeout=30, **kwargs)
 
 
 @pytest.fixture
@@ -158,6 +161,33 @@ def test_every_endpoint_for_every_role(
             elif method != "HEAD" and response.json()["error"]["details"]["requiredRole"] != need:
                 wrong.append(f"{method} {path} as {role}: {response.json()['error']}")
     assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize(
+    ("role", "target", "allowed"),
+    [
+        ("submitter", "NOOP", True),
+        ("submitter", "SHELL", False),
+        ("submitter", "HTTP", False),
+        ("submitter", "EXTERNAL", False),
+        ("integration", "EXTERNAL", True),
+        ("integration", "SHELL", False),
+        ("admin", "SHELL", True),
+    ],
+)
+def test_job_types_that_reach_outside_need_a_higher_role(
+    call: Caller, role_tokens: dict[str, str], role: str, target: str, allowed: bool
+) -> None:
+    """A submitter must not run shell commands (or reach internal addresses) on the server."""
+    body = {"targetObject": "NOOP", "nextJobs": [{"targetObject": f"x.{target}"}]}
+    response = call("POST", "/api/v1/jobs", role_tokens[role], json=body)
+    if allowed:
+        assert response.status_code == 201, response.text
+    else:
+        assert response.status_code == 403, response.text
+        error = response.json()["error"]
+        assert error["code"] == "insufficient_role"
+        assert list(error["details"]) == ["nextJobs[0].targetObject"]
 
 
 def test_health_and_openapi_are_open(call: Caller) -> None:

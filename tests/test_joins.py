@@ -8,10 +8,10 @@ import pytest
 
 from app.join_plan import plan_joins
 from app.payload import Limits, PayloadError, parse_tree
-from app.store import joins, submission
+from app.store import joins, lifecycle, submission
 from app.store.database import Database
 from app.worker import WorkerPool
-from jobs import REGISTRY
+from jobs import REGISTRY, JobContext, JobFailed, job_type
 from tests.helpers import flatten, wait_for_chain, wait_until
 
 
@@ -236,3 +236,59 @@ def test_join_timeout_fails_and_skips_next_jobs(db: Database, pool: WorkerPool) 
     join = the_join(db)
     assert join["state"] == "FAILED"
     assert join["message"] == "timed out after 0.2 s"
+
+
+@job_type("FLAKY")
+def flaky(ctx: JobContext) -> None:
+    """Fails its first attempt, succeeds after a retry."""
+    if ctx.attempt == 1:
+        raise JobFailed("first attempt fails")
+
+
+def test_retried_parent_arrives_again_and_the_join_fires(db: Database, pool: WorkerPool) -> None:
+    root = submit(db, fan_in(["A1:FLAKY", "A2"]))
+    tree = wait_for_chain(db, root)
+    assert by_target(tree)["B.NOOP"]["status"] == "SKIPPED"
+    assert the_join(db)["state"] == "FAILED"
+
+    lifecycle.retry(db, by_target(tree)["A1.FLAKY"]["id"])
+    tree = wait_for_chain(db, root)
+    assert by_target(tree)["A1.FLAKY"]["attempt"] == 2
+    assert by_target(tree)["B.NOOP"]["status"] == "FINISHED"
+    join = the_join(db)
+    assert join["state"] == "FIRED"
+    assert sorted(a["parent_outcome"] for a in join["arrivals"]) == ["FINISHED", "FINISHED"]
+
+
+def test_retry_rearms_joins_below_the_jobs_it_revives(db: Database, pool: WorkerPool) -> None:
+    payload = {
+        "targetObject": "A.NOOP",
+        "nextJobs": [
+            {
+                "targetObject": "X.FLAKY",
+                "nextJobs": [
+                    {"targetObject": "Y.NOOP", "nextJobs": [{"targetObject": "profit.JOIN"}]}
+                ],
+            },
+            {
+                "targetObject": "A2.NOOP",
+                "nextJobs": [
+                    {"targetObject": "profit.JOIN", "nextJobs": [{"targetObject": "B.NOOP"}]}
+                ],
+            },
+        ],
+    }
+    root = submit(db, payload)
+    tree = wait_for_chain(db, root)
+    assert by_target(tree)["Y.NOOP"]["status"] == "SKIPPED"
+    assert by_target(tree)["B.NOOP"]["status"] == "SKIPPED"
+
+    lifecycle.retry(db, by_target(tree)["X.FLAKY"]["id"])
+    tree = wait_for_chain(db, root)
+    assert {t: n["status"] for t, n in by_target(tree).items()} == dict.fromkeys(
+        ["A.NOOP", "X.FLAKY", "Y.NOOP", "A2.NOOP", "B.NOOP"], "FINISHED"
+    )
+    assert sorted(a["parent_outcome"] for a in the_join(db)["arrivals"]) == [
+        "FINISHED",
+        "FINISHED",
+    ]

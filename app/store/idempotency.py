@@ -99,15 +99,17 @@ def purge_expired(db: Database, ttl_seconds: float) -> int:
     """Delete keys older than ``ttl_seconds``, a batch per transaction; returns how many."""
 
     def work(conn: Connection) -> int:
+        expired = _expired(now(), ttl_seconds)
         batch = (
             select(idempotency_keys.c.key)
-            .where(_expired(now(), ttl_seconds))
+            .where(expired)
             .order_by(idempotency_keys.c.created_at)
             .limit(_PURGE_BATCH)
         )
         keys = list(conn.execute(batch).scalars())
         if keys:
-            conn.execute(delete(idempotency_keys).where(idempotency_keys.c.key.in_(keys)))
+            # Still expired at delete time: a key re-issued meanwhile is kept.
+            conn.execute(delete(idempotency_keys).where(idempotency_keys.c.key.in_(keys), expired))
         return len(keys)
 
     total = 0

@@ -12,17 +12,18 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.join_plan import JoinPlan
-from app.statuses import Status, Transition
+from app.statuses import TERMINAL, Status, Transition
 from app.store.database import Database, now
 from app.store.release import release_next_jobs
 from app.store.tables import jobs, join_arrivals, joins
 from app.store.transitions import apply
 
 WAITING, FIRED, FAILED, CANCELLED = "WAITING", "FIRED", "FAILED", "CANCELLED"
+TERMINAL_VALUES = frozenset(status.value for status in TERMINAL)
 
 
 class JoinConflict(Exception):
@@ -122,8 +123,9 @@ def _check_batch(row: Row[Any], plan: JoinPlan) -> None:
 # Arrivals are on the hot path of a wide fan-in: their statements are built once.
 _LOCK_JOIN = select(joins).where(joins.c.id == bindparam("join_id")).with_for_update()
 _PARENT_STATUS = select(jobs.c.status).where(jobs.c.id == bindparam("parent_id"))
-_ARRIVAL = (join_arrivals.c.join_id == bindparam("join_id")) & (
-    join_arrivals.c.job_id == bindparam("job_id")
+# Parameter names must differ from the columns an UPDATE sets or filters on.
+_ARRIVAL = (join_arrivals.c.join_id == bindparam("b_join")) & (
+    join_arrivals.c.job_id == bindparam("b_job")
 )
 _PREVIOUS_OUTCOME = select(join_arrivals.c.parent_outcome).where(_ARRIVAL)
 _UPDATE_ARRIVAL = (
@@ -155,6 +157,11 @@ def arrive(conn: Connection, node: Row[Any], at: float, outcome: Status | None =
         if outcome is not None
         else conn.execute(_PARENT_STATUS, {"parent_id": node.parent_id}).scalar_one()
     )
+    if parent_outcome not in TERMINAL_VALUES:
+        # The parent was retried while this node was on its way: arrive with its final
+        # outcome instead, when it ends.
+        apply(conn, Transition.REARM, jobs.c.id == node.id, at=at, values={"finished_at": None})
+        return 0
     previous = _record_arrival(conn, join.id, node, parent_outcome, at)
     # Counted on the locked join row, so an arrival costs the same whatever the width.
     outcomes: Counter[str] = Counter(join.outcome_counts or {})
@@ -201,14 +208,20 @@ def _record_arrival(
     conn: Connection, join_id: int, node: Row[Any], outcome: str, at: float
 ) -> str | None:
     """Insert or update the node's arrival; returns the outcome it replaced, if any."""
-    key = {"join_id": join_id, "job_id": node.id}
+    key = {"b_join": join_id, "b_job": node.id}
     previous: str | None = conn.execute(_PREVIOUS_OUTCOME, key).scalar()
     if previous is not None:
         conn.execute(_UPDATE_ARRIVAL, {**key, "outcome": outcome, "at": at})
     else:
         conn.execute(
             _INSERT_ARRIVAL,
-            {**key, "parent_job_id": node.parent_id, "parent_outcome": outcome, "at": at},
+            {
+                "join_id": join_id,
+                "job_id": node.id,
+                "parent_job_id": node.parent_id,
+                "parent_outcome": outcome,
+                "at": at,
+            },
         )
     return previous
 
@@ -240,19 +253,38 @@ def _release_continuation(conn: Connection, join: Row[Any], decision: str, at: f
 # -- retries and timeouts --------------------------------------------------------------
 
 
-def rearm(conn: Connection, parent_id: int, at: float) -> None:
-    """A retried parent's JOIN nodes wait to arrive again; a join that failed or was
-    cancelled because of the old outcome reopens (a FIRED or timed-out join never does)."""
+def rearm(conn: Connection, parent_ids: list[int], at: float) -> None:
+    """JOIN nodes under retried (or revived) parents wait to arrive again.
+
+    Their old arrival is withdrawn, so no decision counts an outcome that is being redone.
+    A join that failed or was cancelled because of the old outcome reopens; a FIRED or
+    timed-out join never decides again.
+    """
+    if not parent_ids:
+        return
     rearmed = apply(
         conn,
         Transition.REARM,
-        (jobs.c.parent_id == parent_id) & jobs.c.join_id.is_not(None),
+        jobs.c.parent_id.in_(parent_ids) & jobs.c.join_id.is_not(None),
         at=at,
         values={"finished_at": None},
         returning=(jobs.c.join_id,),
     )
-    for row in rearmed:
-        join = conn.execute(select(joins).where(joins.c.id == row.join_id).with_for_update()).one()
+    for row in sorted(rearmed, key=lambda r: r.join_id):
+        join = conn.execute(_LOCK_JOIN, {"join_id": row.join_id}).one()
+        conn.execute(
+            delete(join_arrivals).where(
+                join_arrivals.c.join_id == join.id, join_arrivals.c.job_id == row.id
+            )
+        )
+        counts: dict[str, int] = dict(
+            conn.execute(
+                select(join_arrivals.c.parent_outcome, func.count())
+                .where(join_arrivals.c.join_id == join.id)
+                .group_by(join_arrivals.c.parent_outcome)
+            ).all()
+        )
+        conn.execute(_SET_COUNTS, {"join_id": join.id, "counts": counts})
         if join.state not in (FAILED, CANCELLED) or join.decided_by_job_id is None:
             continue
         conn.execute(

@@ -8,11 +8,13 @@ guarded update. Finishing a job and releasing (or skipping) its next jobs commit
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Float, Row, and_, bindparam, func, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.statuses import NOT_STARTED, RETRYABLE, TERMINAL, Status, Transition, target
 from app.store import callback_deadline, joins
@@ -21,6 +23,8 @@ from app.store.joblog import append_log
 from app.store.release import block_waiting_subtree, release_finished, release_next_jobs
 from app.store.tables import jobs
 from app.store.transitions import apply, record_events
+
+log = logging.getLogger("jobchain.lifecycle")
 
 
 class Conflict(Exception):
@@ -348,7 +352,8 @@ def _finish_plain(
     for row, item in plain:
         if item.outcome.log:
             append_log(conn, row.id, item.outcome.log, log_limit)
-    arrivals = [row for row, _ in plain if row.join_id is not None]
+    # Join rows are locked in id order, so two batches never wait on each other in a cycle.
+    arrivals = sorted((row for row, _ in plain if row.join_id is not None), key=lambda r: r.join_id)
     started = sum(joins.arrive(conn, row, t) for row in arrivals)
     parents = [row.id for row, _ in plain if row.join_id is None]
     return started + (release_finished(conn, parents, t) if parents else 0)
@@ -514,14 +519,14 @@ def retry(db: Database, job_id: int) -> Status:
                 "finished_at": None,
             },
         )
-        apply(
+        revived = apply(
             conn,
             Transition.UNBLOCK,
             jobs.c.blocked_by == job_id,
             at=t,
             values={"blocked_by": None, "message": None, "finished_at": None},
         )
-        joins.rearm(conn, job_id, t)
+        joins.rearm(conn, [job_id, *(r.id for r in revived)], t)
         return Status.WAITING_FOR_PARENT if waits else Status.WAITING_FOR_DISPATCH
 
     status = db.write(work)
@@ -550,7 +555,13 @@ def reap_expired_leases(db: Database, limit: int = 500) -> int:
         ).all()
         dispatchable = False
         for row in expired:
-            dispatchable |= _recover(conn, row, t)
+            # One savepoint per job: a job that cannot be recovered (a bug, bad data) is
+            # logged and skipped instead of rolling back, forever, every other recovery.
+            try:
+                with conn.begin_nested():
+                    dispatchable |= _recover(conn, row, t)
+            except SQLAlchemyError:
+                log.exception("recovering job %s failed; skipped", row.id)
         return len(expired), dispatchable
 
     count, dispatchable = db.write(work)

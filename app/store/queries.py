@@ -128,4 +128,3 @@ def _attach_next_job_ids(conn: Connection, rows: list[dict[str, Any]]) -> None:
             children[parent_id].append(child_id)
     for row in rows:
         row["next_job_ids"] = children.get(row["id"], [])
-

@@ -133,7 +133,9 @@ def update_schedule(
         raise ValueError(f"not editable: {sorted(unknown)}")
 
     def work(conn: Connection) -> bool:
-        row = conn.execute(select(schedules).where(schedules.c.id == schedule_id)).mappings()
+        row = conn.execute(
+            select(schedules).where(schedules.c.id == schedule_id).with_for_update()
+        ).mappings()
         current = row.first()
         if current is None:
             return False
