@@ -108,7 +108,7 @@ def submit_job() -> tuple[Response, int, dict[str, str]]:
     if key is not None and not idempotency.valid_key(key):
         message = "Idempotency-Key must be 1 to 255 printable characters"
         raise ApiError(400, "invalid_idempotency_key", message)
-    body = _json_body()
+    body = json_body()
     limits = Limits(max_depth=rt.settings.max_depth, max_nodes=rt.settings.max_nodes)
     try:
         spec = parse_tree(body, limits, lambda name: name in rt.registry)
@@ -301,7 +301,7 @@ def _check_job_type_roles(spec: JobSpec, role: str) -> None:
         raise ApiError(403, "insufficient_role", f"this token's role is {role}", denied)
 
 
-def _json_body() -> Any:
+def json_body() -> Any:
     raw = request.get_data(cache=False)
     try:
         return json.loads(raw)

@@ -16,6 +16,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from flask.blueprints import BlueprintSetupState
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from app.api import MAX_ID
 from app.errors import ApiError, error_response
 from app.payload import StrictInteger, StrictNumber, flatten
 from app.runtime import Runtime
@@ -24,14 +25,12 @@ from app.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, v
 from app.statuses import Status
 from app.store import external, lifecycle, queries
 from app.store.database import now
-from app.worker import MAX_RESULT_BYTES
+from jobs.context import result_problem
 from jobs.external import CALLBACK_BASE
 
 integration_api = Blueprint("integration_api", __name__, url_prefix="/api/v1")
 
-MAX_ID = 2**63 - 1
 MAX_MESSAGE_LENGTH = 10_000
-MAX_RESULT_DEPTH = 32
 
 
 def _no_nul(value: str) -> None:
@@ -62,7 +61,7 @@ class CallbackSchema(Schema):
             raise ValidationError("give a final status, or progress and/or message")
         if "result" in data and "status" not in data:
             raise ValidationError("a result needs a final status", "result")
-        if "result" in data and (problem := _result_problem(data["result"])):
+        if "result" in data and (problem := result_problem(data["result"])):
             raise ValidationError(problem, "result")
 
 
@@ -171,23 +170,3 @@ def _valid_id(job_id: int) -> int:
     if job_id > MAX_ID:
         raise lifecycle.NotFound(job_id)
     return job_id
-
-
-def _result_problem(result: Any) -> str | None:
-    """A result is stored and served like a job's own: JSON of bounded size and depth."""
-    stack = [(result, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if depth > MAX_RESULT_DEPTH:
-            return f"nested deeper than {MAX_RESULT_DEPTH} levels"
-        if isinstance(value, dict):
-            stack.extend((v, depth + 1) for v in value.values())
-        elif isinstance(value, list):
-            stack.extend((v, depth + 1) for v in value)
-    try:
-        size = len(json.dumps(result, allow_nan=False))
-    except ValueError:
-        return "must not hold NaN or Infinity"
-    if size > MAX_RESULT_BYTES:
-        return f"is {size} bytes; the limit is {MAX_RESULT_BYTES}"
-    return None

@@ -7,14 +7,12 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 from marshmallow import Schema, ValidationError, fields, validate
 
-from app.api import printable
+from app.api import MAX_ID, printable
 from app.errors import ApiError
 from app.schemas import EpochDateTime
 from app.store import joins
 
 joins_api = Blueprint("joins_api", __name__, url_prefix="/api/v1")
-
-MAX_ID = 2**63 - 1
 
 
 class JoinArrivalSchema(Schema):

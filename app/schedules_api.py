@@ -12,7 +12,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
-from app.api import _json_body, printable
+from app.api import MAX_ID, json_body, printable
 from app.errors import ApiError
 from app.payload import ChainedJobInfoSchema, PayloadError, StrictBoolean, unwrap
 from app.runtime import Runtime
@@ -23,7 +23,6 @@ from app.store.database import now
 
 schedules_api = Blueprint("schedules_api", __name__, url_prefix="/api/v1")
 
-MAX_ID = 2**63 - 1
 UPCOMING = 5
 
 
@@ -206,7 +205,7 @@ def delete_schedule(schedule_id: int) -> tuple[str, int]:
 
 
 def _load(schema: Schema) -> dict[str, Any]:
-    body = unwrap(_json_body())
+    body = unwrap(json_body())
     try:
         data: dict[str, Any] = schema.load(body)
     except ValidationError as exc:

@@ -11,7 +11,6 @@ cancel requests made by other processes, and enforces ``timeoutSeconds``.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -27,13 +26,12 @@ from app.store import external, lifecycle
 from app.store.callback_deadline import callback_timeout
 from app.store.database import Database, now
 from config import Settings
-from jobs.context import JobContext, JobFailed
+from jobs.context import JobContext, JobFailed, result_problem
 from jobs.external import AwaitCallback
 from jobs.registry import Registry
 
 log = logging.getLogger("jobchain.worker")
 
-MAX_RESULT_BYTES = 64 * 1024
 # After a timeout fires, a job's function gets this long to notice before the job is
 # failed without it (its thread is then abandoned until the function returns).
 TIMEOUT_GRACE_SECONDS = 5.0
@@ -270,7 +268,7 @@ class WorkerPool:
             return self._failure(running, "", None)
         if isinstance(result, AwaitCallback):
             return self._await_callback(running)
-        problem = _result_problem(result)
+        problem = result_problem(result)
         if problem:
             return lifecycle.Outcome(failed=True, message=problem)
         percent, message = ctx.snapshot_progress()
@@ -279,7 +277,7 @@ class WorkerPool:
     def _failure(self, running: Running, message: str, result: Any) -> lifecycle.Outcome:
         if running.timed_out_at is not None:
             message = f"timed out after {running.claim.timeout_seconds:g} s"
-        if _result_problem(result):
+        if result_problem(result):
             result = None
         return lifecycle.Outcome(failed=True, message=message, result=result)
 
@@ -373,13 +371,3 @@ def _text(text: str | None) -> str | None: ...
 def _text(text: str | None) -> str | None:
     """Job-made text as the database takes it: PostgreSQL text cannot hold NUL."""
     return text.replace("\x00", "\ufffd") if text else text
-
-
-def _result_problem(result: Any) -> str | None:
-    try:
-        size = len(json.dumps(result, allow_nan=False))
-    except (TypeError, ValueError) as exc:
-        return f"job result is not JSON-serializable: {exc}"
-    if size > MAX_RESULT_BYTES:
-        return f"job result is {size} bytes; the limit is {MAX_RESULT_BYTES}"
-    return None

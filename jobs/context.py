@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections import deque
@@ -122,3 +123,28 @@ class JobContext:
 
     def close(self) -> None:
         self.logger.handlers = []
+
+
+MAX_RESULT_BYTES = 64 * 1024
+MAX_RESULT_DEPTH = 32
+
+
+def result_problem(result: Any) -> str | None:
+    """Why ``result`` cannot be stored as a job's result (JSON of bounded size and depth),
+    or None. Job types return results; integration systems send them in callbacks."""
+    stack = [(result, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_RESULT_DEPTH:
+            return f"job result is nested deeper than {MAX_RESULT_DEPTH} levels"
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+    try:
+        size = len(json.dumps(result, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        return f"job result is not JSON-serializable: {exc}"
+    if size > MAX_RESULT_BYTES:
+        return f"job result is {size} bytes; the limit is {MAX_RESULT_BYTES}"
+    return None

@@ -18,8 +18,9 @@ from app.runtime import Runtime
 from app.store import lifecycle, queries
 from app.store.database import Database
 from app.store.tables import jobs
-from app.worker import MAX_RESULT_BYTES, WorkerPool
+from app.worker import WorkerPool
 from jobs import REGISTRY, JobContext, JobFailed
+from jobs.context import MAX_RESULT_BYTES
 from jobs.registry import JobFunction
 from tests.helpers import flatten, wait_for_chain, wait_for_status, wait_until
 from tests.test_engine_chain import submit
