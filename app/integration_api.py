@@ -52,13 +52,21 @@ class CallbackSchema(Schema):
     progress = StrictNumber(validate=validate.Range(0, 100))
     jobId = StrictInteger(
         validate=validate.Range(1, MAX_ID),
-        metadata={"description": "optional; binds the signed body to this job"},
+        metadata={"description": "required with a final status: binds the body to this job"},
     )
 
     @validates_schema
     def _consistent(self, data: dict[str, Any], **_: Any) -> None:
         if not {"status", "progress", "message"} & set(data):
             raise ValidationError("give a final status, or progress and/or message")
+        if "status" in data:
+            # They bind a signed final callback to one job and one attempt, so resending it
+            # can never end a later attempt, nor another job.
+            missing = {"attempt", "jobId"} - set(data)
+            if missing:
+                raise ValidationError(
+                    {name: ["required with a final status"] for name in sorted(missing)}
+                )
         if "result" in data and "status" not in data:
             raise ValidationError("a result needs a final status", "result")
         if "result" in data and (problem := result_problem(data["result"])):
@@ -126,6 +134,8 @@ def job_callback(job_id: int) -> Response | tuple[Response, int]:
         response, status = error_response(401, "invalid_signature", str(exc))
         response.headers["WWW-Authenticate"] = 'HMAC-SHA256 realm="jobchain-callbacks"'
         return response, status
+    if job_id > MAX_ID:  # no such job can exist, whatever the body says
+        raise ApiError(404, "not_found", f"no job {job_id}")
     data = _load(raw)
     if data.get("jobId", job_id) != job_id:
         details = {"jobId": [f"is {data['jobId']}, but the URL names job {job_id}"]}

@@ -102,11 +102,15 @@ def _handler(system: IntegrationSystem) -> type[BaseHTTPRequestHandler]:
                 self._answer(500)
                 return
             if system.reply_before_ack is not None:
-                body = {**system.reply_before_ack, "attempt": note["attempt"]}
+                body = {
+                    **system.reply_before_ack,
+                    "attempt": note["attempt"],
+                    "jobId": note["jobId"],
+                }
                 system.callback_answers.append(callback(note["callbackUrl"], body).status_code)
             self._answer(202)
             if system.reply is not None:
-                body = {**system.reply, "attempt": note["attempt"]}
+                body = {**system.reply, "attempt": note["attempt"], "jobId": note["jobId"]}
                 threading.Thread(target=self._call_back, args=(note, body), daemon=True).start()
 
         def _call_back(self, note: dict[str, Any], body: dict[str, Any]) -> None:
@@ -140,7 +144,13 @@ def callback(
     timestamp: int | None = None,
     headers: dict[str, str] | None = None,
 ) -> requests.Response:
-    """What an integration system sends: the raw body, signed over timestamp.body."""
+    """What an integration system sends: the raw body, signed over timestamp.body.
+
+    A final status carries jobId (from the URL) and attempt 1 unless the test gives them.
+    """
+    job_id = int(url.rstrip("/").split("/")[-2])
+    if isinstance(body, dict) and "status" in body and job_id < 2**63:
+        body = {"jobId": job_id, "attempt": 1, **body}
     raw = json.dumps(body).encode()
     stamp = str(int(time.time()) if timestamp is None else timestamp)
     signed = {

@@ -58,7 +58,7 @@ def await_callback(
     """Hand a notified job's lease from its worker to the callback deadline.
 
     Guarded by the worker's lease token: if a callback already ended the job (it may come
-    back before the notification's answer does), nothing changes and this returns False.
+    back before the notification's answer does), only the log is kept and this returns False.
     """
 
     def work(conn: Connection) -> bool:
@@ -83,14 +83,16 @@ def await_callback(
             .values(**values)
             .returning(jobs.c.attempt)
         ).first()
+        if log:
+            # Kept even when a fast callback already ended the job: it is the record of
+            # how the notification went.
+            append_log(conn, job_id, log, log_limit)
         if row is None:
             return False
         reason = f"notified; waiting up to {timeout_seconds:g} s for a callback"
         record_events(
             conn, [(job_id, row.attempt)], Status.PROCESSING, Status.PROCESSING, t, reason
         )
-        if log:
-            append_log(conn, job_id, log, log_limit)
         return True
 
     return db.write(work)
@@ -176,13 +178,13 @@ def apply_callback(
                 raise lifecycle.Conflict(
                     f"attempt {attempt} of job {job_id} already ended {outcome}{why}"
                 )
-        if attempt != row.attempt:
-            raise lifecycle.Conflict(
-                f"callback for attempt {attempt}, but job {job_id} is on attempt {row.attempt}"
-            )
         if status != Status.PROCESSING:
             raise lifecycle.Conflict(
                 f"job {job_id} is {status}, not running; it takes no callback now"
+            )
+        if attempt != row.attempt:
+            raise lifecycle.Conflict(
+                f"callback for attempt {attempt}, but job {job_id} is on attempt {row.attempt}"
             )
         current = and_(
             jobs.c.id == job_id,
