@@ -127,7 +127,24 @@ _CLAIM = (
         jobs.c.timeout_seconds,
     )
 )
-_LOCK_MANY = select(jobs).where(jobs.c.id.in_(bindparam("ids", expanding=True))).with_for_update()
+# What recording an outcome reads of each job (not its parameters or result JSON).
+_LOCK_MANY = (
+    select(
+        jobs.c.id,
+        jobs.c.parent_id,
+        jobs.c.target_object,
+        jobs.c.job_type,
+        jobs.c.status,
+        jobs.c.attempt,
+        jobs.c.attempt_floor,
+        jobs.c.max_attempts,
+        jobs.c.lease_token,
+        jobs.c.cancel_requested,
+        jobs.c.join_id,
+    )
+    .where(jobs.c.id.in_(bindparam("ids", expanding=True)))
+    .with_for_update()
+)
 _FINISH_MANY = (
     update(jobs)
     .where(
@@ -289,7 +306,8 @@ def complete(
 def _record(
     conn: Connection, done: list[Done], policy: RetryPolicy, log_limit: int, t: float
 ) -> tuple[dict[int, Status | None], int, float | None]:
-    rows = {r.id: r for r in conn.execute(_LOCK_MANY, {"ids": [d.job_id for d in done]})}
+    locked: list[Row[Any]] = list(conn.execute(_LOCK_MANY, {"ids": [d.job_id for d in done]}))
+    rows = {r.id: r for r in locked}
     statuses: dict[int, Status | None] = {}
     plain: list[tuple[Row[Any], Done]] = []
     released = 0

@@ -137,11 +137,6 @@ def verify_hash(db: Database, digest: str) -> ApiToken | None:
     return _token(found) if found is not None else None
 
 
-def has_active(db: Database) -> bool:
-    with db.read() as conn:
-        return conn.execute(_active_query().limit(1)).first() is not None
-
-
 def parse_seeds(specs: Iterable[str]) -> list[tuple[str, str]]:
     """``"role:token"`` entries as (role, token) pairs; a clear error for a bad entry.
 
