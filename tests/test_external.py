@@ -193,6 +193,15 @@ def callback_url(live: LiveServer, job_id: int) -> str:
     return f"{live.url}/api/v1/jobs/{job_id}/callback"
 
 
+def external_job_waiting(
+    live: LiveServer, db: Database, system: IntegrationSystem
+) -> tuple[int, str]:
+    """An EXTERNAL job, notified and waiting for its callback; its id and callback URL."""
+    job_id = submit(live, ext(system))
+    waiting_for_callback(db, job_id)
+    return job_id, callback_url(live, job_id)
+
+
 def by_target(tree: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {node["target_object"]: node for node in flatten(tree)}
 
@@ -334,9 +343,7 @@ def test_progress_only_callback_keeps_the_job_running(
 def test_signatures(
     live: LiveServer, pool: WorkerPool, db: Database, system: IntegrationSystem
 ) -> None:
-    job_id = submit(live, ext(system))
-    waiting_for_callback(db, job_id)
-    url = callback_url(live, job_id)
+    job_id, url = external_job_waiting(live, db, system)
     progress = {"progress": 10}
 
     def refused(response: requests.Response, words: str) -> None:
@@ -393,9 +400,7 @@ def test_no_configured_secret_refuses_callbacks(
 def test_invalid_bodies_are_400_with_paths(
     live: LiveServer, pool: WorkerPool, db: Database, system: IntegrationSystem
 ) -> None:
-    job_id = submit(live, ext(system))
-    waiting_for_callback(db, job_id)
-    url = callback_url(live, job_id)
+    job_id, url = external_job_waiting(live, db, system)
     cases: list[tuple[Any, set[str]]] = [
         ({"status": "DONE", "progress": "50", "attempt": True}, {"status", "progress", "attempt"}),
         ({"status": "FINISHED", "extra": 1}, {"extra"}),
@@ -451,9 +456,7 @@ def test_replayed_final_callback_is_a_no_op_and_a_conflicting_one_409(
 def test_callback_for_another_attempt_is_409(
     live: LiveServer, pool: WorkerPool, db: Database, system: IntegrationSystem
 ) -> None:
-    job_id = submit(live, ext(system))
-    waiting_for_callback(db, job_id)
-    url = callback_url(live, job_id)
+    job_id, url = external_job_waiting(live, db, system)
     future = callback(url, {"status": "FINISHED", "attempt": 2})
     assert future.status_code == 409, future.text
     assert "attempt 2" in future.json()["error"]["message"]
