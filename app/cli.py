@@ -84,6 +84,28 @@ def serve(
 
 
 @cli.command()
+@click.option(
+    "--workers", envvar="JOBCHAIN_WORKERS", type=int, default=None, help="Worker threads."
+)
+@click.option(
+    "--database-url",
+    envvar="JOBCHAIN_DATABASE_URL",
+    default=None,
+    help="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db.",
+)
+def worker(workers: int | None, database_url: str | None) -> None:
+    """Run jobs (and housekeeping and schedules) without an API; run as many as you like."""
+    from app.server import StartupError
+    from app.worker_process import run_worker
+
+    settings = Settings.from_env(workers=workers, database_url=database_url)
+    try:
+        run_worker(settings)
+    except StartupError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@cli.command()
 @click.argument("file", type=click.File("r"))
 @click.option("--wait", is_flag=True, help="Wait until the whole chain has ended.")
 @click.option(

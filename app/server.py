@@ -14,11 +14,9 @@ from waitress.server import create_server
 
 from app import create_app
 from app.auth import ADMIN_TOKEN_FILE, ensure_admin_token
-from app.housekeeping import start_housekeeping
+from app.background import Background
 from app.runtime import Runtime
-from app.scheduling import ScheduleLoop
 from app.store.tokens import TokenConfigError
-from app.worker import WorkerPool
 from config import Settings
 from jobs import REGISTRY
 from jobs.external import CALLBACK_BASE
@@ -37,7 +35,7 @@ def serve(settings: Settings) -> None:
     workers start, so a failed start leaves nothing half-running.
     """
     load_job_modules(settings.job_modules)
-    _configure_logging()
+    configure_logging()
     runtime = Runtime.create(settings)
     try:
         app = create_app(runtime=runtime)
@@ -59,19 +57,12 @@ def serve(settings: Settings) -> None:
 
     # Installed before the URL is printed: whoever reads it may signal right away.
     signal.signal(signal.SIGTERM, _stop)
-    pool = WorkerPool(runtime.db, runtime.registry, settings)
-    runtime.pool = pool
-    scheduler = None
-    schedule_loop = ScheduleLoop(runtime.db, runtime.registry, settings)
+    background = Background(runtime)
     try:
-        scheduler = start_housekeeping(
-            runtime.db, settings.reap_interval_seconds, settings.idempotency_ttl_seconds
-        )
         # EXTERNAL jobs (resumed the moment workers start) give this as their callback URL
         # unless JOBCHAIN_PUBLIC_URL says otherwise.
         CALLBACK_BASE.listening_on(_base_urls(server, settings)[0])
-        pool.start()
-        schedule_loop.start()  # its first check fires what came due while we were down
+        background.start()
         _announce(server, settings)
         if first_admin_token is not None:
             print(
@@ -88,10 +79,7 @@ def serve(settings: Settings) -> None:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         log.info("shutting down: waiting for running jobs")
         server.close()
-        if scheduler is not None:
-            scheduler.shutdown(wait=False)
-        schedule_loop.stop()
-        pool.stop()
+        background.stop(settings.shutdown_grace_seconds)
         runtime.db.dispose()
         log.info("stopped")
     sys.exit(0)
@@ -119,7 +107,7 @@ def load_job_modules(modules: tuple[str, ...]) -> None:
             ) from exc
 
 
-def _configure_logging() -> None:
+def configure_logging() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -34,6 +34,8 @@ class Settings:
     # Leases: a running job's lease is renewed every lease_seconds / 3 by its worker.
     lease_seconds: float = 30.0
     reap_interval_seconds: float = 5.0
+    # On SIGTERM: stop claiming, hand back unstarted jobs, let running ones finish this long.
+    shutdown_grace_seconds: float = 10.0
     # Fallback wake-up for workers; dispatch itself is event-driven, this only guards
     # against jobs made claimable by another process sharing the database.
     idle_poll_seconds: float = 1.0
