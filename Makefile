@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench bench-peers reliability clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,14 @@ test: lint $(CHROMIUM)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.core
+
+# Side by side with Celery, RQ and Procrastinate (installed into their own venv by the script).
+bench-peers: $(STAMP)
+	$(BIN)/python -m bench.peers
+
+# The long forms of the reliability battery (minutes); `make test` runs the short forms.
+reliability: $(STAMP)
+	$(BIN)/python -m bench.reliability
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
