@@ -22,6 +22,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, overload
 
+from app.failpoints import failpoint
 from app.store import external, lifecycle
 from app.store.callback_deadline import callback_timeout
 from app.store.database import Database, now
@@ -222,6 +223,7 @@ class WorkerPool:
                 self._wakeups.wait(timeout)
 
     def _run(self, claim: lifecycle.Claim, lane: Lane) -> None:
+        failpoint("after_claim")  # claimed (committed), not started
         ctx = JobContext(
             job_id=claim.id,
             root_id=claim.root_id,
@@ -243,6 +245,7 @@ class WorkerPool:
             stale.ctx.abort("lease lost")
         try:
             outcome = self._execute(running)
+            failpoint("mid_job")  # the function ran; its outcome is not recorded yet
             if not running.settled:
                 with lane.lock:
                     lane.done.append(self._done(running, outcome))

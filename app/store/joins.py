@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from app.failpoints import failpoint
 from app.join_plan import JoinPlan
 from app.statuses import TERMINAL, Status, Transition
 from app.store.database import Database, now
@@ -170,6 +171,7 @@ def arrive(conn: Connection, node: Row[Any], at: float, outcome: Status | None =
     outcomes[parent_outcome] += 1
     outcomes = +outcomes  # drop zero counts
     conn.execute(_SET_COUNTS, {"join_id": join.id, "counts": dict(outcomes)})
+    failpoint("mid_join")  # the arrival is written, the decision not yet taken
     arrived = sum(outcomes.values())
     message = f"arrival {arrived} of {join.expected} at join {join.key!r} (parent {parent_outcome})"
     started = 0

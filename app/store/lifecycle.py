@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Float, Row, and_, bindparam, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.failpoints import failpoint
 from app.statuses import NOT_STARTED, RETRYABLE, TERMINAL, Status, Transition, target
 from app.store import callback_deadline, joins
 from app.store.database import Database, now
@@ -298,6 +299,8 @@ def complete(
         return Completion(statuses, claims, max(0, released - len(claims)), retry_at)
 
     completion = db.write(work)
+    if done:
+        failpoint("after_finish_commit")
     if completion.dispatchable:
         db.notify_dispatchable(completion.dispatchable)
     return completion
@@ -338,6 +341,7 @@ def _record(
             retry_at = min(retry_at or values["run_after"], values["run_after"])
     if plain:
         released += _finish_plain(conn, plain, log_limit, t)
+    failpoint("before_finish_commit")  # every outcome written, the transaction still open
     return statuses, released, retry_at
 
 
