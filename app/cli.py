@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from app.auth import read_admin_token
+from app.cli_db import db
 from app.cli_schedules import schedules
 from app.cli_support import api_call
 from app.cli_tokens import tokens
@@ -51,6 +52,7 @@ def cli(ctx: click.Context, url: str, token: str | None) -> None:
 
 cli.add_command(schedules)
 cli.add_command(tokens)
+cli.add_command(db)
 
 
 @cli.command()

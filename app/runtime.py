@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from app.store import schema
 from app.store.database import Database
 from config import Settings
 from jobs import REGISTRY
@@ -27,5 +28,12 @@ class Runtime:
             pool_size=settings.workers + 8,
             sqlite_synchronous=settings.sqlite_synchronous,
         )
-        db.create_schema()
+        try:
+            if settings.auto_migrate:
+                schema.upgrade(db)
+            else:
+                schema.require_head(db)
+        except Exception:
+            db.dispose()
+            raise
         return cls(settings=settings, db=db, registry=REGISTRY)

@@ -53,6 +53,10 @@ class Settings:
     # SQLite only: synchronous=NORMAL in WAL mode is durable across process crashes
     # (not across power loss); FULL adds an fsync per commit.
     sqlite_synchronous: str = "NORMAL"
+    # Bring the database schema to this release's revision at start (under a lock, so many
+    # processes may start at once). Off: deployments run `jobchain db upgrade` themselves
+    # and a process refuses to start on any other revision.
+    auto_migrate: bool = True
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -74,6 +78,15 @@ def _parse(type_name: Any, raw: str) -> Any:
         return int(raw)
     if kind == "float":
         return float(raw)
+    if kind == "bool":
+        return _parse_bool(raw)
     if kind.startswith("tuple"):
         return tuple(part.strip() for part in raw.split(",") if part.strip())
     return raw
+
+
+def _parse_bool(raw: str) -> bool:
+    word = raw.strip().lower()
+    if word not in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+        raise ValueError(f"not a boolean: {raw!r}")
+    return word in {"1", "true", "yes", "on"}

@@ -86,7 +86,11 @@ def settings(database_url: str) -> Settings:
 def db(settings: Settings) -> Iterator[Database]:
     database = Database(settings.database_url, pool_size=16)
     if not database.is_sqlite:
+        # The session's PostgreSQL database is reused: empty it, version table included.
         metadata.drop_all(database.engine)
+        with database.engine.begin() as conn:
+            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    # The migrations, as in production (about 10-25 ms more than create_all per test).
     database.create_schema()
     yield database
     database.dispose()

@@ -19,8 +19,6 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from app.store.tables import metadata
-
 T = TypeVar("T")
 
 _WRITE = "jobchain_write"
@@ -61,7 +59,10 @@ class Database:
             )
 
     def create_schema(self) -> None:
-        metadata.create_all(self.engine)
+        """Bring the schema to the newest migration (app/store/schema.py)."""
+        from app.store.schema import upgrade  # schema.py builds on this module
+
+        upgrade(self)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -12,6 +12,7 @@ compared with the baseline revision and, if it matches, stamped with it.
 
 from __future__ import annotations
 
+import functools
 import re
 import tempfile
 from collections.abc import Iterator
@@ -50,7 +51,9 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+@functools.cache
 def scripts() -> ScriptDirectory:
+    """The revisions shipped with this release (read once per process)."""
     return ScriptDirectory.from_config(alembic_config())
 
 
@@ -128,8 +131,10 @@ def _stamp_unversioned(conn: Connection, config: Config) -> None:
     """Adopt a database 0.1.0 created with create_all, if its tables are the baseline's."""
     if MigrationContext.configure(conn).get_current_revision() is not None:
         return
-    baseline = scripts().get_revision(BASELINE).module.baseline()
     present = set(inspect(conn).get_table_names())
+    if not present - {"alembic_version"}:
+        return
+    baseline = scripts().get_revision(BASELINE).module.baseline()
     if not present & set(baseline.tables):
         return
     # Tables of other applications sharing the database are none of our business.
