@@ -23,6 +23,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["jobchain"] = rt
 
+    from app.admin import install_console
     from app.api import api
     from app.auth import install_auth
     from app.integration_api import integration_api
@@ -33,6 +34,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.register_blueprint(api)
     app.register_blueprint(joins_api)
     app.register_blueprint(schedules_api)
+    install_console(app)  # /admin: a session cookie instead of a bearer token
     register_error_handlers(app)
     # Every request is checked by one policy (app/auth.py); seeds JOBCHAIN_API_TOKENS first.
     install_auth(app, rt.db, rt.settings.api_tokens)

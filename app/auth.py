@@ -12,9 +12,17 @@ GET/HEAD/OPTIONS /health, /openapi.json    (none)       health checks and API do
 GET, HEAD, OPTIONS anything else           reader       reading jobs, joins, schedules
 POST /api/v1/jobs (exactly)                submitter    submitting a chain
 POST /api/v1/jobs/<id>/callback            integration  external systems reporting back
+GET /admin/login, /admin/static/...        (none)       the console's login page and assets
+POST /admin/login                          (none)       exchanging a token for a session
+POST /admin/logout, /admin/submit/check    reader       ending a session; checking a payload
+                                                          (stores nothing)
 anything else (cancel, retry, schedule     admin        changes what others submitted
   writes, tokens, any new POST/PUT/...)
 =========================================  ===========  =====================================
+
+The admin console (``/admin``) follows the same table, but its credential is a session
+cookie obtained at ``/admin/login``, not a bearer header: the console checks it
+(app/admin/access.py), so the bearer check here leaves console paths alone.
 
 Roles are ranked ``reader < submitter < integration < admin``; a role may do everything the
 roles below it may. 401 (with ``WWW-Authenticate: Bearer``) means no valid token: missing,
@@ -47,6 +55,10 @@ OPEN_PATHS = frozenset({"/health", "/api/v1/health", "/openapi.json", "/api/v1/o
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SUBMIT_PATH = "/api/v1/jobs"
 CALLBACK_PATH = re.compile(r"/api/v1/jobs/[^/]+/callback")
+CONSOLE_PREFIX = "/admin"
+CONSOLE_LOGIN = "/admin/login"
+CONSOLE_OPEN = re.compile(r"/admin/(login|static/.+)")
+CONSOLE_READER_POSTS = frozenset({"/admin/logout", "/admin/submit/check"})
 
 # Written by `jobchain serve` on a first start, read by the CLI when no token is given.
 ADMIN_TOKEN_FILE = DEFAULT_DATA_DIR / "admin-token"
@@ -62,12 +74,21 @@ def required_role(method: str, path: str) -> str | None:
     """The lowest role allowed to make this call; None if it is open to anyone."""
     method = method.upper()
     if method in READ_METHODS:
-        return None if path in OPEN_PATHS else "reader"
+        return None if path in OPEN_PATHS or CONSOLE_OPEN.fullmatch(path) else "reader"
     if method == "POST" and path == SUBMIT_PATH:
         return "submitter"
     if method == "POST" and CALLBACK_PATH.fullmatch(path):
         return "integration"
+    if method == "POST" and path == CONSOLE_LOGIN:
+        return None
+    if method == "POST" and path in CONSOLE_READER_POSTS:
+        return "reader"
     return "admin"
+
+
+def is_console(path: str) -> bool:
+    """Whether ``path`` belongs to the admin console (session cookie, not bearer token)."""
+    return path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")
 
 
 def allows(role: str, required: str) -> bool:
@@ -132,6 +153,8 @@ def install_auth(app: Flask, db: Database, seeds: Iterable[str]) -> None:
 
     @app.before_request
     def _authorize() -> tuple[Response, int] | None:
+        if is_console(request.path):
+            return None  # the console applies this policy to its session (app/admin/access.py)
         return authorize(
             verifier, request.method, request.path, request.headers.get("Authorization")
         )

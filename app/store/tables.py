@@ -72,6 +72,9 @@ jobs = Table(
     Index("ix_jobs_blocked_by", "blocked_by"),
     Index("ix_jobs_lease", "status", "lease_expires_at"),
     Index("ix_jobs_join", "join_id"),
+    # The admin console: filtering by job type, and a time range as an id range.
+    Index("ix_jobs_type_id", "job_type", "id"),
+    Index("ix_jobs_created", "created_at"),
 )
 
 job_events = Table(

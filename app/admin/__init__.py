@@ -1,0 +1,26 @@
+"""The admin console at /admin: server-rendered pages over the store, for operators.
+
+Pages: jobs (filtered, keyset-paginated, live), a chain (tree, joins, timeline, live), a
+job (history, log, actions), submit (check and preview before storing) and schedules.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from app.admin import (
+    chain_views,
+    jobs_views,
+    login_views,
+    schedules_views,
+    submit_views,
+)
+from app.admin.access import configure_sessions
+from app.admin.blueprint import admin
+
+VIEWS = (chain_views, jobs_views, login_views, schedules_views, submit_views)
+
+
+def install_console(app: Flask) -> None:
+    configure_sessions(app)
+    app.register_blueprint(admin)

@@ -1,0 +1,116 @@
+"""The submit page's preview: a pasted ChainedJobInfo as a tree, each validation error
+shown at the node it belongs to. Validation is app/payload.py's (and the join checks of
+app/join_plan.py); this module only lays the raw JSON out and places the messages."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.join_plan import plan_joins
+from app.payload import JobSpec, Limits, PayloadError, parse_tree, unwrap
+from app.runtime import Runtime
+
+# More nodes than this are validated but not all drawn.
+MAX_SHOWN = 500
+_LAST_PART = re.compile(r"(\.[^.\[\]]+|\[\d+\])$")
+
+
+@dataclass
+class PreviewNode:
+    path: str
+    depth: int
+    target: str
+    parameters: Any
+    execute_on_error: Any
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Preview:
+    nodes: list[PreviewNode] = field(default_factory=list)
+    # Problems of the document itself (not JSON, not an object) and of unshown nodes.
+    errors: list[str] = field(default_factory=list)
+    total: int = 0
+    spec: JobSpec | None = None
+
+    @property
+    def valid(self) -> bool:
+        return self.spec is not None
+
+
+def check(rt: Runtime, text: str) -> Preview:
+    """Parse and validate ``text`` exactly as POST /api/v1/jobs would, storing nothing."""
+    preview = Preview()
+    if not text.strip():
+        preview.errors.append("Paste or upload a ChainedJobInfo JSON document.")
+        return preview
+    try:
+        body = json.loads(text)
+    except RecursionError:
+        preview.errors.append("JSON nested too deeply")
+        return preview
+    except ValueError as exc:
+        preview.errors.append(f"not valid JSON: {exc}")
+        return preview
+    limits = Limits(max_depth=rt.settings.max_depth, max_nodes=rt.settings.max_nodes)
+    _lay_out(unwrap(body), preview, limits)
+    try:
+        spec = parse_tree(body, limits, lambda name: name in rt.registry)
+        plan_joins(spec)
+    except PayloadError as exc:
+        _place(exc.details, preview)
+        return preview
+    preview.spec = spec
+    return preview
+
+
+def _lay_out(root: Any, preview: Preview, limits: Limits) -> None:
+    """The raw nodes in document order, as deep and as many as the limits allow."""
+    stack: list[tuple[Any, str, int]] = [(root, "", 0)]
+    while stack:
+        node, path, depth = stack.pop()
+        preview.total += 1
+        if len(preview.nodes) >= MAX_SHOWN or preview.total > limits.max_nodes:
+            continue
+        if not isinstance(node, dict):
+            preview.nodes.append(PreviewNode(path, depth, "(not an object)", None, None))
+            continue
+        target = node.get("targetObject")
+        preview.nodes.append(
+            PreviewNode(
+                path,
+                depth,
+                target if isinstance(target, str) else "(no targetObject)",
+                node.get("parameters"),
+                node.get("executeOnError"),
+            )
+        )
+        children = node.get("nextJobs")
+        if isinstance(children, list) and depth < limits.max_depth:
+            prefix = f"{path}.nextJobs" if path else "nextJobs"
+            stack.extend(
+                (child, f"{prefix}[{i}]", depth + 1)
+                for i, child in reversed(list(enumerate(children)))
+            )
+
+
+def _place(details: dict[str, list[str]], preview: Preview) -> None:
+    """Attach each message to the node its path is in (``nextJobs[0].targetObject`` belongs
+    to ``nextJobs[0]``), naming the field; messages of unshown nodes go on top."""
+    by_path = {node.path: node for node in preview.nodes}
+    for path, messages in details.items():
+        where = "" if path == "$" else path
+        node_path = where
+        while node_path not in by_path and node_path:
+            node_path = _LAST_PART.sub("", node_path)
+        owner = by_path.get(node_path)
+        suffix = where[len(node_path) :].lstrip(".")
+        unshown = owner is None or "nextJobs[" in suffix
+        for message in messages:
+            if unshown or owner is None:
+                preview.errors.append(f"{path}: {message}")
+            else:
+                owner.errors.append(f"{suffix}: {message}" if suffix else message)
