@@ -6,11 +6,16 @@ app/store/migrations/versions in step: change one without the other and it fails
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
 from sqlalchemy import (
     Column,
     ForeignKey,
@@ -19,14 +24,19 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     create_engine,
+    func,
+    insert,
     inspect,
+    select,
     text,
 )
 from sqlalchemy.engine import make_url
 
+from app.runtime import Runtime
 from app.store import schema
-from app.store.database import Database
-from app.store.tables import metadata
+from app.store.database import Database, allocate_job_ids
+from app.store.tables import job_events, metadata
+from config import Settings
 from tests.conftest import POSTGRES_ADMIN_URL
 
 
@@ -123,3 +133,148 @@ def test_downgrade_to_base_and_up_again(fresh_db: Database) -> None:
     schema.upgrade(fresh_db)
     with fresh_db.engine.connect() as conn:
         assert schema.differences(conn, metadata) == []
+
+
+# -- databases made by jobchain 0.1.0 (create_all, no version) ------------------------------
+
+
+def _old_release_database(db: Database) -> None:
+    """What 0.1.0 left behind: its tables, one job with an event, no alembic_version."""
+    old = schema.scripts().get_revision(schema.BASELINE).module.baseline()
+    old.create_all(db.engine)
+    with db.engine.begin() as conn:
+        job_id = conn.execute(
+            insert(old.tables["jobs"]).values(
+                root_id=1,
+                position=0,
+                depth=0,
+                target_object="1.NOOP",
+                job_type="NOOP",
+                parameters={},
+                execute_on_error=False,
+                max_attempts=1,
+                status="FINISHED",
+                attempt=1,
+                attempt_floor=0,
+                run_after=0.0,
+                cancel_requested=False,
+                created_at=0.0,
+                updated_at=0.0,
+            )
+        ).inserted_primary_key[0]
+        conn.execute(
+            insert(old.tables["job_events"]).values(
+                job_id=job_id, to_status="FINISHED", attempt=1, at=0.0, reason="x"
+            )
+        )
+
+
+def test_a_database_of_the_old_release_is_stamped_and_kept(fresh_db: Database) -> None:
+    _old_release_database(fresh_db)
+    assert schema.current_revision(fresh_db) is None
+    schema.upgrade(fresh_db)
+    assert schema.current_revision(fresh_db) == schema.head_revision()
+    with fresh_db.engine.connect() as conn:
+        assert schema.differences(conn, metadata) == []
+        assert conn.execute(select(func.count()).select_from(job_events)).scalar_one() == 1
+    # It works as any other: the next job id follows the old ones (PostgreSQL's sequence too).
+    assert fresh_db.write(lambda conn: allocate_job_ids(conn, 1)) == [2]
+
+
+def test_an_unversioned_database_that_differs_is_refused(fresh_db: Database) -> None:
+    _old_release_database(fresh_db)
+    with fresh_db.engine.begin() as conn:
+        conn.execute(text("DROP INDEX ix_jobs_claim"))
+    with pytest.raises(schema.SchemaError, match="ix_jobs_claim"):
+        schema.upgrade(fresh_db)
+    assert schema.current_revision(fresh_db) is None
+
+
+def test_tables_of_other_applications_are_left_alone(fresh_db: Database) -> None:
+    with fresh_db.engine.begin() as conn:
+        conn.execute(text("CREATE TABLE their_table (id INTEGER PRIMARY KEY)"))
+    schema.upgrade(fresh_db)
+    assert "their_table" in inspect(fresh_db.engine).get_table_names()
+    assert schema.current_revision(fresh_db) == schema.head_revision()
+
+
+# -- starting a process ---------------------------------------------------------------------
+
+
+def test_runtime_migrates_at_start_unless_told_not_to(fresh_url: str) -> None:
+    with pytest.raises(schema.SchemaError, match="jobchain db upgrade"):
+        Runtime.create(Settings(database_url=fresh_url, workers=1, auto_migrate=False))
+    Runtime.create(Settings(database_url=fresh_url, workers=1)).db.dispose()
+    assert schema.current_revision(fresh_url) == schema.head_revision()
+    Runtime.create(Settings(database_url=fresh_url, workers=1, auto_migrate=False)).db.dispose()
+
+
+def test_the_auto_migrate_setting_reads_from_the_environment() -> None:
+    assert Settings.from_env({}).auto_migrate is True
+    assert Settings.from_env({"JOBCHAIN_AUTO_MIGRATE": "0"}).auto_migrate is False
+    assert Settings.from_env({"JOBCHAIN_AUTO_MIGRATE": "true"}).auto_migrate is True
+    with pytest.raises(ValueError, match="boolean"):
+        Settings.from_env({"JOBCHAIN_AUTO_MIGRATE": "maybe"})
+
+
+# Each child imports everything, says "ready", then waits for the go file: all three start
+# migrating within a millisecond of each other.
+_CHILD = """
+import logging, sys, time
+from pathlib import Path
+from app.cli import cli
+from app.runtime import Runtime
+from config import Settings
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+go, how, url = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+print("ready", flush=True)
+while not go.exists():
+    time.sleep(0.001)
+if how == "cli":
+    cli(["db", "upgrade", "--database-url", url])
+else:
+    Runtime.create(Settings(database_url=url, workers=1)).db.dispose()
+"""
+
+
+def test_processes_starting_at_once_migrate_once(fresh_url: str, tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CHILD, str(go), how, fresh_url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for how in ("cli", "runtime", "cli")
+    ]
+    for child in children:
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"
+    go.touch()
+    results = [child.communicate(timeout=60) for child in children]
+    for child, (_out, err) in zip(children, results, strict=True):
+        assert child.returncode == 0, err
+    # Alembic logs "Running upgrade 0001_baseline -> 0002_..., ..." once per revision applied.
+    log = "".join(err for _out, err in results)
+    for script in schema.scripts().walk_revisions():
+        assert log.count(f"-> {script.revision},") == 1, log
+    with Database(fresh_url).engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [
+            schema.head_revision()
+        ]
+        assert schema.differences(conn, metadata) == []
+
+
+def test_a_batch_migration_on_sqlite_keeps_child_rows(sqlite_url: str) -> None:
+    """SQLite migrations copy and drop tables; that must not cascade-delete job_events."""
+    db = Database(sqlite_url)
+    _old_release_database(db)
+    schema.upgrade(db)
+    with schema._migration_lock(db) as conn:
+        operations = Operations(MigrationContext.configure(conn))
+        with operations.batch_alter_table("jobs", recreate="always") as batch:
+            batch.add_column(Column("extra", Integer, nullable=True))
+    with db.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(job_events)).scalar_one() == 1
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
+    db.dispose()
