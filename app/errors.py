@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, current_app, g, jsonify
 from werkzeug.exceptions import HTTPException
 
-from app.store.database import DatabaseUnavailable
+from app.store.database import DatabaseUnavailable, limit_wait, reset_wait
 
 log = logging.getLogger("jobchain.api")
+
+# When a client should try again after a 503 for a busy or unreachable database.
+RETRY_AFTER_SECONDS = 5
 
 
 class ApiError(Exception):
@@ -30,6 +33,23 @@ def error_response(
 
 
 def register_error_handlers(app: Flask) -> None:
+    """Map every failure to the error shape; a request waits only briefly for the database.
+
+    Background threads may retry a locked or unreachable database for a minute; a client
+    is better served by a prompt 503 with Retry-After than by a request that hangs.
+    """
+
+    @app.before_request
+    def _bound_database_wait() -> None:
+        settings = current_app.extensions["jobchain"].settings
+        g.jobchain_db_wait = limit_wait(settings.request_db_wait_seconds)
+
+    @app.teardown_request
+    def _restore_database_wait(_exc: BaseException | None) -> None:
+        token = g.pop("jobchain_db_wait", None)
+        if token is not None:
+            reset_wait(token)
+
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> tuple[Response, int]:
         return error_response(exc.status, exc.code, exc.message, exc.details)
@@ -46,8 +66,11 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(DatabaseUnavailable)
     def _unavailable(exc: DatabaseUnavailable) -> tuple[Response, int]:
-        response, status = error_response(503, "database_unavailable", "database is busy")
-        response.headers["Retry-After"] = "5"
+        log.warning("answering 503: %s", exc)
+        response, status = error_response(
+            503, "database_unavailable", "the database is busy or unreachable; try again later"
+        )
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response, status
 
     @app.errorhandler(Exception)

@@ -27,6 +27,8 @@ class Runtime:
             settings.database_url,
             pool_size=settings.workers + 8,
             sqlite_synchronous=settings.sqlite_synchronous,
+            wait_seconds=settings.background_db_wait_seconds,
+            listen_notify=settings.listen_notify,
         )
         try:
             if settings.auto_migrate:

@@ -44,6 +44,9 @@ MAX_BATCH = 16
 # A job running this long hands back the jobs its worker claimed but has not started, and
 # records the ones it finished, so nothing waits behind a slow job.
 SLOW_SECONDS = 0.05
+# A worker loop that failed unexpectedly (the database gone for longer than its wait)
+# pauses this long before it goes on.
+ERROR_BACKOFF_SECONDS = 1.0
 
 
 @dataclass
@@ -152,19 +155,26 @@ class WorkerPool:
     def _work_loop(self) -> None:
         lane = Lane()
         while not self._stopping.is_set():
-            claim = lane.take()
-            if claim is None:
-                generation = self._generation
-                if not self._flush(lane, claim_limit=lane.batch):
-                    self._idle(generation)
-                continue
-            began = time.monotonic()
-            self._run(claim, lane)
-            quick = time.monotonic() - began < QUICK_SECONDS
-            lane.batch = min(lane.batch * 2, MAX_BATCH) if quick else 1
-            if not quick or len(lane.done) >= MAX_BATCH:
-                self._flush(lane, claim_limit=0)
+            try:
+                self._work_step(lane)
+            except Exception:  # e.g. the database stayed unreachable: back off, carry on
+                log.exception("worker loop failed; going on in %g s", ERROR_BACKOFF_SECONDS)
+                self._stopping.wait(ERROR_BACKOFF_SECONDS)
         self._hand_back(lane)
+
+    def _work_step(self, lane: Lane) -> None:
+        claim = lane.take()
+        if claim is None:
+            generation = self._generation
+            if not self._flush(lane, claim_limit=lane.batch):
+                self._idle(generation)
+            return
+        began = time.monotonic()
+        self._run(claim, lane)
+        quick = time.monotonic() - began < QUICK_SECONDS
+        lane.batch = min(lane.batch * 2, MAX_BATCH) if quick else 1
+        if not quick or len(lane.done) >= MAX_BATCH:
+            self._flush(lane, claim_limit=0)
 
     def _flush(self, lane: Lane, claim_limit: int) -> bool:
         """Record the lane's finished jobs and claim up to ``claim_limit`` more, in one
@@ -207,7 +217,10 @@ class WorkerPool:
                 lane.done = done + lane.done
             self._flush(lane, claim_limit=0)
         if held:
-            lifecycle.release_unstarted(self.db, held)
+            try:
+                lifecycle.release_unstarted(self.db, held)
+            except Exception:  # their leases expire and the reaper hands them back
+                log.exception("handing back %d unstarted job(s) failed", len(held))
 
     def _idle(self, generation: int) -> None:
         """Sleep until woken, until a backed-off retry is due, or the fallback poll."""

@@ -39,6 +39,16 @@ class Settings:
     # Fallback wake-up for workers; dispatch itself is event-driven, this only guards
     # against jobs made claimable by another process sharing the database.
     idle_poll_seconds: float = 1.0
+    # PostgreSQL: wake idle workers of other processes with LISTEN/NOTIFY. Turn off only
+    # where LISTEN cannot work (a transaction-pooling proxy); idle_poll_seconds then rules.
+    listen_notify: bool = True
+    # How long a call keeps retrying a locked (SQLite) or unreachable (PostgreSQL)
+    # database before giving up: API requests then answer 503 with Retry-After; worker,
+    # housekeeping and schedule threads log, back off and carry on.
+    request_db_wait_seconds: float = 5.0
+    background_db_wait_seconds: float = 60.0
+    # Finished chains older than this are deleted by housekeeping (0: keep forever).
+    retention_days: float = 14.0
     # Automatic retries (maxAttempts > 1): delay = base * 2 ** (attempt - 1), capped.
     retry_base_seconds: float = 1.0
     retry_max_seconds: float = 600.0
@@ -78,6 +88,12 @@ def _parse(type_name: Any, raw: str) -> Any:
         return int(raw)
     if kind == "float":
         return float(raw)
+    if kind == "bool":
+        if raw.strip().lower() in {"1", "true", "yes", "on"}:
+            return True
+        if raw.strip().lower() in {"0", "false", "no", "off"}:
+            return False
+        raise ValueError(f"not a boolean: {raw!r}")
     if kind == "bool":
         return _parse_bool(raw)
     if kind.startswith("tuple"):

@@ -8,23 +8,35 @@ transactions whose guarded updates re-check their WHERE clause after a concurren
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextvars import ContextVar, Token
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
+
+from app.store.wakeups import PgWakeups
 
 T = TypeVar("T")
 
+log = logging.getLogger("jobchain.database")
+
 _WRITE = "jobchain_write"
-# Transient failures worth retrying a whole transaction for.
-_RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock
-_MAX_TRIES = 5
+# Transient failures worth retrying a whole transaction for: serialization failure,
+# deadlock, and the server going away (admin/crash shutdown, not accepting connections).
+_RETRYABLE_SQLSTATES = {"40001", "40P01", "57P01", "57P02", "57P03"}
+_BACKOFF_FIRST, _BACKOFF_MAX = 0.01, 1.0
+# SQLite: how long one attempt waits in SQLite's busy handler for another process's lock;
+# write() and read() retry within their overall wait, so this only sets the granularity.
+_SQLITE_BUSY_MS = 500
+# How long a database call may keep retrying in this thread (None: the Database's default).
+_WAIT: ContextVar[float | None] = ContextVar("jobchain_db_wait", default=None)
 
 
 class DatabaseUnavailable(Exception):
@@ -36,27 +48,52 @@ def now() -> float:
     return time.time()
 
 
-class Database:
-    """An engine plus the transaction helpers every store module uses."""
+def limit_wait(seconds: float) -> Token[float | None]:
+    """Bound how long database calls of this thread (e.g. an API request) keep retrying."""
+    return _WAIT.set(seconds)
 
-    def __init__(self, url: str, pool_size: int = 8, sqlite_synchronous: str = "NORMAL") -> None:
+
+def reset_wait(token: Token[float | None]) -> None:
+    _WAIT.reset(token)
+
+
+class Database:
+    """An engine plus the transaction helpers every store module uses.
+
+    ``wait_seconds`` bounds how long one call keeps retrying a locked or unreachable
+    database (background threads; API requests set a shorter bound with ``limit_wait``).
+    ``listen_notify`` enables cross-process wake-ups on PostgreSQL (app/store/wakeups.py).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        pool_size: int = 8,
+        sqlite_synchronous: str = "NORMAL",
+        wait_seconds: float = 60.0,
+        listen_notify: bool = True,
+    ) -> None:
         parsed = make_url(url)
         self.url = url
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
-        self._dispatch_listeners: list[Callable[[int], None]] = []
+        self.wait_seconds = wait_seconds
+        self._dispatch_listeners: list[Callable[[int | None], None]] = []
         self._listeners_lock = threading.Lock()
         # SQLite has one writer at a time. Threads of this process queue here rather than
         # in SQLite's busy handler, which sleeps in growing steps (up to 100 ms) and so
         # turns contention into latency. Other processes still meet busy_timeout.
-        self._writer_turn: AbstractContextManager[Any] = (
-            threading.Lock() if parsed.get_backend_name() == "sqlite" else nullcontext()
-        )
+        self._writer_turn: threading.Lock | None = threading.Lock() if self.is_sqlite else None
         if self.is_sqlite:
             self.engine = _sqlite_engine(url, sqlite_synchronous)
         else:
             self.engine = create_engine(
                 url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
             )
+        self.wakeups = (
+            PgWakeups(self.engine, self._wake_local)
+            if listen_notify and not self.is_sqlite
+            else None
+        )
 
     def create_schema(self) -> None:
         """Bring the schema to the newest migration (app/store/schema.py)."""
@@ -65,48 +102,142 @@ class Database:
         upgrade(self)
 
     def dispose(self) -> None:
+        if self.wakeups is not None:
+            self.wakeups.stop()
         self.engine.dispose()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        """A read-only transaction (deferred on SQLite: never blocks writers in WAL mode)."""
-        with self.engine.connect() as conn, conn.begin():
-            yield conn
+        """A read-only transaction (deferred on SQLite: never blocks writers in WAL mode).
 
-    def write(self, work: Callable[[Connection], T]) -> T:
-        """Run ``work`` in one write transaction, retrying it on transient lock errors.
+        Connecting is retried while the database is unreachable; a connection lost in the
+        middle raises DatabaseUnavailable (the caller may simply ask again).
+        """
+        conn = self._retrying(self._begin_read, self._deadline())
+        try:
+            with conn, conn.begin():
+                yield conn
+        except DBAPIError as exc:
+            if self._is_transient(exc):
+                raise DatabaseUnavailable(_reason(exc)) from exc
+            raise
+
+    def _begin_read(self) -> Connection:
+        conn = self.engine.connect()
+        try:
+            conn.begin()
+            conn.rollback()  # proves the connection (and SQLite's read lock) works
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def write(self, work: Callable[[Connection], T], replay_safe: bool = False) -> T:
+        """Run ``work`` in one write transaction, retrying it on transient errors.
 
         ``work`` must be safe to run again: everything it did is rolled back before a retry.
+        A connection lost during COMMIT leaves the outcome unknown; such a transaction is
+        run again only if ``replay_safe`` (its guarded updates make a replay a no-op),
+        otherwise the caller gets DatabaseUnavailable.
         """
-        for attempt in range(1, _MAX_TRIES + 1):
+        return self._retrying(lambda: self._write_once(work, replay_safe), self._deadline())
+
+    def _write_once(self, work: Callable[[Connection], T], replay_safe: bool) -> T:
+        committing = False
+        try:
+            with self._turn(), self.engine.connect() as conn:
+                conn = conn.execution_options(**{_WRITE: True})
+                with conn.begin():
+                    result = work(conn)
+                    committing = True
+                return result
+        except DBAPIError as exc:
+            ambiguous = committing and not self.is_sqlite and not replay_safe
+            if ambiguous and self._is_transient(exc):
+                raise DatabaseUnavailable(
+                    f"connection lost while committing; the change may not be saved: {_reason(exc)}"
+                ) from exc
+            raise
+
+    def _retrying(self, attempt: Callable[[], T], deadline: float) -> T:
+        """Call ``attempt`` until it succeeds, fails for good, or ``deadline`` passes."""
+        delay = _BACKOFF_FIRST
+        while True:
             try:
-                with self._writer_turn, self.engine.connect() as conn:
-                    conn = conn.execution_options(**{_WRITE: True})
-                    with conn.begin():
-                        return work(conn)
-            except (OperationalError, DBAPIError) as exc:
-                if not self._is_transient(exc) or attempt == _MAX_TRIES:
-                    if self._is_transient(exc):
-                        raise DatabaseUnavailable(str(exc.orig)) from exc
+                return attempt()
+            except DBAPIError as exc:
+                if not self._is_transient(exc):
                     raise
-                time.sleep(0.01 * attempt)
-        raise AssertionError("unreachable")
+                if time.monotonic() + delay > deadline:
+                    raise DatabaseUnavailable(_reason(exc)) from exc
+                if delay >= _BACKOFF_MAX / 2:
+                    log.warning("database unavailable, retrying in %.1f s: %s", delay, _reason(exc))
+                time.sleep(delay)
+                delay = min(delay * 2, _BACKOFF_MAX)
+
+    def _deadline(self) -> float:
+        wait = _WAIT.get()
+        return time.monotonic() + (self.wait_seconds if wait is None else wait)
+
+    def _turn(self) -> AbstractContextManager[Any]:
+        """This process's SQLite writers queue here, but no longer than their wait allows."""
+        if self._writer_turn is None:
+            return nullcontext()
+        if not self._writer_turn.acquire(timeout=max(0.0, self._deadline() - time.monotonic())):
+            raise DatabaseUnavailable("database is locked (waited for this process's writer)")
+        return _Release(self._writer_turn)
 
     def _is_transient(self, exc: DBAPIError) -> bool:
         if self.is_sqlite:
             return "locked" in str(exc.orig) or "busy" in str(exc.orig)
-        return getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
+        if exc.connection_invalidated:
+            return True
+        sqlstate = getattr(exc.orig, "sqlstate", None)
+        if sqlstate is None:  # raised by the client library: connecting or connection lost
+            return type(exc.orig).__name__ == "OperationalError"
+        return sqlstate in _RETRYABLE_SQLSTATES or sqlstate.startswith("08")
 
     # -- event-driven dispatch -------------------------------------------------------------
 
-    def on_dispatchable(self, listener: Callable[[int], None]) -> None:
-        """Call ``listener(count)`` whenever a committed write made ``count`` jobs claimable."""
+    def on_dispatchable(self, listener: Callable[[int | None], None]) -> None:
+        """Call ``listener(count)`` whenever a committed write made ``count`` jobs claimable
+        (None: an unknown number, e.g. after missed notifications), in any process."""
         with self._listeners_lock:
             self._dispatch_listeners.append(listener)
+        if self.wakeups is not None:
+            self.wakeups.start()
 
-    def notify_dispatchable(self, count: int = 1) -> None:
+    def notify_dispatchable(self, count: int | None = 1) -> None:
+        """Called right after a commit that made ``count`` jobs claimable (None: unknown):
+        wake this process's idle workers, then other processes'.
+
+        After the commit rather than inside the transaction: the count is known only once
+        the transaction's work is done, and a notification lost to a crash in between
+        costs no more than any lost notification (the idle poll)."""
+        self._wake_local(count)
+        if self.wakeups is not None:
+            self.wakeups.send(count)
+
+    def _wake_local(self, count: int | None) -> None:
         for listener in list(self._dispatch_listeners):
             listener(count)
+
+
+class _Release:
+    """Releases an already acquired lock on exit."""
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self._lock = lock
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+def _reason(exc: DBAPIError) -> str:
+    return str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc).__name__
 
 
 def allocate_job_ids(conn: Connection, count: int) -> list[int]:
@@ -141,7 +272,7 @@ def _sqlite_engine(url: str, synchronous: str) -> Engine:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA synchronous={mode}")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,6 +99,19 @@ _DUE = (
     .limit(bindparam("limit"))
     .with_for_update(skip_locked=True)
 )
+# What a claim reads of each job it takes.
+_CLAIMED_COLUMNS = (
+    jobs.c.id,
+    jobs.c.attempt,
+    jobs.c.root_id,
+    jobs.c.target_object,
+    jobs.c.job_type,
+    jobs.c.target_id,
+    jobs.c.parameters,
+    jobs.c.attempt_floor,
+    jobs.c.max_attempts,
+    jobs.c.timeout_seconds,
+)
 _CLAIM = (
     update(jobs)
     .where(
@@ -115,18 +129,10 @@ _CLAIM = (
         finished_at=None,
         progress=None,
     )
-    .returning(
-        jobs.c.id,
-        jobs.c.attempt,
-        jobs.c.root_id,
-        jobs.c.target_object,
-        jobs.c.job_type,
-        jobs.c.target_id,
-        jobs.c.parameters,
-        jobs.c.attempt_floor,
-        jobs.c.max_attempts,
-        jobs.c.timeout_seconds,
-    )
+    .returning(*_CLAIMED_COLUMNS)
+)
+_CLAIMED_BY = select(*_CLAIMED_COLUMNS).where(
+    jobs.c.lease_token == bindparam("token"), jobs.c.status == Status.PROCESSING.value
 )
 # What recording an outcome reads of each job (not its parameters or result JSON).
 _LOCK_MANY = (
@@ -167,13 +173,14 @@ _FINISH_MANY = (
 )
 
 
-def _claim(conn: Connection, owner: str, limit: int, lease_seconds: float, t: float) -> list[Claim]:
+def _claim(
+    conn: Connection, owner: str, limit: int, lease_seconds: float, t: float, token: str
+) -> list[Claim]:
     # Lock the ids first, in their own statement: as an IN (subquery) PostgreSQL may
     # rescan the skip-locked subquery per row and so claim every due job, not ``limit``.
     ids = list(conn.execute(_DUE, {"now": t, "limit": limit}).scalars())
     if not ids:
         return []
-    token = str(uuid.uuid4())
     rows = conn.execute(
         _CLAIM,
         {"ids": ids, "token": token, "owner": owner, "expires": t + lease_seconds, "now": t},
@@ -186,6 +193,16 @@ def _claim(conn: Connection, owner: str, limit: int, lease_seconds: float, t: fl
         t,
         Transition.CLAIM,
     )
+    return _claims(rows, token)
+
+
+def _claimed_with(conn: Connection, token: str) -> list[Claim]:
+    """The jobs an earlier run of this very transaction claimed, if its commit went through
+    although its answer was lost: a replay takes them over instead of orphaning them."""
+    return _claims(conn.execute(_CLAIMED_BY, {"token": token}).all(), token)
+
+
+def _claims(rows: Sequence[Any], token: str) -> list[Claim]:
     return [
         Claim(
             id=r.id,
@@ -289,20 +306,32 @@ def complete(
     the child it just released) pays one commit, and a batch of quick jobs shares one.
     """
     policy = retry or RetryPolicy()
+    token = str(uuid.uuid4())
+    runs = 0
 
     def work(conn: Connection) -> Completion:
+        nonlocal runs
+        runs += 1
         t = now()
         statuses, released, retry_at = (
             _record(conn, done, policy, log_limit, t) if done else ({}, 0, None)
         )
-        claims = _claim(conn, owner, claim_limit, lease_seconds, t) if claim_limit else []
+        claims: list[Claim] = []
+        if claim_limit:
+            # A replay after a lost COMMIT answer: what the first run claimed is ours. (Its
+            # recorded outcomes need nothing: their guard no longer matches, a no-op.)
+            claims = _claimed_with(conn, token) if runs > 1 else []
+            claims = claims or _claim(conn, owner, claim_limit, lease_seconds, t, token)
         return Completion(statuses, claims, max(0, released - len(claims)), retry_at)
 
-    completion = db.write(work)
+    # Replay-safe: every update above is guarded by status and lease token.
+    completion = db.write(work, replay_safe=True)
     if done:
         failpoint("after_finish_commit")
     if completion.dispatchable:
         db.notify_dispatchable(completion.dispatchable)
+    elif runs > 1:
+        db.notify_dispatchable(None)  # an earlier run may have committed releases unannounced
     return completion
 
 
