@@ -71,6 +71,8 @@ def current(database_url: str | None) -> None:
     revision, head = schema.current_revision(url), schema.head_revision()
     if revision == head:
         click.echo(f"{revision} (head)")
+    elif revision is not None and revision not in schema.known_revisions():
+        click.echo(f"{revision} (unknown to this release, whose head is {head}: newer?)")
     else:
         click.echo(f"{revision or 'none'} (head is {head}: run `jobchain db upgrade`)")
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
+from click.testing import CliRunner
 from sqlalchemy import (
     Column,
     ForeignKey,
@@ -32,6 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import make_url
 
+from app.cli import cli
 from app.runtime import Runtime
 from app.store import schema
 from app.store.database import Database, allocate_job_ids
@@ -278,3 +280,22 @@ def test_a_batch_migration_on_sqlite_keeps_child_rows(sqlite_url: str) -> None:
         assert conn.execute(select(func.count()).select_from(job_events)).scalar_one() == 1
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
     db.dispose()
+
+
+def test_the_db_commands(fresh_url: str) -> None:
+    def db(*args: str) -> str:
+        result = CliRunner().invoke(cli, ["db", *args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    head = schema.head_revision()
+    assert db("current", "--database-url", fresh_url).startswith(f"none (head is {head}")
+    assert db("upgrade", schema.BASELINE, "--database-url", fresh_url).endswith(
+        f"at {schema.BASELINE}\n"
+    )
+    assert db("upgrade", "--database-url", fresh_url).endswith(f"at {head}\n")
+    assert db("current", "--database-url", fresh_url) == f"{head} (head)\n"
+    assert db("history").splitlines()[-1].startswith(schema.BASELINE)
+    assert db("downgrade", "base", "--database-url", fresh_url).endswith("at base (empty)\n")
+    typo = CliRunner().invoke(cli, ["db", "upgrade", "9999_nope", "--database-url", fresh_url])
+    assert typo.exit_code == 1 and "9999_nope" in typo.output

@@ -25,6 +25,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Connection, MetaData, func, inspect, select
 
 from app.store.database import _WRITE, Database
@@ -63,6 +64,10 @@ def head_revision() -> str:
     return head
 
 
+def known_revisions() -> set[str]:
+    return {script.revision for script in scripts().walk_revisions()}
+
+
 def current_revision(db_or_url: Database | str) -> str | None:
     """The revision the database is at; None for an empty (or 0.1.0, unstamped) one."""
     with _database(db_or_url) as db, db.engine.connect() as conn:
@@ -74,7 +79,7 @@ def upgrade(db_or_url: Database | str, revision: str = "head") -> None:
     with _database(db_or_url) as db:
         if revision == "head" and current_revision(db) == head_revision():
             return
-        with _migration_lock(db) as conn:
+        with _migration_lock(db) as conn, _alembic_errors():
             config = alembic_config(conn)
             _stamp_unversioned(conn, config)
             command.upgrade(config, revision)
@@ -82,7 +87,7 @@ def upgrade(db_or_url: Database | str, revision: str = "head") -> None:
 
 def downgrade(db_or_url: Database | str, revision: str) -> None:
     """Migrate back to ``revision`` ("base": drop every table of jobchain)."""
-    with _database(db_or_url) as db, _migration_lock(db) as conn:
+    with _database(db_or_url) as db, _migration_lock(db) as conn, _alembic_errors():
         command.downgrade(alembic_config(conn), revision)
 
 
@@ -145,6 +150,15 @@ def _stamp_unversioned(conn: Connection, config: Config) -> None:
             f"revision {BASELINE}: {diffs}"
         )
     command.stamp(config, BASELINE)
+
+
+@contextmanager
+def _alembic_errors() -> Iterator[None]:
+    """Unknown revisions (a typo, or a database a newer release migrated) as SchemaError."""
+    try:
+        yield
+    except CommandError as exc:
+        raise SchemaError(f"{exc} (revisions of this release: `jobchain db history`)") from exc
 
 
 @contextmanager
