@@ -5,7 +5,6 @@ app/join_plan.py); this module only lays the raw JSON out and places the message
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +14,6 @@ from app.runtime import Runtime
 
 # More nodes than this are validated but not all drawn.
 MAX_SHOWN = 500
-_LAST_PART = re.compile(r"(\.[^.\[\]]+|\[\d+\])$")
 
 
 @dataclass
@@ -105,7 +103,7 @@ def _place(details: dict[str, list[str]], preview: Preview) -> None:
         where = "" if path == "$" else path
         node_path = where
         while node_path not in by_path and node_path:
-            node_path = _LAST_PART.sub("", node_path)
+            node_path = _parent_path(node_path)
         owner = by_path.get(node_path)
         suffix = where[len(node_path) :].lstrip(".")
         unshown = owner is None or "nextJobs[" in suffix
@@ -114,3 +112,10 @@ def _place(details: dict[str, list[str]], preview: Preview) -> None:
                 preview.errors.append(f"{path}: {message}")
             else:
                 owner.errors.append(f"{suffix}: {message}" if suffix else message)
+
+
+def _parent_path(path: str) -> str:
+    """``a.b[2]`` -> ``a.b`` -> ``a`` -> ``""``: always shorter, so a walk up ends."""
+    if path.endswith("]") and "[" in path:
+        return path[: path.rindex("[")]
+    return path[: max(path.rfind("."), 0)]

@@ -1,0 +1,480 @@
+"""The console's server side through Flask's test client: login and sessions, roles, CSRF,
+actions and their outcomes, submit checks, schedules, and 4xx (never 500) on bad input.
+
+Store queries (pagination, filters) are in test_admin_queries.py; the real browser in
+test_admin_browser.py.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from app import create_app
+from app.auth import is_console, required_role
+from app.payload import Limits, parse_tree
+from app.runtime import Runtime
+from app.scheduling import next_fire_after
+from app.store import lifecycle, queries, schedules, submission, tokens
+from app.store.database import Database, now
+from jobs import REGISTRY
+from tests.helpers import ADMIN_TOKEN
+
+
+@pytest.fixture
+def database_url(sqlite_url: str) -> str:
+    """The console's HTTP side is database-agnostic; its queries run on both elsewhere."""
+    return sqlite_url
+
+
+@pytest.fixture
+def app(runtime: Runtime) -> Flask:
+    return create_app(runtime=runtime)
+
+
+@pytest.fixture
+def client(app: Flask) -> Iterator[FlaskClient]:
+    with app.test_client() as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def reader_token(db: Database) -> str:
+    return tokens.create(db, "reader", "console reader")[1]
+
+
+def submit(db: Database, payload: dict[str, Any]) -> int:
+    return submission.submit(db, parse_tree(payload, Limits(), lambda n: n in REGISTRY))
+
+
+def csrf(client: FlaskClient) -> str:
+    with client.session_transaction("/admin/") as session:  # the cookie's path
+        return str(session["csrf"])
+
+
+def log_in(client: FlaskClient, token: str = ADMIN_TOKEN) -> None:
+    client.get("/admin/login")
+    answer = client.post("/admin/login", data={"token": token, "csrf_token": csrf(client)})
+    assert answer.status_code == 303, answer.text
+
+
+def post(client: FlaskClient, path: str, **form: str) -> Any:
+    return client.post(path, data={"csrf_token": csrf(client), **form})
+
+
+# -- policy -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "role"),
+    [
+        ("GET", "/admin/login", None),
+        ("POST", "/admin/login", None),
+        ("GET", "/admin/static/console.css", None),
+        ("GET", "/admin/jobs", "reader"),
+        ("GET", "/admin/chains/3", "reader"),
+        ("POST", "/admin/logout", "reader"),
+        ("POST", "/admin/submit/check", "reader"),
+        ("POST", "/admin/submit", "admin"),
+        ("POST", "/admin/jobs/3/cancel", "admin"),
+        ("POST", "/admin/jobs/3/retry", "admin"),
+        ("POST", "/admin/jobs/3/rerun", "admin"),
+        ("POST", "/admin/schedules/1/pause", "admin"),
+        ("POST", "/admin/anything-new", "admin"),
+    ],
+)
+def test_console_paths_follow_the_one_policy(method: str, path: str, role: str | None) -> None:
+    assert required_role(method, path) == role
+    assert is_console(path)
+
+
+def test_console_paths_are_not_api_paths() -> None:
+    assert not is_console("/administrator")
+    assert not is_console("/api/v1/jobs")
+
+
+def test_bearer_token_does_not_open_the_console(client: FlaskClient) -> None:
+    answer = client.get("/admin/jobs", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert answer.status_code == 302
+    assert answer.headers["Location"] == "/admin/login?next=/admin/jobs"
+
+
+# -- login and sessions -----------------------------------------------------------------
+
+
+def test_login_gives_a_strict_httponly_session_cookie(client: FlaskClient) -> None:
+    client.get("/admin/login")
+    answer = client.post(
+        "/admin/login",
+        data={"token": ADMIN_TOKEN, "csrf_token": csrf(client), "next": "/admin/chains/1"},
+    )
+    assert answer.status_code == 303
+    assert answer.headers["Location"] == "/admin/chains/1"
+    cookie = answer.headers["Set-Cookie"]
+    assert cookie.startswith("jobchain_console=")
+    for attribute in ("HttpOnly", "SameSite=Strict", "Path=/admin"):
+        assert attribute in cookie, cookie
+    assert ADMIN_TOKEN not in cookie
+    page = client.get("/admin/jobs")
+    assert page.status_code == 200
+    assert "env:admin" in page.text
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/admin", "/api/v1"])
+def test_login_goes_only_to_console_pages(client: FlaskClient, target: str) -> None:
+    client.get("/admin/login")
+    answer = client.post(
+        "/admin/login", data={"token": ADMIN_TOKEN, "csrf_token": csrf(client), "next": target}
+    )
+    assert answer.headers["Location"] == "/admin/jobs"
+
+
+def test_bad_or_revoked_token_is_refused(client: FlaskClient, db: Database) -> None:
+    revoked, secret = tokens.create(db, "admin", "gone")
+    tokens.revoke(db, revoked.id)
+    for token in ("jc_nobody", secret, ""):
+        client.get("/admin/login")
+        answer = client.post("/admin/login", data={"token": token, "csrf_token": csrf(client)})
+        assert answer.status_code == 401
+        assert "unknown or revoked" in answer.text
+    assert client.get("/admin/jobs").status_code == 302
+
+
+def test_login_without_csrf_is_refused(client: FlaskClient) -> None:
+    answer = client.post("/admin/login", data={"token": ADMIN_TOKEN})
+    assert answer.status_code == 403
+    assert "CSRF" in answer.text
+
+
+def test_revoking_the_token_ends_the_session(client: FlaskClient, db: Database) -> None:
+    token, secret = tokens.create(db, "reader", "short-lived")
+    log_in(client, secret)
+    assert client.get("/admin/jobs").status_code == 200
+    tokens.revoke(db, token.id)
+    assert client.get("/admin/jobs").status_code == 302
+
+
+def test_logout_ends_the_session(client: FlaskClient) -> None:
+    log_in(client)
+    assert post(client, "/admin/logout").status_code == 303
+    assert client.get("/admin/jobs").status_code == 302
+
+
+# -- roles and CSRF ---------------------------------------------------------------------
+
+
+def test_reader_sees_but_cannot_act(client: FlaskClient, db: Database, reader_token: str) -> None:
+    job_id = submit(db, {"targetObject": "A.NOOP"})
+    log_in(client, reader_token)
+    page = client.get(f"/admin/jobs/{job_id}")
+    assert page.status_code == 200
+    assert re.search(r'<button type="submit" class="danger"\s+disabled', page.text)
+    assert "Read-only: your role is reader" in page.text
+    for action in ("cancel", "retry", "rerun"):
+        answer = post(client, f"/admin/jobs/{job_id}/{action}")
+        assert answer.status_code == 403, action
+        assert "needs the admin role" in answer.text
+    assert post(client, "/admin/submit", payload='{"targetObject": "NOOP"}').status_code == 403
+    assert queries.get_job(db, job_id)["status"] == "WAITING_FOR_DISPATCH"  # type: ignore[index]
+    assert queries.count_by_status(db) == {"WAITING_FOR_DISPATCH": 1}
+
+
+def test_a_post_without_the_csrf_token_is_refused(client: FlaskClient, db: Database) -> None:
+    job_id = submit(db, {"targetObject": "A.NOOP"})
+    log_in(client)
+    for data in ({}, {"csrf_token": "forged"}):
+        answer = client.post(f"/admin/jobs/{job_id}/cancel", data=data)
+        assert answer.status_code == 403
+        assert "CSRF" in answer.text
+    fetched = client.post(f"/admin/jobs/{job_id}/cancel", headers={"X-Console-Fetch": "1"})
+    assert fetched.status_code == 403
+    assert fetched.json is not None and fetched.json["error"]["code"] == "forbidden"
+    assert queries.get_job(db, job_id)["status"] == "WAITING_FOR_DISPATCH"  # type: ignore[index]
+
+
+def test_the_csrf_header_works_for_fetch_calls(client: FlaskClient) -> None:
+    log_in(client)
+    answer = client.post(
+        "/admin/submit/check",
+        data={"payload": '{"targetObject": "NOOP"}'},
+        headers={"X-CSRF-Token": csrf(client)},
+    )
+    assert answer.status_code == 200
+    assert 'data-valid="true"' in answer.text
+
+
+# -- actions ----------------------------------------------------------------------------
+
+
+def test_cancel_then_retry_show_their_outcome(client: FlaskClient, db: Database) -> None:
+    root = submit(db, {"targetObject": "A.NOOP", "nextJobs": [{"targetObject": "B.NOOP"}]})
+    log_in(client)
+    answer = post(client, f"/admin/jobs/{root}/cancel")
+    assert answer.status_code == 303 and answer.headers["Location"] == f"/admin/jobs/{root}"
+    page = client.get(f"/admin/jobs/{root}").text
+    assert f"Cancelled job {root} and what had not started below it." in page
+    assert queries.count_by_status(db) == {"CANCELLED": 2}
+
+    post(client, f"/admin/jobs/{root}/retry")
+    assert (
+        f"Retrying job {root}: it is WAITING_FOR_DISPATCH again."
+        in client.get(f"/admin/jobs/{root}").text
+    )
+    post(client, f"/admin/jobs/{root}/retry")
+    page = client.get(f"/admin/jobs/{root}").text
+    assert "only FAILED or CANCELLED jobs can be retried" in page
+    assert 'class="flash flash-error"' in page
+
+
+def test_rerun_submits_a_copy_of_the_subtree(client: FlaskClient, db: Database) -> None:
+    root = submit(
+        db,
+        {
+            "targetObject": "A.NOOP",
+            "nextJobs": [
+                {
+                    "targetObject": "155.SLEEP",
+                    "parameters": {"seconds": 0.1},
+                    "maxAttempts": 2,
+                    "timeoutSeconds": 30,
+                    "nextJobs": [{"targetObject": "38.NOOP", "executeOnError": True}],
+                },
+                {"targetObject": "other.NOOP"},
+            ],
+        },
+    )
+    middle = queries.get_job(db, root)["next_job_ids"][0]  # type: ignore[index]
+    log_in(client)
+    answer = post(client, f"/admin/jobs/{middle}/rerun")
+    assert answer.status_code == 303
+    new_root = int(answer.headers["Location"].rsplit("/", 1)[1])
+    copy = queries.get_tree(db, new_root)
+    assert copy is not None and copy["parent_id"] is None
+    assert (copy["target_object"], copy["parameters"]) == ("155.SLEEP", {"seconds": 0.1})
+    assert (copy["max_attempts"], copy["timeout_seconds"]) == (2, 30)
+    [child] = copy["next_jobs"]
+    assert (child["target_object"], child["execute_on_error"]) == ("38.NOOP", True)
+    assert (
+        f"Started chain {new_root}, a copy of job {middle}"
+        in client.get(answer.headers["Location"]).text
+    )
+    assert queries.get_job(db, middle)["status"] == "WAITING_FOR_PARENT"  # type: ignore[index]
+
+
+def test_actions_on_unknown_jobs_are_404(client: FlaskClient) -> None:
+    log_in(client)
+    for action in ("cancel", "retry", "rerun"):
+        assert post(client, f"/admin/jobs/424242/{action}").status_code == 404
+        assert post(client, f"/admin/jobs/{2**64}/{action}").status_code == 404
+
+
+# -- submit -----------------------------------------------------------------------------
+
+
+def test_check_shows_each_error_at_its_node_and_stores_nothing(
+    client: FlaskClient, db: Database
+) -> None:
+    log_in(client)
+    payload = {
+        "targetObject": "A.NOOP",
+        "nextJobs": [
+            {"targetObject": "B.NOOP"},
+            {
+                "targetObject": "C.NOOP",
+                "nextJobs": [{"targetObject": "D.NOPE"}, {"targetObject": "E", "maxAttempts": 0}],
+            },
+        ],
+    }
+    answer = post(client, "/admin/submit", payload=json.dumps(payload), action="check")
+    assert answer.status_code == 400
+    node = re.search(r'data-path="nextJobs\[1\]\.nextJobs\[0\]">(.*?)</li>', answer.text, re.S)
+    assert node is not None
+    assert "targetObject: unknown job type &#39;NOPE&#39;" in node.group(1)
+    other = re.search(r'data-path="nextJobs\[1\]\.nextJobs\[1\]">(.*?)</li>', answer.text, re.S)
+    assert other is not None
+    assert "maxAttempts: Must be greater than or equal to 1" in other.group(1)
+    assert '<li class="node d-1" data-path="nextJobs[0]">' in answer.text  # valid: no errors
+    # Submitting the same invalid payload stores nothing either.
+    assert (
+        post(client, "/admin/submit", payload=json.dumps(payload), action="submit").status_code
+        == 400
+    )
+    assert queries.count_by_status(db) == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "Paste or upload"),
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "must be a JSON object"),
+        ("[" * 100_000, "nested too deeply"),
+        (
+            json.dumps({"targetObject": "j.JOIN", "parameters": {"expect": 5}}),
+            "a JOIN must be a next job",
+        ),
+    ],
+)
+def test_check_reports_document_problems(client: FlaskClient, text: str, message: str) -> None:
+    log_in(client)
+    answer = post(client, "/admin/submit", payload=text, action="check")
+    assert answer.status_code == 400
+    assert message in answer.text
+
+
+def test_submit_stores_a_valid_chain(client: FlaskClient, db: Database) -> None:
+    log_in(client)
+    payload = '{"data": {"targetObject": "A.NOOP", "nextJobs": [{"targetObject": "B.NOOP"}]}}'
+    checked = post(client, "/admin/submit", payload=payload, action="check")
+    assert checked.status_code == 200 and "Valid: 2 jobs" in checked.text
+    assert queries.count_by_status(db) == {}
+    answer = post(client, "/admin/submit", payload=payload, action="submit")
+    assert answer.status_code == 303
+    assert queries.count_by_status(db) == {"WAITING_FOR_DISPATCH": 1, "WAITING_FOR_PARENT": 1}
+
+
+def test_upload_is_read_like_a_paste(client: FlaskClient, db: Database) -> None:
+    log_in(client)
+    upload = (io.BytesIO(b'{"targetObject": "A.NOOP"}'), "chain.json")
+    answer = client.post(
+        "/admin/submit",
+        data={"csrf_token": csrf(client), "action": "submit", "file": upload},
+        content_type="multipart/form-data",
+    )
+    assert answer.status_code == 303
+    assert queries.count_by_status(db) == {"WAITING_FOR_DISPATCH": 1}
+
+
+# -- pages ------------------------------------------------------------------------------
+
+
+def test_chain_page_shows_skip_reasons_and_join_arrivals(client: FlaskClient, db: Database) -> None:
+    root = submit(
+        db,
+        {
+            "targetObject": "A.NOOP",
+            "nextJobs": [
+                {"targetObject": "sales.NOOP", "nextJobs": [{"targetObject": "k.JOIN"}]},
+                {"targetObject": "costs.NOOP", "nextJobs": [{"targetObject": "k.JOIN"}]},
+                {"targetObject": "x.NOOP", "nextJobs": [{"targetObject": "y.NOOP"}]},
+            ],
+        },
+    )
+    x = queries.get_job(db, root)["next_job_ids"][2]  # type: ignore[index]
+    lifecycle.cancel(db, x)
+    log_in(client)
+    page = client.get(f"/admin/chains/{root}").text
+    assert "0 of 2 arrived" in page
+    assert f"cancelled: job {x} was cancelled" in page
+    assert 'data-chain-state="running"' in page
+    inner = queries.get_job(db, x)["next_job_ids"][0]  # type: ignore[index]
+    moved = client.get(f"/admin/chains/{inner}")
+    assert moved.status_code == 302 and moved.headers["Location"].endswith(
+        f"/admin/chains/{root}#job-{inner}"
+    )
+
+
+def test_live_fragments_are_the_changing_part_only(client: FlaskClient, db: Database) -> None:
+    root = submit(db, {"targetObject": "A.NOOP"})
+    log_in(client)
+    for path in ("/admin/jobs", f"/admin/chains/{root}", f"/admin/jobs/{root}"):
+        fragment = client.get(path, headers={"X-Console-Fetch": "fragment"})
+        assert fragment.status_code == 200
+        assert "<html" not in fragment.text and "data-refresh-seconds" in fragment.text
+
+
+def test_schedules_pause_and_resume(client: FlaskClient, db: Database, reader_token: str) -> None:
+    schedule_id = schedules.create(
+        db,
+        name="nightly",
+        cron="0 2 * * *",
+        timezone="UTC",
+        payload={"targetObject": "NOOP"},
+        enabled=True,
+        next_fire_at=next_fire_after(now())("0 2 * * *", "UTC"),
+    )
+    log_in(client)
+    page = client.get("/admin/schedules").text
+    assert "nightly" in page and "0 2 * * *" in page and "Not fired yet" in page
+    assert post(client, f"/admin/schedules/{schedule_id}/pause").status_code == 303
+    found = schedules.get_schedule(db, schedule_id)
+    assert found is not None and not found["enabled"] and found["next_fire_at"] is None
+    assert "Schedule 1 paused." in client.get("/admin/schedules").text
+    post(client, f"/admin/schedules/{schedule_id}/resume")
+    found = schedules.get_schedule(db, schedule_id)
+    assert found is not None and found["enabled"] and found["next_fire_at"] is not None
+    assert post(client, "/admin/schedules/99/pause").status_code == 404
+
+    post(client, "/admin/logout")
+    log_in(client, reader_token)
+    assert post(client, f"/admin/schedules/{schedule_id}/pause").status_code == 403
+
+
+# -- bad input: 4xx, never 500 ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("status=NOPE", "status"),
+        ("before=abc", "before"),
+        ("before=0", "before"),
+        (f"before={2**70}", "before"),
+        ("limit=-1", "limit"),
+        ("limit=100000", "limit"),
+        ("since=yesterday", "since"),
+        ("since=2026-13-40T00:00", "since"),
+        ("until=2020-01-01T00:00&since=2021-01-01T00:00", "until"),
+        ("tz=Mars/Olympus", "tz"),
+        ("tz=../../etc/passwd", "tz"),
+        ("q=%00", "q"),
+        ("type=" + "X" * 65, "type"),
+        ("target=" + "t" * 256, "target"),
+        ("since=0001-01-01T00:00:00&tz=Pacific/Kiritimati", None),
+    ],
+)
+def test_bad_filters_are_400_naming_the_field(
+    client: FlaskClient, query: str, field: str | None
+) -> None:
+    log_in(client)
+    answer = client.get(f"/admin/jobs?{query}")
+    if field is None:
+        assert answer.status_code in (200, 400)
+        return
+    assert answer.status_code == 400, answer.text
+    assert f"<b>{field}</b>" in answer.text
+    assert answer.mimetype == "text/html"
+
+
+@pytest.mark.parametrize(
+    "path", ["/admin/jobs/424242", f"/admin/jobs/{2**64}", "/admin/chains/424242", "/admin/nowhere"]
+)
+def test_unknown_pages_are_404_html_or_json(client: FlaskClient, path: str) -> None:
+    log_in(client)
+    page = client.get(path)
+    assert page.status_code == 404 and page.mimetype == "text/html"
+    fetched = client.get(path, headers={"X-Console-Fetch": "fragment"})
+    if path != "/admin/nowhere":
+        assert fetched.status_code == 404 and fetched.json is not None
+        assert fetched.json["error"]["code"] == "not_found"
+
+
+def test_pages_have_a_strict_content_security_policy(client: FlaskClient) -> None:
+    answer = client.get("/admin/login")
+    assert "default-src 'self'" in answer.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in answer.headers["Content-Security-Policy"]
+    assert "http://" not in answer.text and "https://" not in answer.text  # no CDN, no fonts
+
+
+def test_static_assets_are_served_without_login(client: FlaskClient) -> None:
+    for name in ("console.css", "console.js"):
+        answer = client.get(f"/admin/static/{name}")
+        assert answer.status_code == 200
+        answer.close()
