@@ -13,6 +13,7 @@ compared with the baseline revision and, if it matches, stamped with it.
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import tempfile
 from collections.abc import Iterator
@@ -30,12 +31,24 @@ from sqlalchemy import Connection, MetaData, func, inspect, select
 
 from app.store.database import _WRITE, Database
 
+log = logging.getLogger("jobchain.schema")
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 BASELINE = "0001_baseline"
 # "jobchain" as a 64-bit number: the advisory lock migrations hold on PostgreSQL.
 _LOCK_KEY = int.from_bytes(b"jobchain", "big")
 # Alembic stores the revision in VARCHAR(32).
 _MAX_REVISION_ID = 32
+
+
+class _OnlyMigrations(logging.Filter):
+    """Alembic names its dialect at every version check; only what it migrates is news."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(("Context impl", "Will assume"))
+
+
+logging.getLogger("alembic.runtime.migration").addFilter(_OnlyMigrations())
 
 
 class SchemaError(Exception):
@@ -149,6 +162,7 @@ def _stamp_unversioned(conn: Connection, config: Config) -> None:
             "the database has jobchain tables but no schema version, and they differ from "
             f"revision {BASELINE}: {diffs}"
         )
+    log.info("tables without a schema version match %s (jobchain 0.1.0): stamped", BASELINE)
     command.stamp(config, BASELINE)
 
 
