@@ -428,6 +428,7 @@ class Context:
     out: Path
     timeout: float
     workdir: Path
+    workloads: tuple[str, ...] = ("chain", "join", "flat")
     sizes: Sizes = field(init=False)
 
     def __post_init__(self) -> None:
@@ -523,16 +524,19 @@ class Runner:
             self.start_workers()
             result["startup_s"] = time.perf_counter() - t
             self.warm_up()
-            log(f"{self.ctx.system}: warm-up done; chain of {sizes.chain}")
-            result["chain"] = self.run_chain(sizes.chain)
-            log(f"{self.ctx.system}: join, {sizes.join_rounds} x {sizes.join_parents} parents")
-            result["join"] = self.run_join(sizes.join_parents, sizes.join_rounds)
+            if "chain" in self.ctx.workloads:
+                log(f"{self.ctx.system}: warm-up done; chain of {sizes.chain}")
+                result["chain"] = self.run_chain(sizes.chain)
+            if "join" in self.ctx.workloads:
+                log(f"{self.ctx.system}: join, {sizes.join_rounds} x {sizes.join_parents} parents")
+                result["join"] = self.run_join(sizes.join_parents, sizes.join_rounds)
             self.sampler.set_phase("stopping")
             self.workers.stop()
-            log(f"{self.ctx.system}: flat, {sizes.flat} jobs enqueued before workers start")
-            result["flat"] = self.run_flat(sizes.flat)
-            self.sampler.set_phase("stopping")
-            self.workers.stop()
+            if "flat" in self.ctx.workloads:
+                log(f"{self.ctx.system}: flat, {sizes.flat} jobs enqueued before workers start")
+                result["flat"] = self.run_flat(sizes.flat)
+                self.sampler.set_phase("stopping")
+                self.workers.stop()
         except Exception as exc:
             result["error"] = f"{type(exc).__name__}: {exc}"
             log(f"{self.ctx.system}: FAILED: {result['error']}")
@@ -654,6 +658,7 @@ def main(runner_class: Callable[[Context], Runner], argv: list[str] | None = Non
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--flat-jobs", type=int, help="override the flat workload's size")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--workloads", default="chain,join,flat")
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-peers-{args.system}-"))
     ctx = Context(
@@ -664,6 +669,7 @@ def main(runner_class: Callable[[Context], Runner], argv: list[str] | None = Non
         out=args.out,
         timeout=args.timeout,
         workdir=workdir,
+        workloads=tuple(w.strip() for w in args.workloads.split(",") if w.strip()),
     )
     if args.flat_jobs:
         ctx.sizes = replace(ctx.sizes, flat=args.flat_jobs)
