@@ -31,7 +31,10 @@ class Background:
     def start(self) -> Background:
         settings = self.runtime.settings
         self._scheduler = start_housekeeping(
-            self.runtime.db, settings.reap_interval_seconds, settings.idempotency_ttl_seconds
+            self.runtime.db,
+            settings.reap_interval_seconds,
+            settings.idempotency_ttl_seconds,
+            settings.retention_days,
         )
         self.pool.start()
         self.schedule_loop.start()  # its first check fires what came due while we were down

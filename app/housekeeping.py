@@ -1,4 +1,5 @@
-"""Periodic maintenance with APScheduler, off the critical path: leases and join deadlines."""
+"""Periodic maintenance with APScheduler, off the critical path: leases, join deadlines,
+expired Idempotency-Keys and the retention of finished chains."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import logging
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from app.store import external, idempotency, joins, lifecycle
+from app.store import external, idempotency, joins, lifecycle, retention
 from app.store.database import Database
 from config import Settings
 
@@ -14,6 +15,9 @@ log = logging.getLogger("jobchain.housekeeping")
 
 # Expired Idempotency-Keys already do not count; purging them only bounds the table.
 PURGE_INTERVAL_SECONDS = 60.0
+# Finished chains past the retention period are deleted this often (in small batches).
+RETENTION_INTERVAL_SECONDS = 60.0
+DAY_SECONDS = 86_400.0
 
 
 def reap(db: Database) -> None:
@@ -36,12 +40,21 @@ def purge_idempotency_keys(db: Database, ttl_seconds: float) -> None:
         log.info("purged %d expired idempotency key(s)", purged)
 
 
+def purge_finished_chains(db: Database, retention_days: float) -> None:
+    """Delete finished chains that ended more than ``retention_days`` ago."""
+    chains, deleted = retention.purge_finished(db, retention_days * DAY_SECONDS)
+    if chains:
+        log.info("retention: deleted %d finished chain(s), %d job(s)", chains, deleted)
+
+
 def start_housekeeping(
     db: Database,
     interval_seconds: float,
     idempotency_ttl_seconds: float = Settings.idempotency_ttl_seconds,
+    retention_days: float = Settings.retention_days,
 ) -> BackgroundScheduler:
-    """Reap expired leases now and then every ``interval_seconds``."""
+    """Reap expired leases now and then every ``interval_seconds``; purge what is past its
+    time every minute (``retention_days`` 0 keeps finished chains forever)."""
     reap(db)
     scheduler = BackgroundScheduler(daemon=True)
     scheduler.add_job(
@@ -62,5 +75,15 @@ def start_housekeeping(
         max_instances=1,
         coalesce=True,
     )
+    if retention_days > 0:
+        scheduler.add_job(
+            purge_finished_chains,
+            "interval",
+            args=[db, retention_days],
+            seconds=RETENTION_INTERVAL_SECONDS,
+            id="purge-finished-chains",
+            max_instances=1,
+            coalesce=True,
+        )
     scheduler.start()
     return scheduler
