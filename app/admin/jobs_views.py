@@ -36,6 +36,7 @@ def jobs() -> Any:
         jobs_page=found,
         counts=counts,
         total=sum(counts.values()),
+        cap=console.COUNT_CAP,
         form=chosen.form,
         before=chosen.before,
         job_types=job_types,

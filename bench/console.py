@@ -1,0 +1,167 @@
+"""Server time of the console's pages on a big database, and the plan of every query.
+
+    .venv/bin/python -m bench.million_jobs          # once: var/bench/console.db, 1,000,000 jobs
+    .venv/bin/python -m bench.console               # the table below
+    .venv/bin/python -m bench.console --plans       # also each statement's EXPLAIN QUERY PLAN
+
+Each page is requested through the real app (Flask's test client with a logged-in reader
+session, so no network is involved): the time is what the server spends on the request,
+queries and rendering included. Every page is fetched once to warm up, then ``--runs`` times;
+the table shows the median and the slowest run. Every statement the pages ran is then
+explained; a statement that scans a whole table (or sorts all rows) is flagged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from flask.testing import FlaskClient
+from sqlalchemy import Engine, event, text
+
+from app import create_app
+from app.store.tables import metadata
+from bench.million_jobs import DEFAULT_PATH
+from config import Settings
+
+READER = "bench-reader-token"
+
+
+@contextmanager
+def statements(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
+    """Collect every (SQL, parameters) run on ``engine`` inside the block."""
+    seen: list[tuple[str, Any]] = []
+
+    def record(conn: Any, cursor: Any, sql: str, params: Any, context: Any, many: bool) -> None:
+        if sql.lstrip().upper().startswith("SELECT"):
+            seen.append((sql, params))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def sqlite_plan(engine: Engine, sql: str, params: Any) -> list[str]:
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params).all()
+    return [str(row[-1]) for row in rows]
+
+
+# A bare SCAN of a table (no index), or sorting a whole result: what must never happen.
+_FULL_SCAN = re.compile(r"^SCAN (\w+)$")
+
+
+def unindexed(plan: list[str], sql: str) -> list[str]:
+    """The plan lines that read a table without an index. Walking the primary key in order
+    under a LIMIT (newest first) is a bounded index walk, not a scan, and is allowed."""
+    bad = []
+    newest_first = "ORDER BY" in sql and "LIMIT" in sql and "DESC" in sql
+    for line in plan:
+        if "USE TEMP B-TREE FOR ORDER BY" in line and "LIMIT" in sql:
+            bad.append(line)
+        match = _FULL_SCAN.match(line)  # "SCAN anon_1" reads a bounded subquery: fine
+        if match and match.group(1) in metadata.tables and not newest_first:
+            bad.append(line)
+    return bad
+
+
+def login(client: FlaskClient, token: str) -> None:
+    client.get("/admin/login")
+    with client.session_transaction("/admin/") as session:
+        csrf = session["csrf"]
+    answer = client.post("/admin/login", data={"token": token, "csrf_token": csrf})
+    if answer.status_code != 303:
+        raise SystemExit(f"login failed: {answer.status_code}")
+
+
+def pages(engine: Engine) -> list[tuple[str, str]]:
+    """(what, path) of each measured page, with ids taken from the database."""
+    with engine.connect() as conn:
+        top = conn.execute(text("SELECT max(id) FROM jobs")).scalar_one()
+        failed = conn.execute(
+            text("SELECT root_id FROM jobs WHERE status = 'FAILED' ORDER BY id DESC LIMIT 1")
+        ).scalar_one()
+        big = conn.execute(
+            text("SELECT root_id FROM jobs WHERE depth >= 6 ORDER BY id DESC LIMIT 1")
+        ).scalar_one()
+        size = conn.execute(
+            text("SELECT count(*) FROM jobs WHERE root_id = :r"), {"r": big}
+        ).scalar_one()
+        day = conn.execute(text("SELECT max(created_at) FROM jobs")).scalar_one() - 86400
+    since = time.strftime("%Y-%m-%dT%H:%M", time.gmtime(day))
+    return [
+        ("jobs, unfiltered", "/admin/jobs"),
+        ("jobs, status=FAILED", "/admin/jobs?status=FAILED"),
+        ("jobs, status=SKIPPED, older page", f"/admin/jobs?status=SKIPPED&before={top // 2}"),
+        ("jobs, job type CFS", "/admin/jobs?type=CFS"),
+        ("jobs, target 155.LPG", "/admin/jobs?target=155.LPG"),
+        ("jobs, text 'connection refused'", "/admin/jobs?q=connection+refused"),
+        ("jobs, text, no match (1 window)", "/admin/jobs?q=no+such+words"),
+        ("jobs, FAILED + text 'locked'", "/admin/jobs?status=FAILED&q=locked"),
+        ("jobs, last 24 h (UTC)", f"/admin/jobs?since={since}&tz=UTC"),
+        ("jobs, deep keyset page (id < 1000)", "/admin/jobs?before=1000"),
+        (f"chain of a failed job ({failed})", f"/admin/chains/{failed}"),
+        (f"chain, {size} jobs, depth >= 6 ({big})", f"/admin/chains/{big}"),
+        ("job page", f"/admin/jobs/{failed}"),
+    ]
+
+
+def measure(get: Callable[[], Any], runs: int) -> tuple[float, float]:
+    get()
+    times = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        answer = get()
+        times.append(time.perf_counter() - began)
+        if answer.status_code != 200:
+            raise SystemExit(f"HTTP {answer.status_code}")
+    return statistics.median(times) * 1000, max(times) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database", type=Path, default=DEFAULT_PATH)
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--plans", action="store_true", help="print every query plan")
+    args = parser.parse_args()
+    if not args.database.exists():
+        raise SystemExit(f"{args.database} is missing: run python -m bench.million_jobs first")
+    settings = replace(
+        Settings.from_env(),
+        database_url=f"sqlite:///{args.database}",
+        api_tokens=(f"reader:{READER}",),
+    )
+    app = create_app(settings)
+    engine = app.extensions["jobchain"].db.engine
+    with engine.connect() as conn:
+        total = conn.execute(text("SELECT count(*) FROM jobs")).scalar_one()
+    client = app.test_client()
+    login(client, READER)
+    print(f"{total:,} jobs in {args.database}; median and slowest of {args.runs} runs\n")
+    print(f"| {'page':<40} | {'median ms':>9} | {'max ms':>7} |")
+    print(f"|{'-' * 42}|{'-' * 11}|{'-' * 9}|")
+    flagged: list[str] = []
+    for what, path in pages(engine):
+        median, slowest = measure(lambda path=path: client.get(path), args.runs)
+        print(f"| {what:<40} | {median:>9.1f} | {slowest:>7.1f} |")
+        with statements(engine) as seen:
+            client.get(path)
+        for sql, params in seen:
+            plan = sqlite_plan(engine, sql, params)
+            if args.plans:
+                print(f"\n{what}: {' '.join(sql.split())}\n    " + "\n    ".join(plan))
+            flagged.extend(f"{what}: {line}" for line in unindexed(plan, sql))
+    print("\nevery query uses an index" if not flagged else "\nUNINDEXED:\n" + "\n".join(flagged))
+
+
+if __name__ == "__main__":
+    main()
