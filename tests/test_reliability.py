@@ -172,7 +172,6 @@ def passed(result: Result) -> None:
     assert result.passed, f"{result.report.describe()}\nlogs: {result.workdir}"
 
 
-
 @pytest.mark.timeout(300)
 def test_kill_soak(server: str) -> None:
     result = scenarios.kill_soak(SHORT["kill_soak"], server)
