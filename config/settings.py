@@ -94,15 +94,6 @@ def _parse(type_name: Any, raw: str) -> Any:
         if raw.strip().lower() in {"0", "false", "no", "off"}:
             return False
         raise ValueError(f"not a boolean: {raw!r}")
-    if kind == "bool":
-        return _parse_bool(raw)
     if kind.startswith("tuple"):
         return tuple(part.strip() for part in raw.split(",") if part.strip())
     return raw
-
-
-def _parse_bool(raw: str) -> bool:
-    word = raw.strip().lower()
-    if word not in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
-        raise ValueError(f"not a boolean: {raw!r}")
-    return word in {"1", "true", "yes", "on"}
