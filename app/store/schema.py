@@ -180,7 +180,7 @@ def _database(db_or_url: Database | str) -> Iterator[Database]:
     if isinstance(db_or_url, Database):
         yield db_or_url
         return
-    db = Database(db_or_url, pool_size=1)
+    db = Database(db_or_url, pool_size=1, listen_notify=False)
     try:
         yield db
     finally:
