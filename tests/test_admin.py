@@ -18,6 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app import create_app
+from app.admin import timeline
 from app.auth import is_console, required_role
 from app.payload import Limits, parse_tree
 from app.runtime import Runtime
@@ -25,7 +26,7 @@ from app.scheduling import next_fire_after
 from app.store import lifecycle, queries, schedules, submission, tokens
 from app.store.database import Database, now
 from jobs import REGISTRY
-from tests.helpers import ADMIN_TOKEN
+from tests.helpers import ADMIN_TOKEN, wait_for_chain
 
 
 @pytest.fixture
@@ -478,3 +479,40 @@ def test_static_assets_are_served_without_login(client: FlaskClient) -> None:
         answer = client.get(f"/admin/static/{name}")
         assert answer.status_code == 200
         answer.close()
+
+
+def test_timeline_bars() -> None:
+    span = timeline.Span(0.0, 40.0)
+    job = {"created_at": 0.0, "ready_at": 10.0, "started_at": 12.0, "finished_at": 20.0}
+    assert [(s.kind, s.x, s.width) for s in timeline.segments(job, span, 40.0)] == [
+        ("waiting", 0.0, 250.0),
+        ("queued", 250.0, 50.0),
+        ("running", 300.0, 200.0),
+    ]
+    skipped = {"created_at": 0.0, "ready_at": None, "started_at": None, "finished_at": 5.0}
+    assert [s.kind for s in timeline.segments(skipped, span, 40.0)] == ["waiting"]
+    quick = {"created_at": 0.0, "ready_at": 40.0, "started_at": 40.0, "finished_at": 40.0}
+    [*_, run] = timeline.segments(quick, span, 40.0)
+    assert run.kind == "running" and run.x + run.width <= timeline.WIDTH and run.width > 0
+    retried = {"created_at": 0.0, "ready_at": 30.0, "started_at": 12.0, "finished_at": None}
+    assert [s.kind for s in timeline.segments(retried, span, 40.0)] == ["waiting", "queued"]
+
+
+def test_join_arrivals_link_their_parents(client: FlaskClient, db: Database, pool: object) -> None:
+    root = submit(
+        db,
+        {
+            "targetObject": "A.NOOP",
+            "nextJobs": [
+                {"targetObject": "sales.NOOP", "nextJobs": [{"targetObject": "k.JOIN"}]},
+                {"targetObject": "costs.FAIL", "nextJobs": [{"targetObject": "k.JOIN"}]},
+            ],
+        },
+    )
+    wait_for_chain(db, root)
+    sales, costs = queries.get_job(db, root)["next_job_ids"]  # type: ignore[index]
+    log_in(client)
+    page = client.get(f"/admin/chains/{root}").text
+    assert "2 of 2 arrived</b> · FAILED" in page
+    assert f'href="#job-{sales}" class="arrival s-FINISHED"' in page
+    assert f'href="#job-{costs}" class="arrival s-FAILED"' in page

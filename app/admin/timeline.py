@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 WIDTH = 1000.0
+MIN_RUN = 3.0
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,8 @@ def segments(node: dict[str, Any], span: Span, now: float) -> list[Segment]:
     for kind, begin, finish in parts:
         x = span.at(begin)
         width = span.at(finish) - x
-        if kind == "running":
-            width = max(width, 2.0)  # a quick job is still visible
+        if kind == "running" and width < MIN_RUN:  # a quick job is still visible
+            width, x = MIN_RUN, min(x, WIDTH - MIN_RUN)
         if width > 0:
             found.append(Segment(kind, x, width))
     return found
