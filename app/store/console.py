@@ -41,6 +41,7 @@ LIST_COLUMNS = [
     jobs.c.job_type,
     jobs.c.status,
     jobs.c.attempt,
+    jobs.c.attempt_floor,
     jobs.c.max_attempts,
     jobs.c.message,
     jobs.c.progress,
