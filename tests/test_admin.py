@@ -11,6 +11,7 @@ import io
 import json
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -516,3 +517,10 @@ def test_join_arrivals_link_their_parents(client: FlaskClient, db: Database, poo
     assert "2 of 2 arrived</b> · FAILED" in page
     assert f'href="#job-{sales}" class="arrival s-FINISHED"' in page
     assert f'href="#job-{costs}" class="arrival s-FAILED"' in page
+
+
+def test_the_cookie_is_secure_behind_https(runtime: Runtime) -> None:
+    settings = replace(runtime.settings, public_url="https://jobs.example.com")
+    app = create_app(runtime=replace(runtime, settings=settings))
+    assert app.config["SESSION_COOKIE_SECURE"] is True
+    assert create_app(runtime=runtime).config["SESSION_COOKIE_SECURE"] is False

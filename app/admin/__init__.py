@@ -8,13 +8,8 @@ from __future__ import annotations
 
 from flask import Flask
 
-from app.admin import (
-    chain_views,
-    jobs_views,
-    login_views,
-    schedules_views,
-    submit_views,
-)
+# The view modules add their routes to the blueprint when imported.
+from app.admin import chain_views, jobs_views, login_views, schedules_views, submit_views
 from app.admin.access import configure_sessions
 from app.admin.blueprint import admin
 
@@ -22,5 +17,6 @@ VIEWS = (chain_views, jobs_views, login_views, schedules_views, submit_views)
 
 
 def install_console(app: Flask) -> None:
-    configure_sessions(app)
+    """Serve the console under /admin (call before the app handles its first request)."""
+    configure_sessions(app, app.extensions["jobchain"].settings.public_url)
     app.register_blueprint(admin)

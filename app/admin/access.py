@@ -38,7 +38,9 @@ class ConsoleUser:
         return allows(self.role, "admin")
 
 
-def configure_sessions(app: Flask) -> None:
+def configure_sessions(app: Flask, public_url: str) -> None:
+    """Cookie settings of the console's session; Secure when the service is served over
+    HTTPS (its public URL says so)."""
     if not app.secret_key:
         app.secret_key = secrets.token_bytes(32)
     app.config.update(
@@ -46,6 +48,7 @@ def configure_sessions(app: Flask) -> None:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Strict",
         SESSION_COOKIE_PATH="/admin",
+        SESSION_COOKIE_SECURE=public_url.lower().startswith("https://"),
         PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS),
     )
 
