@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from app.store.wakeups import PgWakeups
 
@@ -113,7 +113,8 @@ class Database:
         Connecting is retried while the database is unreachable; a connection lost in the
         middle raises DatabaseUnavailable (the caller may simply ask again).
         """
-        conn = self._retrying(self._begin_read, self._deadline())
+        # Checking out a connection pings it (pool_pre_ping) and reconnects if it died.
+        conn = self._retrying(self.engine.connect, self._deadline())
         try:
             with conn, conn.begin():
                 yield conn
@@ -121,16 +122,6 @@ class Database:
             if self._is_transient(exc):
                 raise DatabaseUnavailable(_reason(exc)) from exc
             raise
-
-    def _begin_read(self) -> Connection:
-        conn = self.engine.connect()
-        try:
-            conn.begin()
-            conn.rollback()  # proves the connection (and SQLite's read lock) works
-        except BaseException:
-            conn.close()
-            raise
-        return conn
 
     def write(self, work: Callable[[Connection], T], replay_safe: bool = False) -> T:
         """Run ``work`` in one write transaction, retrying it on transient errors.
@@ -140,12 +131,13 @@ class Database:
         run again only if ``replay_safe`` (its guarded updates make a replay a no-op),
         otherwise the caller gets DatabaseUnavailable.
         """
-        return self._retrying(lambda: self._write_once(work, replay_safe), self._deadline())
+        deadline = self._deadline()
+        return self._retrying(lambda: self._write_once(work, replay_safe, deadline), deadline)
 
-    def _write_once(self, work: Callable[[Connection], T], replay_safe: bool) -> T:
+    def _write_once(self, work: Callable[[Connection], T], replay_safe: bool, deadline: float) -> T:
         committing = False
         try:
-            with self._turn(), self.engine.connect() as conn:
+            with self._turn(deadline), self.engine.connect() as conn:
                 conn = conn.execution_options(**{_WRITE: True})
                 with conn.begin():
                     result = work(conn)
@@ -179,11 +171,11 @@ class Database:
         wait = _WAIT.get()
         return time.monotonic() + (self.wait_seconds if wait is None else wait)
 
-    def _turn(self) -> AbstractContextManager[Any]:
+    def _turn(self, deadline: float) -> AbstractContextManager[Any]:
         """This process's SQLite writers queue here, but no longer than their wait allows."""
         if self._writer_turn is None:
             return nullcontext()
-        if not self._writer_turn.acquire(timeout=max(0.0, self._deadline() - time.monotonic())):
+        if not self._writer_turn.acquire(timeout=max(0.0, deadline - time.monotonic())):
             raise DatabaseUnavailable("database is locked (waited for this process's writer)")
         return _Release(self._writer_turn)
 
@@ -194,7 +186,7 @@ class Database:
             return True
         sqlstate = getattr(exc.orig, "sqlstate", None)
         if sqlstate is None:  # raised by the client library: connecting or connection lost
-            return type(exc.orig).__name__ == "OperationalError"
+            return isinstance(exc, OperationalError)
         return sqlstate in _RETRYABLE_SQLSTATES or sqlstate.startswith("08")
 
     # -- event-driven dispatch -------------------------------------------------------------

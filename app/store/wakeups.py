@@ -66,7 +66,7 @@ class PgWakeups:
                 conn.execute(_NOTIFY, {"channel": CHANNEL, "payload": payload})
                 conn.commit()
         except Exception as exc:  # the commit it announces is done; the poll covers it
-            log.warning("could not notify other processes: %s", exc)
+            log.warning("could not notify other processes: %s", str(exc).splitlines()[0])
 
     # -- listening -------------------------------------------------------------------------
 
