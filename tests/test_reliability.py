@@ -148,7 +148,7 @@ def test_the_checker_reports_runs_and_answers(finished: Finished, tmp_path: Path
     journal.write_text("\n".join([*lines, *extra]) + "\n")
     api = ApiLog()
     api.note(500, "POST x: internal error", 0.1)
-    api.note(503, "POST y: busy (Retry-After: 5)", 0.1)
+    api.note(503, "POST y: busy", 0.1, retry_after="5")
     api.note(None, "POST z: timed out", 10.0)
     url = f"sqlite:///{finished.path}"
     report = check(url, finished.accepted, journal, api, runs_once=True)

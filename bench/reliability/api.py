@@ -34,15 +34,21 @@ class ApiLog:
     busy: list[str] = field(default_factory=list)  # 503 with Retry-After
     slowest: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    started: float = field(default_factory=time.monotonic)
 
-    def note(self, status: int | None, detail: str, seconds: float) -> None:
+    def note(
+        self, status: int | None, detail: str, seconds: float, retry_after: str | None = None
+    ) -> None:
+        """Record one answer (None: none came) that took ``seconds``."""
         with self.lock:
             self.slowest = max(self.slowest, seconds)
+            sent = time.monotonic() - seconds - self.started
+            detail = f"{detail} (sent at +{sent:.1f} s)"
             if status is None:
                 self.failures.append(f"no answer after {seconds:.1f} s: {detail}")
                 return
             self.statuses[status] += 1
-            if status == 503 and "Retry-After" in detail:
+            if status == 503 and retry_after is not None:
                 self.busy.append(detail)
             elif status >= 500:
                 self.failures.append(f"{status} after {seconds:.1f} s: {detail}")
@@ -94,7 +100,7 @@ class Submitter:
                 detail = f"POST {submission.label}: {response.text[:200]}"
                 if retry_after is not None:
                     detail += f" (Retry-After: {retry_after})"
-                self.log.note(response.status_code, detail, seconds)
+                self.log.note(response.status_code, detail, seconds, retry_after)
                 if response.status_code in (200, 201):
                     root_id = int(response.json()["id"])
                     with self._lock:

@@ -105,10 +105,13 @@ class Proc:
         self.popen.wait(30)
         self._log.close()
 
-    def stop(self, timeout: float = 30) -> int:
-        """SIGTERM and wait; SIGKILL if it does not end in time. Returns the exit status."""
+    def terminate(self) -> None:
+        """SIGTERM once (a second one would end a worker's graceful stop at once)."""
         self.signal(signal.SIGCONT)
         self.signal(signal.SIGTERM)
+
+    def wait(self, timeout: float = 30) -> int:
+        """The exit status; SIGKILL if the process does not end in time."""
         try:
             code = self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -116,6 +119,11 @@ class Proc:
             code = self.popen.returncode
         self._log.close()
         return code
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM and wait; returns the exit status."""
+        self.terminate()
+        return self.wait(timeout)
 
     def tail(self, lines: int = 30) -> str:
         return "\n".join(self.output().splitlines()[-lines:])
@@ -189,7 +197,8 @@ class Cluster:
     def start_api(self) -> tuple[Proc, str]:
         """An API-only node (``gunicorn wsgi:app``); returns it and its base URL once healthy."""
         command = [str(BIN / "gunicorn"), "--bind", "127.0.0.1:0", "--workers", "1"]
-        command += ["--threads", "8", "--no-control-socket", "--timeout", "120", "wsgi:app"]
+        command += ["--threads", "8", "--no-control-socket", "--timeout", "120"]
+        command += ["--graceful-timeout", "2", "wsgi:app"]
         proc = Proc(self._name("api"), command, self.env(), self.workdir)
         self.procs.append(proc)
         base = proc.wait_for(GUNICORN_URL).group(1)

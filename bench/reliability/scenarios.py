@@ -101,14 +101,15 @@ class Run:
     def finish(self, **options: Any) -> Result:
         """Stop every process, then check the invariants."""
         self.note("stopping processes")
+        self.submitter.close()
         alive = [proc for proc in self.cluster.procs if proc.alive()]
         for proc in alive:
-            proc.signal(signal.SIGTERM)
+            proc.terminate()
         for proc in alive:
-            code = proc.stop()
+            code = proc.wait()
             if code != 0:
                 self.problems.append(f"{proc.name} stopped with {code}:\n{proc.tail(15)}")
-        self.submitter.close()
+        self.note("stopped")
         report = check(
             self.cluster.url,
             self.submitter.accepted,
@@ -119,6 +120,7 @@ class Run:
         for problem in self.problems:
             report.add("process", problem)
         self.note(f"checked: {'PASS' if report.ok else 'FAIL'}")
+        (self.cluster.workdir / "report.txt").write_text(report.describe(limit=1000) + "\n")
         self.result = Result(
             self.name,
             self.cluster.database,
@@ -470,7 +472,9 @@ class SqliteLock:
     workers: int = 2
     threads: int = 2
     answer_within: float = 10.0  # every request must get an answer this fast
-    settings: tuple[tuple[str, str], ...] = ()  # e.g. a short request budget
+    # JOBCHAIN_* values, e.g. JOBCHAIN_REQUEST_DB_WAIT_SECONDS (default 5 s): how long a
+    # request waits for the database before it answers 503.
+    settings: tuple[tuple[str, str], ...] = ()
     ms: float = 5
     seed: int = 6
     drain_timeout: float = 120
@@ -534,5 +538,11 @@ SHORT: dict[str, Any] = {
     "postgres_faults": PostgresFaults(
         jobs=200, terminations=4, gap=(1.0, 1.5), restart=False, drain_timeout=60
     ),
-    "sqlite_lock": SqliteLock(hold=3.0, jobs=120, answer_within=2.5, drain_timeout=60),
+    "sqlite_lock": SqliteLock(
+        hold=4.0,
+        jobs=120,
+        answer_within=3.0,
+        settings=(("JOBCHAIN_REQUEST_DB_WAIT_SECONDS", "0.5"),),
+        drain_timeout=60,
+    ),
 }
