@@ -99,6 +99,9 @@ def test_find_a_failure_retry_it_and_watch_the_chain_finish(
     page.locator(f"#job-{failed} a.target").click()
     expect(page.locator(".facts").first).to_contain_text("2 (1/1 since the retry)")
     screenshot(page, "job")
+    page.goto(f"{live.url}/admin/jobs")
+    expect(page.locator("table.jobs tbody tr")).to_have_count(5)
+    screenshot(page, "jobs")
 
 
 def test_submit_shows_each_error_at_its_node_before_storing(
