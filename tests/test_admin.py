@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import delete
 
 from app import create_app
 from app.admin import timeline
@@ -26,6 +27,7 @@ from app.runtime import Runtime
 from app.scheduling import next_fire_after
 from app.store import lifecycle, queries, schedules, submission, tokens
 from app.store.database import Database, now
+from app.store.tables import jobs
 from jobs import REGISTRY
 from tests.helpers import ADMIN_TOKEN, wait_for_chain
 
@@ -524,3 +526,13 @@ def test_the_cookie_is_secure_behind_https(runtime: Runtime) -> None:
     app = create_app(runtime=replace(runtime, settings=settings))
     assert app.config["SESSION_COOKIE_SECURE"] is True
     assert create_app(runtime=runtime).config["SESSION_COOKIE_SECURE"] is False
+
+
+def test_job_page_survives_relatives_that_are_gone(client: FlaskClient, db: Database) -> None:
+    root = submit(db, {"targetObject": "A.NOOP", "nextJobs": [{"targetObject": "B.NOOP"}]})
+    child = queries.get_job(db, root)["next_job_ids"][0]  # type: ignore[index]
+    db.write(lambda conn: conn.execute(delete(jobs).where(jobs.c.id == root)))
+    log_in(client)
+    page = client.get(f"/admin/jobs/{child}")
+    assert page.status_code == 200
+    assert f'#{root} <span class="hint">(no longer stored)</span>' in page.text
