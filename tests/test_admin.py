@@ -54,13 +54,18 @@ def reader_token(db: Database) -> str:
     return tokens.create(db, "reader", "console reader")[1]
 
 
+CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
+
+
 def submit(db: Database, payload: dict[str, Any]) -> int:
     return submission.submit(db, parse_tree(payload, Limits(), lambda n: n in REGISTRY))
 
 
 def csrf(client: FlaskClient) -> str:
-    with client.session_transaction("/admin/") as session:  # the cookie's path
-        return str(session["csrf"])
+    """The CSRF token pages carry: the session's, or before login the login form's."""
+    found = CSRF_META.search(client.get("/admin/login").text)
+    assert found is not None
+    return found.group(1)
 
 
 def log_in(client: FlaskClient, token: str = ADMIN_TOKEN) -> None:
@@ -523,9 +528,33 @@ def test_join_arrivals_link_their_parents(client: FlaskClient, db: Database, poo
 
 def test_the_cookie_is_secure_behind_https(runtime: Runtime) -> None:
     settings = replace(runtime.settings, public_url="https://jobs.example.com")
-    app = create_app(runtime=replace(runtime, settings=settings))
-    assert app.config["SESSION_COOKIE_SECURE"] is True
-    assert create_app(runtime=runtime).config["SESSION_COOKIE_SECURE"] is False
+    with create_app(runtime=replace(runtime, settings=settings)).test_client() as client:
+        client.get("/admin/login")
+        answer = client.post(
+            "/admin/login", data={"token": ADMIN_TOKEN, "csrf_token": csrf(client)}
+        )
+        assert "Secure" in answer.headers["Set-Cookie"]
+
+
+def test_a_session_works_on_every_api_node(runtime: Runtime, client: FlaskClient) -> None:
+    """No per-process secret: a session made by one node (or gunicorn worker) is valid on
+    another, and a forged or expired cookie on none."""
+    log_in(client)
+    cookie = client.get_cookie("jobchain_console", path="/admin")
+    assert cookie is not None
+    token_id, expires, mac = cookie.value.split(".")
+    assert tokens.hash_token(ADMIN_TOKEN) not in cookie.value
+    with create_app(runtime=runtime).test_client() as other:
+        other.set_cookie("jobchain_console", cookie.value, path="/admin")
+        assert other.get("/admin/jobs").status_code == 200
+        for forged in (
+            f"{token_id}.{int(expires) + 9999}.{mac}",
+            f"{token_id}.{expires}.{mac[:-1]}0",
+            f"{int(token_id) + 1}.{expires}.{mac}",
+            "garbage",
+        ):
+            other.set_cookie("jobchain_console", forged, path="/admin")
+            assert other.get("/admin/jobs").status_code == 302, forged
 
 
 def test_job_page_survives_relatives_that_are_gone(client: FlaskClient, db: Database) -> None:

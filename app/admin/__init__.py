@@ -10,7 +10,7 @@ from flask import Flask
 
 # The view modules add their routes to the blueprint when imported.
 from app.admin import chain_views, jobs_views, login_views, schedules_views, submit_views
-from app.admin.access import configure_sessions
+from app.admin.access import configure
 from app.admin.blueprint import admin
 
 VIEWS = (chain_views, jobs_views, login_views, schedules_views, submit_views)
@@ -18,5 +18,5 @@ VIEWS = (chain_views, jobs_views, login_views, schedules_views, submit_views)
 
 def install_console(app: Flask) -> None:
     """Serve the console under /admin (call before the app handles its first request)."""
-    configure_sessions(app, app.extensions["jobchain"].settings.public_url)
+    configure(app, app.extensions["jobchain"].settings.public_url)
     app.register_blueprint(admin)

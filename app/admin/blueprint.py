@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, current_app, g, render_template, request
+from flask import Blueprint, current_app, render_template, request
 from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
@@ -56,6 +56,7 @@ def _check_access() -> Response | None:
 
 @admin.after_request
 def _headers(response: Response) -> Response:
+    access.apply_cookies(response)
     response.headers.setdefault("Content-Security-Policy", _CSP)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
@@ -84,8 +85,7 @@ def _unknown(_rest: str) -> Any:
 @admin.context_processor
 def _shared() -> dict[str, Any]:
     return {
-        "user": g.get("console_user"),
-        "csrf_token": access.csrf_token,
+        **access.context(),
         "statuses": [s.value for s in Status],
         "terminal": {s.value for s in TERMINAL},
     }

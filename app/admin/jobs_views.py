@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, flash, redirect, request, url_for
+from flask import abort, redirect, request, url_for
 
 from app.admin import filters
+from app.admin.access import flash
 from app.admin.blueprint import admin, page, runtime
 from app.admin.rerun import NothingToRerun, rerun_from
 from app.payload import PayloadError

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, flash, redirect, url_for
+from flask import abort, redirect, url_for
 
+from app.admin.access import flash
 from app.admin.blueprint import admin, page, runtime
 from app.scheduling import next_fire_after
 from app.store import schedules

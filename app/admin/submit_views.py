@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import redirect, render_template, request, url_for
 
 from app.admin import preview
+from app.admin.access import flash
 from app.admin.blueprint import admin, page, runtime
 from app.store import submission
 from app.store.joins import JoinConflict

@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Select, func, select
 
 from app.statuses import Status
 from app.store.database import Database
-from app.store.tables import job_events, jobs, join_arrivals, joins
+from app.store.tables import api_tokens, job_events, jobs, join_arrivals, joins
 
 # Ids a free-text search looks at per page (the cost bound of one search page).
 TEXT_WINDOW = 50_000
@@ -264,6 +264,12 @@ def brief_jobs(db: Database, job_ids: list[int]) -> dict[int, dict[str, Any]]:
         return {r["id"]: dict(r) for r in rows}
 
 
-def max_job_id(db: Database) -> int:
+def session_token(db: Database, token_id: int) -> dict[str, Any] | None:
+    """An active API token's name, role and stored hash: a console session is verified
+    against it on every request (the hash never leaves the server)."""
+    query = select(api_tokens.c.name, api_tokens.c.role, api_tokens.c.token_hash).where(
+        api_tokens.c.id == token_id, api_tokens.c.revoked_at.is_(None)
+    )
     with db.read() as conn:
-        return int(conn.execute(select(func.max(jobs.c.id))).scalar() or 0)
+        row = conn.execute(query).mappings().first()
+    return dict(row) if row is not None else None
