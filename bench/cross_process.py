@@ -49,7 +49,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @contextmanager
 def fresh_database(server_url: str) -> Iterator[str]:
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     name = f"jobchain_bench_xp_{uuid.uuid4().hex[:8]}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
