@@ -63,7 +63,7 @@ def submit(db: Database, payload: dict[str, Any]) -> int:
 
 def csrf(client: FlaskClient) -> str:
     """The CSRF token pages carry: the session's, or before login the login form's."""
-    found = CSRF_META.search(client.get("/admin/login").text)
+    found = CSRF_META.search(client.get("/admin/submit", follow_redirects=True).text)
     assert found is not None
     return found.group(1)
 

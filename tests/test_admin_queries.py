@@ -180,3 +180,19 @@ def test_every_console_query_uses_an_index(runtime: Runtime) -> None:
             plan = sqlite_plan(db.engine, sql, params)
             flagged.extend(f"{path}: {line} in {sql}" for line in unindexed(plan, sql))
     assert not flagged, "\n".join(flagged)
+
+
+def test_every_page_renders_on_both_databases(runtime: Runtime) -> None:
+    db = runtime.db
+    root = submit(db, {"targetObject": "A.NOOP", "nextJobs": [{"targetObject": "k.JOIN"}]})
+    client: FlaskClient = create_app(runtime=runtime).test_client()
+    login(client, ADMIN_TOKEN)
+    for path in (
+        "/admin/jobs?status=WAITING_FOR_PARENT&type=JOIN&q=x&since=2020-01-01T00:00",
+        "/admin/jobs?target=A.NOOP&until=2030-01-01T00:00&tz=America/New_York",
+        f"/admin/chains/{root}",
+        f"/admin/jobs/{root}",
+        "/admin/submit",
+        "/admin/schedules",
+    ):
+        assert client.get(path).status_code == 200, path

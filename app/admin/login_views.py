@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import redirect, request, url_for
+from flask import g, redirect, request, url_for
 
 from app.admin import access
 from app.admin.blueprint import admin, page, runtime
@@ -12,6 +12,8 @@ from app.admin.blueprint import admin, page, runtime
 
 @admin.get("/login")
 def login() -> Any:
+    if g.console_user is not None:  # already logged in
+        return redirect(access.safe_next(request.args.get("next")))
     return page("admin/login.html", next=request.args.get("next", ""))
 
 
