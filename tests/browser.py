@@ -39,6 +39,7 @@ def flaky(ctx: JobContext) -> dict[str, int]:
         raise JobFailed("source locked by another session")
     for step in range(4):
         ctx.progress(25 * step, f"step {step + 1} of 4")
+        ctx.logger.info("loading partition %d of 4 for %s", step + 1, ctx.target_id)
         if ctx.wait(float(ctx.parameters.get("stepSeconds", 0.2))):
             break
     return {"rows": 1250}

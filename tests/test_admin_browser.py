@@ -97,7 +97,7 @@ def test_find_a_failure_retry_it_and_watch_the_chain_finish(
     screenshot(page, "chain-finished")
 
     page.locator(f"#job-{failed} a.target").click()
-    expect(page.locator(".facts").first).to_contain_text("2 (1/1 since the retry)")
+    expect(page.locator(".facts").first).to_contain_text("2 (1 of 1 since the last retry)")
     screenshot(page, "job")
     page.goto(f"{live.url}/admin/jobs")
     expect(page.locator("table.jobs tbody tr")).to_have_count(5)
