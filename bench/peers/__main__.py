@@ -241,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "artifacts" / "bench-peers.json")
     parser.add_argument("--timeout", type=float, default=900.0, help="per workload (s)")
     parser.add_argument("--keep", action="store_true", help="keep worker logs")
+    parser.add_argument("--retries", type=int, default=1, help="re-runs of a failed system")
     parser.add_argument(
         "--workloads", default="chain,join,flat", help="a subset of chain,join,flat (profiling)"
     )
@@ -262,7 +263,18 @@ def main(argv: list[str] | None = None) -> int:
         print(line, flush=True)
     results: dict[str, dict[str, Any]] = {}
     for system in systems:
-        results[system] = run_system(system, args, peers_python)
+        result = run_system(system, args, peers_python)
+        for attempt in range(args.retries):
+            if "error" not in result:
+                break
+            # e.g. another user restarted PostgreSQL mid-run: the figures would be wrong
+            failed = result["error"].splitlines()[0][:200]
+            print(f"== {system} failed ({failed}); running it again", file=sys.stderr)
+            result = run_system(system, args, peers_python)
+            result.setdefault("notes", []).append(
+                f"run {attempt + 2}: the previous run failed: {failed}"
+            )
+        results[system] = result
     rows = build_table(results)
     print()
     for line in head:

@@ -124,8 +124,20 @@ class JobchainRunner(Runner):
         submission.submit(self.runtime.db, spec)
 
     def submit_flat(self, keys: list[str]) -> None:
-        for key in keys:
-            self._submit({"targetObject": f"{key}.BENCH"})
+        """Independent roots, 500 per transaction (the backlog is built before the workers
+        start; how fast it is stored is not measured)."""
+        assert self.runtime is not None
+        registry = self.runtime.registry
+        specs = [
+            parse_tree({"targetObject": f"{key}.BENCH"}, self.limits, lambda n: n in registry)
+            for key in keys
+        ]
+        for i in range(0, len(specs), 500):
+            chunk = specs[i : i + 500]
+            self.runtime.db.write(
+                lambda conn, chunk=chunk: [submission.insert_tree(conn, s, []) for s in chunk]
+            )
+        self.runtime.db.notify_dispatchable()
 
     def submit_chain(self, keys: list[str]) -> None:
         node: dict[str, Any] = {"targetObject": f"{keys[-1]}.BENCH"}

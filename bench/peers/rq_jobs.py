@@ -41,9 +41,19 @@ def noop(key: str) -> None:
 
 
 def gate(release_key: str) -> None:
-    """Blocks until the submitting client pushed ``release_key`` (at most 60 s)."""
+    """Blocks until the submitting client pushed ``release_key`` (at most 10 minutes).
+
+    Short BLPOPs: redis-py's socket timeout would end one long BLPOP with an error (and a
+    failed gate leaves its dependents deferred for ever).
+    """
     conn = redis.Redis.from_url(os.environ["BENCH_REDIS_URL"])
-    conn.blpop([release_key], timeout=60)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        try:
+            if conn.blpop([release_key], timeout=1):
+                return
+        except redis.exceptions.TimeoutError:
+            continue
 
 
 class RQRunner(Runner):
