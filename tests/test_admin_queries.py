@@ -76,6 +76,8 @@ def test_filters(db: Database, mixed: list[int]) -> None:
     assert len(ids(status="CANCELLED")) == 8  # 4 cancelled roots and their children
     assert {queries.get_job(db, i)["job_type"] for i in ids(job_type="SLEEP")} == {"SLEEP"}  # type: ignore[index]
     assert len(ids(target_object="155.NOOP")) == 10
+    assert len(ids(target_object="155.NOOP", status="WAITING_FOR_DISPATCH", job_type="NOOP")) == 10
+    assert ids(target_object="155.NOOP", status="CANCELLED") == []
     assert ids(status="FINISHED") == []
     newest = mixed[0]
     assert ids(text=f"note {newest} ") == [newest]
@@ -92,7 +94,7 @@ def test_filters(db: Database, mixed: list[int]) -> None:
 def test_a_message_search_is_bounded_and_continues(
     db: Database, mixed: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(console, "TEXT_WINDOW", 6)
+    monkeypatch.setattr(console, "SCAN_WINDOW", 6)
     page = console.list_jobs(db, JobQuery(text="note"), 50, None)
     assert [job["id"] for job in page.items] == mixed[:6]
     assert page.searched_to == mixed[5] and page.next_cursor == mixed[5]
@@ -100,6 +102,11 @@ def test_a_message_search_is_bounded_and_continues(
     assert seen == mixed and pages == 7
     rare, _ = all_pages(db, JobQuery(text=f"note {mixed[-1]} "), 50)
     assert rare == [mixed[-1]]
+    # Status and job type together have no index of their own: the same bounded search.
+    both = JobQuery(status="WAITING_FOR_PARENT", job_type="FAIL")
+    assert console.list_jobs(db, both, 50, None).searched_to == mixed[5]
+    waiting = all_pages(db, JobQuery(status="WAITING_FOR_PARENT"), 50)[0]
+    assert all_pages(db, both, 50)[0] == waiting  # (all waiting jobs are FAIL jobs)
 
 
 def test_status_counts_stop_at_the_cap(

@@ -6,12 +6,16 @@ stay fast with millions of jobs:
 
 - The list is newest first by id and keyset-paginated: each filter has an ``(x, id)``
   index, and a page never counts or skips rows.
+- A target object is the most selective filter: with one, only its index is used (the other
+  conditions are written so no planner picks their index and walks, say, every FINISHED job
+  looking for one target).
 - A time range becomes an id range through the ``created_at`` index (ids are handed out
   in creation order; ``ID_SLACK_SECONDS`` covers transactions that commit out of order),
   and the exact ``created_at`` condition stays on the query.
-- Free text in the message cannot use a b-tree index. A search looks at no more than
-  ``TEXT_WINDOW`` consecutive ids per page and says how far it got, so the cost of a page is
-  bounded and the same on SQLite and PostgreSQL; the next page continues below that window.
+- Free text in the message cannot use a b-tree index, and status and job type together have
+  no index of their own. Such a search looks at no more than ``SCAN_WINDOW`` consecutive ids
+  per page and says how far it got, so the cost of a page is bounded and the same on SQLite
+  and PostgreSQL; the next page continues below that window.
 """
 
 from __future__ import annotations
@@ -26,8 +30,8 @@ from app.statuses import Status
 from app.store.database import Database
 from app.store.tables import api_tokens, job_events, jobs, join_arrivals, joins
 
-# Ids a free-text search looks at per page (the cost bound of one search page).
-TEXT_WINDOW = 50_000
+# Ids a search without an index of its own looks at per page (its cost bound).
+SCAN_WINDOW = 50_000
 # Status counts stop here: the cost of the counts is bounded, not the size of the table.
 COUNT_CAP = 10_000
 # Jobs committed out of creation order by at most this much still fall inside a time range.
@@ -108,19 +112,26 @@ def list_jobs(db: Database, query: JobQuery, limit: int, before: int | None) -> 
         if top is not None:
             statement = statement.where(jobs.c.id < top)
         floor = low
-        if query.text:
+        windowed = _windowed(query)
+        if windowed:
             if top is None:
                 top = (conn.execute(select(func.max(jobs.c.id))).scalar() or 0) + 1
-            floor = max(top - TEXT_WINDOW, low or 1)
+            floor = max(top - SCAN_WINDOW, low or 1)
         if floor is not None:
             statement = statement.where(jobs.c.id >= floor)
         statement = statement.order_by(jobs.c.id.desc()).limit(limit + 1)
         rows = [dict(r) for r in conn.execute(statement).mappings()]
     if len(rows) > limit:
         return JobPage(rows[:limit], rows[limit - 1]["id"], None)
-    if query.text and floor is not None and floor > (low or 1):
+    if windowed and floor is not None and floor > (low or 1):
         return JobPage(rows, floor, floor)  # nothing more in this window: continue below it
-    return JobPage(rows, None, floor if query.text else None)
+    return JobPage(rows, None, floor if windowed else None)
+
+
+def _windowed(query: JobQuery) -> bool:
+    """Whether no single index finds this query's jobs, so a page looks at a window."""
+    both = bool(query.status and query.job_type and not query.target_object)
+    return bool(query.text) or both
 
 
 def status_counts(db: Database, since: float | None, until: float | None) -> dict[str, int]:
@@ -150,12 +161,15 @@ def status_counts(db: Database, since: float | None, until: float | None) -> dic
 
 
 def _filtered(statement: Select[Any], query: JobQuery) -> Select[Any]:
-    if query.status:
-        statement = statement.where(jobs.c.status == query.status)
-    if query.job_type:
-        statement = statement.where(jobs.c.job_type == query.job_type)
+    # With a target object, `status || ''` keeps the planner on the target's index.
+    status, job_type = jobs.c.status, jobs.c.job_type
     if query.target_object:
+        status, job_type = status.concat(""), job_type.concat("")
         statement = statement.where(jobs.c.target_object == query.target_object)
+    if query.status:
+        statement = statement.where(status == query.status)
+    if query.job_type:
+        statement = statement.where(job_type == query.job_type)
     if query.text:
         statement = statement.where(jobs.c.message.icontains(query.text, autoescape=True))
     if query.since is not None:
