@@ -24,7 +24,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import Connection, Select, func, select
+from sqlalchemy import ColumnElement, Connection, Select, func, select
 
 from app.statuses import Status
 from app.store.database import Database
@@ -162,7 +162,8 @@ def status_counts(db: Database, since: float | None, until: float | None) -> dic
 
 def _filtered(statement: Select[Any], query: JobQuery) -> Select[Any]:
     # With a target object, `status || ''` keeps the planner on the target's index.
-    status, job_type = jobs.c.status, jobs.c.job_type
+    status: ColumnElement[str] = jobs.c.status
+    job_type: ColumnElement[str] = jobs.c.job_type
     if query.target_object:
         status, job_type = status.concat(""), job_type.concat("")
         statement = statement.where(jobs.c.target_object == query.target_object)
