@@ -185,6 +185,27 @@ def build_table(results: dict[str, dict[str, Any]]) -> list[dict[str, str]]:
     return rows
 
 
+def behind(results: dict[str, dict[str, Any]]) -> list[str]:
+    """Every figure where a peer beats jobchain (SQLite or PostgreSQL)."""
+    lines = []
+    for label, path, higher, fmt in METRICS:
+        for jc in JOBCHAIN:
+            ours = _get(results[jc], *path) if jc in results else None
+            if ours is None:
+                continue
+            better = []
+            for system, result in results.items():
+                theirs = _get(result, *path)
+                if system in JOBCHAIN or theirs is None:
+                    continue
+                verdict = compare(ours, theirs, higher)
+                if verdict.endswith("worse"):
+                    better.append(f"{system} {fmt.format(theirs)} ({verdict.split()[0]})")
+            if better:
+                lines.append(f"{label}: {jc} {fmt.format(ours)} is behind " + ", ".join(better))
+    return lines
+
+
 def render(rows: list[dict[str, str]]) -> str:
     headers = list(rows[0].keys())
     widths = {h: max(len(h), *(len(r.get(h, "")) for r in rows)) for h in headers}
@@ -282,11 +303,17 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(render(rows) if rows else "(no figures)")
     print()
+    lagging = behind(results)
+    print("where jobchain is behind:" if lagging else "jobchain is behind nowhere in this run")
+    for line in lagging:
+        print(f"  {line}")
+    print()
     for line in details(results):
         print(line)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
-        json.dumps({"header": head, "table": rows, "results": results}, indent=2) + "\n"
+        json.dumps({"header": head, "table": rows, "behind": lagging, "results": results}, indent=2)
+        + "\n"
     )
     print(f"\nwritten: {args.out}")
     return 1 if any("error" in r for r in results.values()) else 0
