@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.failpoints import ENV as FAILPOINTS_ENV
 from app.failpoints import EXIT_CODE as FAILPOINT_EXIT
@@ -437,8 +438,11 @@ def postgres_faults(config: PostgresFaults, postgres_url: str = DEFAULT_POSTGRES
             time.sleep(rng.uniform(*config.gap))  # the fault schedule itself, not a wait
             if config.restart and number == config.terminations // 2:
                 restarts += _restart_postgres(run)
-            else:
+                continue
+            try:
                 terminated += _terminate_backends(run.cluster)
+            except SQLAlchemyError as exc:  # the server may still be starting after a restart
+                run.note(f"terminating connections failed: {exc}")
         _result_of(submitting, run, "submitting", config.drain_timeout)
         run.faults = f"{config.terminations - restarts} terminations ({terminated} backends)"
         if restarts:
