@@ -565,3 +565,14 @@ def test_job_page_survives_relatives_that_are_gone(client: FlaskClient, db: Data
     page = client.get(f"/admin/jobs/{child}")
     assert page.status_code == 200
     assert f'#{root} <span class="hint">(no longer stored)</span>' in page.text
+
+
+def test_a_body_over_the_limit_is_413(client: FlaskClient) -> None:
+    log_in(client)
+    token = csrf(client)
+    big = {"payload": "x" * 2_000_000, "csrf_token": token}
+    page = client.post("/admin/submit", data=big)
+    assert page.status_code == 413 and page.mimetype == "text/html"
+    fetched = client.post("/admin/submit/check", data=big, headers={"X-Console-Fetch": "check"})
+    assert fetched.status_code == 413
+    assert fetched.json is not None and fetched.json["error"]["code"] == "request_entity_too_large"

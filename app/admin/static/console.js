@@ -80,7 +80,21 @@ function submitPreview(form) {
       method: "POST", body, credentials: "same-origin",
       headers: { [FETCH_HEADER]: "check", "X-CSRF-Token": token },
     });
-    if (response.ok) target.innerHTML = await response.text();
+    if (response.ok) {
+      target.innerHTML = await response.text();
+      return;
+    }
+    // A refusal (body too large, session ended): say so instead of a stale preview.
+    let message = `HTTP ${response.status}`;
+    try {
+      message = (await response.json()).error.message || message;
+    } catch (error) {
+      // not the JSON error shape: keep the status
+    }
+    const note = document.createElement("p");
+    note.className = "flash flash-error";
+    note.textContent = message;
+    target.replaceChildren(note);
   };
   textarea.addEventListener("input", () => {
     window.clearTimeout(timer);
