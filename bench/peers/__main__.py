@@ -127,6 +127,11 @@ def run_system(system: str, args: argparse.Namespace, peers_python: Path) -> dic
         out.unlink(missing_ok=True)
     result["wall_s"] = wall
     result["load_1min_samples"] = load.samples
+    if "--flat-jobs" in command:
+        result.setdefault("notes", []).append(
+            f"flat measured over {RQ_FORK_FLAT_CAP:,} jobs, not {sizes.flat:,}: the forking "
+            "worker runs tens of jobs/s here (the rate is per second either way)"
+        )
     return result
 
 
@@ -224,21 +229,29 @@ def render(rows: list[dict[str, str]]) -> str:
     return "\n".join(lines)
 
 
-def header(args: argparse.Namespace, sizes: Sizes) -> list[str]:
+def header(
+    args: argparse.Namespace,
+    sizes: Sizes,
+    started: tuple[time.struct_time, tuple[float, float, float]],
+    results: dict[str, dict[str, Any]] | None = None,
+) -> list[str]:
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         cores = os.cpu_count() or 0
     return [
-        f"jobchain vs peers — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"jobchain vs peers — {time.strftime('%Y-%m-%d %H:%M UTC', started[0])}, "
         f"scale {args.scale:g}",
         f"machine: {cores} cores, {platform.machine()}, {platform.system()} "
         f"{platform.release()}, Python {platform.python_version()}; shared with other users "
-        f"(load average at start {' '.join(f'{x:.2f}' for x in os.getloadavg())})",
+        f"(load average at start {' '.join(f'{x:.2f}' for x in started[1])}, at end "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())})",
         f"workloads: (a) {sizes.flat:,} independent no-op jobs enqueued before the workers "
         f"start; (b) a chain of {sizes.chain:,}; (c) {sizes.join_parents} parents -> 1 join, "
         f"{sizes.join_rounds} rounds one after another",
-        "concurrency: 2 execution slots for every system (see 'layout' per system below)",
+        "concurrency: 2 execution slots for every system"
+        + (":" if results else " (the layout of each is printed with the table)"),
+        *(f"  {system}: {r.get('layout', '?')}" for system, r in (results or {}).items()),
         "timing: each job takes time.time() at its start and end and appends them to a file; "
         "hop = child start - parent end; join latency = join start - last parent end; "
         "jobs/s from the moment every slot ran its first job to the last end",
@@ -279,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--skip-install, but {PEERS_VENV} does not exist")
 
     sizes = Sizes.scaled(args.scale)
-    head = header(args, sizes)
+    started = (time.gmtime(), os.getloadavg())
+    head = header(args, sizes, started)
     for line in head:
         print(line, flush=True)
     results: dict[str, dict[str, Any]] = {}
@@ -297,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         results[system] = result
     rows = build_table(results)
+    head = header(args, sizes, started, results)
     print()
     for line in head:
         print(line)
@@ -312,7 +327,16 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
-        json.dumps({"header": head, "table": rows, "behind": lagging, "results": results}, indent=2)
+        json.dumps(
+            {
+                "header": head,
+                "table": rows,
+                "table_text": render(rows) if rows else "",
+                "behind": lagging,
+                "results": results,
+            },
+            indent=2,
+        )
         + "\n"
     )
     print(f"\nwritten: {args.out}")
