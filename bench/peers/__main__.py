@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import platform
+import socket
 import subprocess
 import sys
 import tempfile
@@ -82,6 +83,33 @@ class LoadSampler(threading.Thread):
             self.samples.append(os.getloadavg()[0])
 
 
+def servers(args: argparse.Namespace) -> dict[str, str]:
+    """Start time of PostgreSQL and run id of Redis: a change means someone restarted one."""
+    out: dict[str, str] = {}
+    try:
+        import psycopg
+
+        with psycopg.connect(args.pg_url, connect_timeout=5) as conn:
+            row = conn.execute("SELECT pg_postmaster_start_time()::text").fetchone()
+            out["postgresql"] = str(row[0]) if row else "?"
+    except Exception as exc:
+        out["postgresql"] = f"unreachable: {type(exc).__name__}"
+    try:
+        host, _, port = args.redis_url.split("://", 1)[1].split("/", 1)[0].rpartition(":")
+        with socket.create_connection((host or "127.0.0.1", int(port or 6379)), 5) as sock:
+            sock.sendall(b"INFO server\r\n")
+            data = b""
+            while b"run_id:" not in data or not data.endswith(b"\r\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        out["redis"] = data.split(b"run_id:", 1)[1].split(b"\r\n", 1)[0].decode()
+    except Exception as exc:
+        out["redis"] = f"unreachable: {type(exc).__name__}"
+    return out
+
+
 def run_system(system: str, args: argparse.Namespace, peers_python: Path) -> dict[str, Any]:
     module, in_peers = SYSTEMS[system]
     python = str(peers_python) if in_peers else sys.executable
@@ -112,6 +140,7 @@ def run_system(system: str, args: argparse.Namespace, peers_python: Path) -> dic
         command.append("--keep")
     command += ["--workloads", args.workloads]
     print(f"== {system}", file=sys.stderr, flush=True)
+    before = servers(args)
     load = LoadSampler()
     load.start()
     t0 = time.perf_counter()
@@ -126,6 +155,9 @@ def run_system(system: str, args: argparse.Namespace, peers_python: Path) -> dic
     finally:
         out.unlink(missing_ok=True)
     result["wall_s"] = wall
+    after = servers(args)
+    if after != before and "error" not in result:
+        result["error"] = f"a server was restarted during the run: {before} -> {after}"
     result["load_1min_samples"] = load.samples
     if "--flat-jobs" in command:
         result.setdefault("notes", []).append(
