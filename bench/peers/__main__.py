@@ -60,9 +60,9 @@ def ensure_peers_venv() -> Path:
     if python.exists() and stamp.exists() and stamp.read_text().strip() == wanted:
         return python
     if not python.exists():
-        print(f"creating {PEERS_VENV.relative_to(ROOT)} ...", file=sys.stderr, flush=True)
+        print(f"creating {PEERS_VENV} ...", file=sys.stderr, flush=True)
         venv.EnvBuilder(with_pip=True, clear=False).create(PEERS_VENV)
-    print(f"installing {REQUIREMENTS.relative_to(ROOT)} ...", file=sys.stderr, flush=True)
+    print(f"installing {REQUIREMENTS} into {PEERS_VENV} ...", file=sys.stderr, flush=True)
     subprocess.run(
         [str(python), "-m", "pip", "install", "--quiet", "-r", str(REQUIREMENTS)], check=True
     )
