@@ -188,6 +188,7 @@ METRICS: list[tuple[str, tuple[str, ...], bool, str]] = [
     ("(c) join: latency median, ms", ("join", "latency", "median_ms"), False, "{:.2f}"),
     ("(c) join: latency p99, ms", ("join", "latency", "p99_ms"), False, "{:.2f}"),
     ("peak worker memory, MiB (PSS)", ("memory", "peak_pss_mib_all"), False, "{:.0f}"),
+    ("  the same as summed RSS, MiB", ("memory", "peak_rss_mib_all"), False, "{:.0f}"),
 ]
 
 
@@ -288,7 +289,8 @@ def header(
         "hop = child start - parent end; join latency = join start - last parent end; "
         "jobs/s from the moment every slot ran its first job to the last end",
         "memory: peak over 0.25 s samples of the summed PSS of the worker processes and their "
-        "children (pool processes, work-horses); brokers/databases (Redis, PostgreSQL) excluded",
+        "children (pool processes, work-horses; PSS splits pages shared after a fork, summed "
+        "RSS counts them in every process); brokers/databases (Redis, PostgreSQL) excluded",
         "CPU: user+sys seconds of those processes over the flat window / jobs in it "
         "(broker/database CPU excluded)",
         "comparison columns: how jobchain (SQLite / PostgreSQL) compares with the row's system",
