@@ -45,14 +45,19 @@ def test_find_a_failure_retry_it_and_watch_the_chain_finish(
                     "targetObject": f"sales.{flaky_type}",
                     "parameters": {"stepSeconds": 0.4},
                     "nextJobs": [
+                        {"targetObject": "datamart.SLEEP", "parameters": {"seconds": 0.8}},
+                        {"targetObject": "month.JOIN"},
+                    ],
+                },
+                {
+                    "targetObject": "costs.NOOP",
+                    "nextJobs": [
                         {
-                            "targetObject": "datamart.SLEEP",
-                            "parameters": {"seconds": 0.8},
+                            "targetObject": "month.JOIN",
                             "nextJobs": [{"targetObject": "report.NOOP"}],
                         }
                     ],
                 },
-                {"targetObject": "costs.NOOP"},
             ],
         },
     )
@@ -92,7 +97,8 @@ def test_find_a_failure_retry_it_and_watch_the_chain_finish(
     screenshot(page, "chain-running")
     expect(state).to_have_attribute("data-chain-state", "done", timeout=LIVE_TIMEOUT_MS)
     statuses = page.locator(".tree .node").evaluate_all("ns => ns.map(n => n.dataset.status)")
-    assert statuses == ["FINISHED"] * 5
+    assert statuses == ["FINISHED"] * 7
+    expect(page.locator(".join").first).to_contain_text("2 of 2 arrived · FIRED")
     assert page.evaluate("window.stillTheSamePage") is True  # updated in place, not reloaded
     screenshot(page, "chain-finished")
 
@@ -100,7 +106,7 @@ def test_find_a_failure_retry_it_and_watch_the_chain_finish(
     expect(page.locator(".facts").first).to_contain_text("2 (1 of 1 since the last retry)")
     screenshot(page, "job")
     page.goto(f"{live.url}/admin/jobs")
-    expect(page.locator("table.jobs tbody tr")).to_have_count(5)
+    expect(page.locator("table.jobs tbody tr")).to_have_count(7)
     screenshot(page, "jobs")
 
 
