@@ -7,6 +7,7 @@ Screenshots go to artifacts/screenshots/ (git-ignored) at a desktop and a phone 
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,7 +57,10 @@ def flaky_type(monkeypatch: pytest.MonkeyPatch) -> str:
 @pytest.fixture(scope="session")
 def playwright_session() -> Iterator[Playwright]:
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is not installed (make test installs it)")
+        message = f"{CHROMIUM} is not installed (make test installs it)"
+        if os.environ.get("CI") == "true":  # as with PostgreSQL: CI must not skip
+            pytest.fail(message)
+        pytest.skip(message)
     with sync_playwright() as playwright:
         yield playwright
 
