@@ -66,7 +66,7 @@ class PgWakeups:
                 conn.execute(_NOTIFY, {"channel": CHANNEL, "payload": payload})
                 conn.commit()
         except Exception as exc:  # the commit it announces is done; the poll covers it
-            log.warning("could not notify other processes: %s", str(exc).splitlines()[0])
+            log.warning("could not notify other processes: %s", _first_line(exc))
 
     # -- listening -------------------------------------------------------------------------
 
@@ -105,7 +105,11 @@ class PgWakeups:
             except psycopg.Error as exc:
                 if self._stopping.is_set():
                     break
-                log.warning("wake-up listener lost its connection (%s); retry in %.1fs", exc, delay)
+                log.warning(
+                    "wake-up listener lost its connection (%s); retry in %.1fs",
+                    _first_line(exc),
+                    delay,
+                )
                 first = False
                 self._stopping.wait(delay)
                 delay = min(delay * 2, RECONNECT_MAX_SECONDS)
@@ -154,3 +158,9 @@ class PgWakeups:
             "connect_timeout": 10,
         }
         return psycopg.connect(*cargs, **params)
+
+
+def _first_line(exc: BaseException) -> str:
+    """Driver messages run over several lines; a log line needs the first."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
