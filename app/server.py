@@ -123,7 +123,8 @@ def _announce(server: Any, settings: Settings) -> None:
         print(f"jobchain API listening on {base}/api/v1", flush=True)
     database = make_url(settings.database_url).render_as_string(hide_password=True)
     job_types = ", ".join(t.name for t in REGISTRY.all())
-    print(f"  health: {bases[0]}/health   database: {database}", flush=True)
+    print(f"  console: {bases[0]}/admin   health: {bases[0]}/health", flush=True)
+    print(f"  database: {database}", flush=True)
     print(f"  job types: {job_types}", flush=True)
 
 
