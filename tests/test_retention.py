@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import event, func, insert, select, update
 
+from app.housekeeping import start_housekeeping
 from app.store import retention
 from app.store.database import Database, now
 from app.store.tables import (
@@ -186,3 +187,12 @@ def test_chains_sharing_a_join_go_together_in_bounded_batches(
         assert conn.execute(select(func.count()).select_from(jobs)).scalar() == 0
     # Batches of 2 chains: the first pulled in the join's other chain (2 + 1 + 3 jobs).
     assert deletes == [6, 2, 2]
+
+
+def test_housekeeping_purges_only_when_retention_is_set(db: Database) -> None:
+    for days, scheduled in ((14.0, True), (0.0, False)):
+        scheduler = start_housekeeping(db, 60, retention_days=days)
+        try:
+            assert (scheduler.get_job("purge-finished-chains") is not None) == scheduled
+        finally:
+            scheduler.shutdown(wait=False)
