@@ -184,6 +184,7 @@ class WorkerPool:
             done, lane.done = lane.done, []
         if not done and not claim_limit:
             return False
+        token = str(uuid.uuid4())  # one fencing token for every try of this flush
         for attempt in range(5):
             try:
                 completion = lifecycle.complete(
@@ -194,6 +195,8 @@ class WorkerPool:
                     lease_seconds=self.settings.lease_seconds,
                     retry=self.retry_policy,
                     log_limit=self.settings.log_tail_bytes,
+                    claim_token=token,
+                    again=attempt > 0,
                 )
                 break
             except Exception:

@@ -149,6 +149,23 @@ def test_a_finish_whose_commit_fails_is_replayed_once(db: Database) -> None:
     )
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_call_repeated_after_a_lost_answer_takes_over_its_claims(db: Database) -> None:
+    """A worker whose complete() committed but raised (the answer was lost for longer than
+    the database wait) calls again with the same token: nothing is recorded twice and the
+    jobs the first call claimed are handed to it, not left to expire."""
+    root = submit(
+        db, {"targetObject": "a.NOOP", "nextJobs": [{"targetObject": f"{i}.NOOP"} for i in "bc"]}
+    )
+    (claim,) = lifecycle.claim(db, owner="w", lease_seconds=30)
+    done = [lifecycle.Done(claim.id, claim.lease_token, lifecycle.Outcome(failed=False))]
+    first = lifecycle.complete(db, done, owner="w", claim_limit=1, claim_token="t-1")
+    again = lifecycle.complete(db, done, owner="w", claim_limit=1, claim_token="t-1", again=True)
+    assert again.claims == first.claims and len(first.claims) == 1
+    assert again.statuses == {root: None}  # already recorded: the guard makes it a no-op
+    assert sorted(reason for _, reason in events_of(db)).count("claim") == 2
+
+
 def events_of(db: Database) -> list[tuple[int, str]]:
     with db.read() as conn:
         return [(r.job_id, r.reason) for r in conn.execute(select(job_events))]

@@ -299,15 +299,19 @@ def complete(
     lease_seconds: float = 30.0,
     retry: RetryPolicy | None = None,
     log_limit: int = 64 * 1024,
+    claim_token: str | None = None,
+    again: bool = False,
 ) -> Completion:
     """Record finished jobs, release their next jobs, then claim up to ``claim_limit``.
 
     One transaction for all of it: a worker finishing a job and taking the next (often
     the child it just released) pays one commit, and a batch of quick jobs shares one.
+    A caller that tries again after an error passes the same ``claim_token`` with
+    ``again``: if the failed call did commit, its claims are taken over, not orphaned.
     """
     policy = retry or RetryPolicy()
-    token = str(uuid.uuid4())
-    runs = 0
+    token = claim_token or str(uuid.uuid4())
+    runs = 1 if again else 0
 
     def work(conn: Connection) -> Completion:
         nonlocal runs
