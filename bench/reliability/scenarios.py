@@ -30,7 +30,14 @@ from app.failpoints import ENV as FAILPOINTS_ENV
 from app.failpoints import EXIT_CODE as FAILPOINT_EXIT
 from bench.reliability import workload
 from bench.reliability.api import Submitter
-from bench.reliability.cluster import DEFAULT_POSTGRES, Cluster, Proc, admin_connection, wait_until
+from bench.reliability.cluster import (
+    DEFAULT_POSTGRES,
+    WORKER_READY,
+    Cluster,
+    Proc,
+    admin_connection,
+    wait_until,
+)
 from bench.reliability.invariants import Report, check, read_journal
 from bench.reliability.probe import Probe
 
@@ -73,8 +80,8 @@ class Run:
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
-    @property
     def probe(self) -> Probe:
+        """A new probe of the scenario's database (close it)."""
         return Probe(self.cluster.url)
 
     def expected_jobs(self) -> int:
@@ -83,7 +90,7 @@ class Run:
     def drain(self, timeout: float) -> None:
         """Wait until every accepted job is terminal."""
         self.note(f"{self.faults}; waiting for {self.expected_jobs()} jobs to end")
-        probe = self.probe
+        probe = self.probe()
         try:
             wait_until(lambda: probe.drained(self.expected_jobs()), timeout, "the work to drain")
             self.note("drained")
@@ -189,7 +196,7 @@ def kill_soak(config: KillSoak, postgres_url: str = DEFAULT_POSTGRES) -> Result:
         run.note("workers ready")
         period = config.kills * sum(config.gap) / 2
         submitting = _background(lambda: run.submitter.submit_all(work, seconds=period))
-        probe = run.probe
+        probe = run.probe()
         busy_kills = 0
         for _ in range(config.kills):
             time.sleep(rng.uniform(*config.gap))  # the kill schedule itself, not a wait
@@ -200,6 +207,8 @@ def kill_soak(config: KillSoak, postgres_url: str = DEFAULT_POSTGRES) -> Result:
             workers[index].kill()
             workers[index] = run.cluster.start_worker(config.threads, ready=False)
         probe.close()
+        for proc in workers:
+            proc.wait_for(WORKER_READY)  # every restarted worker came up
         _result_of(submitting, run, "submitting", config.drain_timeout)
         run.faults = f"{config.kills} kill -9 ({busy_kills} holding jobs)"
         run.drain(config.drain_timeout)
@@ -265,7 +274,7 @@ def crash_points(config: CrashPoints, postgres_url: str = DEFAULT_POSTGRES) -> R
 
 def _feed(run: Run, config: CrashPoints, done: threading.Event) -> None:
     """Keep ``backlog`` unfinished jobs in the database: chains of 3 and joins of 3."""
-    probe = run.probe
+    probe = run.probe()
     count = 0
     try:
         while not done.wait(0.05):
@@ -345,7 +354,7 @@ def _stale_round(run: Run, config: StaleLease, label: str) -> None:
     wait_until(lambda: started_in(stopped.pid), config.timeout, f"{label} to start")
     _stop_outside_transactions(cluster, stopped)
     rescuer = cluster.start_worker(threads=1)
-    probe = run.probe
+    probe = run.probe()
     try:
         wait_until(
             lambda: probe.status(f"{label}.next.BATTERY") == "FINISHED",
@@ -493,7 +502,7 @@ def sqlite_lock(config: SqliteLock, postgres_url: str = DEFAULT_POSTGRES) -> Res
     with running("database faults", "sqlite", postgres_url, settings) as run:
         run.submitter.timeout = config.answer_within
         workers = run.cluster.start_workers(config.workers, config.threads)
-        period = config.hold * 2
+        period = config.hold + 2  # before, during and after the lock
         submitting = _background(lambda: run.submitter.submit_all(work, seconds=period))
         wait_until(lambda: run.submitter.accepted, 30, "a first accepted submission")
         holder = _hold_lock(run.cluster, config.hold)
@@ -535,7 +544,7 @@ def _hold_lock(cluster: Cluster, seconds: float) -> Proc:
 # -- the short forms ------------------------------------------------------------------------
 
 SHORT: dict[str, Any] = {
-    "kill_soak": KillSoak(jobs=300, kills=5, gap=(1.0, 2.0), ms=50, drain_timeout=60),
+    "kill_soak": KillSoak(jobs=300, kills=5, gap=(0.7, 1.5), ms=50, drain_timeout=60),
     "crash_points": CrashPoints(repetitions=3, backlog=30, crash_timeout=45, drain_timeout=60),
     "double_claim": DoubleClaim(processes=4, jobs=500, drain_timeout=60),
     "stale_lease": StaleLease(rounds=1, ms=1000, timeout=30),
