@@ -48,10 +48,11 @@ def flaky(ctx: JobContext) -> dict[str, int]:
 
 @pytest.fixture
 def flaky_type(monkeypatch: pytest.MonkeyPatch) -> str:
-    """The FLAKY job type, registered for one test only."""
+    """The LOADSTEP job type, registered for one test only (its own name: other test modules
+    register theirs for the whole session)."""
     monkeypatch.setattr(REGISTRY, "_types", dict(REGISTRY._types))
-    REGISTRY.register("FLAKY", flaky, "Fails once, then finishes (console tests).")
-    return "FLAKY"
+    REGISTRY.register("LOADSTEP", flaky, "Fails once, then finishes (console tests).")
+    return "LOADSTEP"
 
 
 @pytest.fixture(scope="session")

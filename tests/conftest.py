@@ -49,7 +49,9 @@ TEST_SETTINGS = Settings(
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A throw-away PostgreSQL database for this test session."""
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    # pre-ping: the connection idles for the whole session; a server restart must not
+    # turn the final DROP DATABASE into an error.
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     name = f"jobchain_test_{uuid.uuid4().hex[:8]}"
     try:
         with admin.connect() as conn:

@@ -47,7 +47,7 @@ CHAIN_WITH_JOIN = {
 @pytest.fixture
 def fresh_postgres() -> Iterator[str]:
     """An empty database of its own: the processes create the schema themselves."""
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     name = f"jobchain_deploy_{uuid.uuid4().hex[:8]}"
     try:
         with admin.connect() as conn:
