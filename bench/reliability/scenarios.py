@@ -263,7 +263,7 @@ def crash_points(config: CrashPoints, postgres_url: str = DEFAULT_POSTGRES) -> R
             list(lanes.map(lane, config.points))
         done.set()
         _result_of(feeding, run, "feeding", 60)
-        run.faults = f"{sum(crashes.values())} exits at " + ", ".join(
+        run.faults = f"{sum(crashes.values())} exits: " + ", ".join(
             f"{point} {count}" for point, count in crashes.items()
         )
         healthy = run.cluster.start_worker(threads=2)
