@@ -11,12 +11,15 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
+from app import failpoints
 from app.payload import Limits, parse_tree
 from app.store import submission
 from app.store.database import Database
@@ -210,3 +213,26 @@ def test_postgres_connections_terminated(server: str) -> None:
 @pytest.mark.timeout(300)
 def test_sqlite_locked_by_another_process() -> None:
     passed(scenarios.sqlite_lock(SHORT["sqlite_lock"]))
+
+
+# -- failpoints ---------------------------------------------------------------------------------
+
+
+def test_failpoint_specs() -> None:
+    rules = failpoints.parse("after_claim, mid_join:3,mid_job:0.25")
+    assert set(rules) == {"after_claim", "mid_join", "mid_job"}
+    assert (rules["mid_join"].nth, rules["mid_job"].probability) == (3, 0.25)
+    for bad in ("x:0", "x:1.5", "x:often"):
+        with pytest.raises(ValueError):
+            failpoints.parse(bad)
+
+
+@pytest.mark.parametrize(
+    ("spec", "code"), [("", 0), ("other", 0), ("here:4", 0), ("here:3", 77), ("here", 77)]
+)
+def test_a_failpoint_exits_only_where_armed(spec: str, code: int) -> None:
+    script = "from app.failpoints import failpoint\nfor _ in range(3): failpoint('here')\n"
+    env = {**os.environ, failpoints.ENV: spec}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert done.returncode == code, done.stderr
+    assert ("jobchain failpoint here: exiting" in done.stderr) == bool(code)
