@@ -552,9 +552,9 @@ SHORT: dict[str, Any] = {
         jobs=200, terminations=4, gap=(1.0, 1.5), restart=False, drain_timeout=60
     ),
     "sqlite_lock": SqliteLock(
-        hold=4.0,
+        hold=6.0,
         jobs=120,
-        answer_within=3.0,
+        answer_within=4.0,
         settings=(("JOBCHAIN_REQUEST_DB_WAIT_SECONDS", "0.5"),),
         drain_timeout=60,
     ),
