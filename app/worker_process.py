@@ -53,7 +53,11 @@ def run_worker(settings: Settings) -> None:
             f"  database: {database}\n  job types: {job_types}",
             flush=True,
         )
-        stop.wait()
+        # A timed wait, not stop.wait(): the kernel may deliver SIGTERM to any thread, and
+        # then an untimed lock wait in the main thread is never interrupted to run the handler
+        # (seen after SIGSTOP/SIGCONT). Waking once a second lets the handler run.
+        while not stop.wait(1.0):
+            pass
     finally:
         log.info(
             "shutting down: waiting up to %.0f s for running jobs", settings.shutdown_grace_seconds
