@@ -4,6 +4,7 @@ expired Idempotency-Keys and the retention of finished chains."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -57,33 +58,23 @@ def start_housekeeping(
     time every minute (``retention_days`` 0 keeps finished chains forever)."""
     reap(db)
     scheduler = BackgroundScheduler(daemon=True)
-    scheduler.add_job(
-        reap,
-        "interval",
-        args=[db],
-        seconds=interval_seconds,
-        id="reap-expired-leases",
-        max_instances=1,
-        coalesce=True,
-    )
-    scheduler.add_job(
-        purge_idempotency_keys,
-        "interval",
-        args=[db, idempotency_ttl_seconds],
-        seconds=PURGE_INTERVAL_SECONDS,
-        id="purge-idempotency-keys",
-        max_instances=1,
-        coalesce=True,
-    )
+    every(scheduler, interval_seconds, reap, db)
+    every(scheduler, PURGE_INTERVAL_SECONDS, purge_idempotency_keys, db, idempotency_ttl_seconds)
     if retention_days > 0:
-        scheduler.add_job(
-            purge_finished_chains,
-            "interval",
-            args=[db, retention_days],
-            seconds=RETENTION_INTERVAL_SECONDS,
-            id="purge-finished-chains",
-            max_instances=1,
-            coalesce=True,
-        )
+        every(scheduler, RETENTION_INTERVAL_SECONDS, purge_finished_chains, db, retention_days)
     scheduler.start()
     return scheduler
+
+
+def every(scheduler: BackgroundScheduler, seconds: float, task: Any, *args: Any) -> None:
+    """Run ``task(*args)`` every ``seconds``; a run still going when the next is due is not
+    doubled, and runs missed while the process was busy collapse into one."""
+    scheduler.add_job(
+        task,
+        "interval",
+        args=list(args),
+        seconds=seconds,
+        id=task.__name__,
+        max_instances=1,
+        coalesce=True,
+    )
