@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
+from app.store import schema
 from app.store import tokens as store
 from app.store.database import Database
 from config import Settings
@@ -36,7 +37,7 @@ def open_database(database_url: str | None) -> Iterator[Database]:
     """The service's database, with its schema (so tokens can be made before a first start)."""
     db = Database(Settings.from_env(database_url=database_url).database_url, pool_size=1)
     try:
-        db.create_schema()
+        schema.upgrade(db)
         yield db
     finally:
         db.dispose()

@@ -37,7 +37,7 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
 from app.payload import Limits, parse_tree
-from app.store import submission
+from app.store import schema, submission
 from app.store.database import Database
 from app.store.tables import jobs
 from app.worker_process import READY_LINE
@@ -161,7 +161,7 @@ def main() -> None:
         for notify in (False, True):
             with fresh_database(args.database_url) as url:
                 db = Database(url, listen_notify=notify)
-                db.create_schema()
+                schema.upgrade(db)
                 with workers(url, args.workers, notify, Path(logs)):
                     hops = chain_hops(db, args.hops)
                     released = releases(db, args.releases, spread=1.0)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from sqlalchemy import Index
 
+from app.store import schema
 from app.store.database import Database
 from app.store.tables import job_events, jobs
 
@@ -195,7 +196,7 @@ def build(path: Path, total: int, seed: int) -> float:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     db = Database(f"sqlite:///{path}")
-    db.create_schema()
+    schema.upgrade(db)
     db.dispose()
     indexes: list[Index] = [*jobs.indexes, *job_events.indexes]
     conn = sqlite3.connect(path, isolation_level=None)

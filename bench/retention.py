@@ -24,7 +24,7 @@ from sqlalchemy import create_engine, func, select, text
 
 from app.payload import Limits, parse_tree
 from app.statuses import TERMINAL
-from app.store import retention, submission
+from app.store import retention, schema, submission
 from app.store.database import Database
 from app.store.tables import jobs
 from app.worker import WorkerPool
@@ -44,7 +44,7 @@ def steady_load(
     url: str, seconds: float, rate: float, keep: float | None, every: float, vacuum: float
 ) -> Any:
     db = Database(url)
-    db.create_schema()
+    schema.upgrade(db)
     pool = WorkerPool(db, REGISTRY, Settings(database_url=url)).start()
     node: dict[str, Any] = {"targetObject": "NOOP"}
     for _ in range(CHAIN - 1):

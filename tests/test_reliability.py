@@ -21,7 +21,7 @@ import pytest
 
 from app import failpoints
 from app.payload import Limits, parse_tree
-from app.store import submission
+from app.store import schema, submission
 from app.store.database import Database
 from app.worker import WorkerPool
 from bench.reliability import scenarios, workload
@@ -50,7 +50,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Finished]:
     directory = tmp_path_factory.mktemp("checked")
     path, journal = directory / "jobchain.db", directory / "journal.log"
     db = Database(f"sqlite:///{path}")
-    db.create_schema()
+    schema.upgrade(db)
     accepted = []
     for shape in (workload.chain("c", 3), workload.join("j", 3)):
         spec = parse_tree(shape.payload, Limits(), lambda name: name in REGISTRY)

@@ -33,7 +33,7 @@ from app.scheduling import (
     next_fire_after,
 )
 from app.statuses import Status
-from app.store import schedules
+from app.store import schedules, schema
 from app.store.database import Database
 from app.store.tables import jobs, schedule_fires
 from app.store.tables import schedules as schedules_table
@@ -498,7 +498,7 @@ def test_schedules_survive_a_restart_and_overdue_ones_fire_once(
     db.dispose()  # "the service stops"
     restarted = Database(settings.database_url, pool_size=4)
     try:
-        restarted.create_schema()
+        schema.upgrade(restarted)
         [found] = schedules.list_schedules(restarted)
         assert (found["id"], found["name"], found["payload"]) == (schedule_id, "survivor", JOB)
         back_at = T0 + 3 * 60 * MINUTE  # three hours later

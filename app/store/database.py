@@ -27,7 +27,8 @@ T = TypeVar("T")
 
 log = logging.getLogger("jobchain.database")
 
-_WRITE = "jobchain_write"
+# Execution option marking a connection that writes (BEGIN IMMEDIATE on SQLite).
+WRITE_TRANSACTION = "jobchain_write"
 # Transient failures worth retrying a whole transaction for: serialization failure,
 # deadlock, and the server going away (admin/crash shutdown, not accepting connections).
 _RETRYABLE_SQLSTATES = {"40001", "40P01", "57P01", "57P02", "57P03"}
@@ -95,12 +96,6 @@ class Database:
             else None
         )
 
-    def create_schema(self) -> None:
-        """Bring the schema to the newest migration (app/store/schema.py)."""
-        from app.store.schema import upgrade  # schema.py builds on this module
-
-        upgrade(self)
-
     def dispose(self) -> None:
         if self.wakeups is not None:
             self.wakeups.stop()
@@ -138,7 +133,7 @@ class Database:
         committing = False
         try:
             with self._turn(deadline), self.engine.connect() as conn:
-                conn = conn.execution_options(**{_WRITE: True})
+                conn = conn.execution_options(**{WRITE_TRANSACTION: True})
                 with conn.begin():
                     result = work(conn)
                     committing = True
@@ -270,7 +265,7 @@ def _sqlite_engine(url: str, synchronous: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        immediate = conn.get_execution_options().get(_WRITE, False)
+        immediate = conn.get_execution_options().get(WRITE_TRANSACTION, False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine

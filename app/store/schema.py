@@ -29,7 +29,7 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Connection, MetaData, func, inspect, select
 
-from app.store.database import _WRITE, Database
+from app.store.database import WRITE_TRANSACTION, Database
 
 log = logging.getLogger("jobchain.schema")
 
@@ -198,7 +198,7 @@ def _migration_lock(db: Database) -> Iterator[Connection]:
             driver: Any = conn.connection.dbapi_connection
             driver.execute("PRAGMA foreign_keys=OFF")
             try:
-                with conn.execution_options(**{_WRITE: True}).begin():
+                with conn.execution_options(**{WRITE_TRANSACTION: True}).begin():
                     yield conn
                     broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
                     if broken:
