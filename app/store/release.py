@@ -9,11 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, bindparam, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, case, select, update
 
 from app.statuses import TERMINAL, Status, Transition
 from app.store.tables import jobs
 from app.store.transitions import apply, apply_to_ids, record_events
+
+# A JOIN node runs no user code: its "run" is its arrival, microseconds of bookkeeping. It is
+# due as of its creation, so claims (ordered by run_after, id) take it before ordinary jobs
+# released since; otherwise the last arrival would wait behind every queued job (100
+# parents' arrivals queued after the parents themselves cost a join ~100 job runs).
+JOIN_DUE = {"run_after": jobs.c.created_at}
 
 
 def release_next_jobs(
@@ -35,7 +41,7 @@ def release_next_jobs(
         Transition.ARRIVE,
         and_(children, jobs.c.join_id.is_not(None)),
         at=at,
-        values={"run_after": at},
+        values=JOIN_DUE,
     )
     if outcome == Status.FAILED:
         started += apply(
@@ -60,7 +66,7 @@ _START_CHILDREN = (
     )
     .values(
         status=Status.WAITING_FOR_DISPATCH.value,
-        run_after=bindparam("at"),
+        run_after=case((jobs.c.join_id.is_not(None), jobs.c.created_at), else_=bindparam("at")),
         updated_at=bindparam("at"),
     )
     .returning(jobs.c.id, jobs.c.attempt)
@@ -106,7 +112,7 @@ def block_waiting_subtree(
             joins,
             at=at,
             only_from=Status.WAITING_FOR_PARENT,
-            values={"run_after": at},
+            values=JOIN_DUE,
         )
     )
 
