@@ -277,8 +277,8 @@ def header(
         f"scale {args.scale:g}",
         f"machine: {cores} cores, {platform.machine()}, {platform.system()} "
         f"{platform.release()}, Python {platform.python_version()}; shared with other users "
-        f"(load average at start {' '.join(f'{x:.2f}' for x in started[1])}, at end "
-        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())})",
+        f"(load average at start {' '.join(f'{x:.2f}' for x in started[1])}"
+        + (f", at end {' '.join(f'{x:.2f}' for x in os.getloadavg())})" if results else ")"),
         f"workloads: (a) {sizes.flat:,} independent no-op jobs enqueued before the workers "
         f"start; (b) a chain of {sizes.chain:,}; (c) {sizes.join_parents} parents -> 1 join, "
         f"{sizes.join_rounds} rounds one after another",
