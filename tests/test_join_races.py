@@ -1,7 +1,9 @@
 """The join fires exactly once when all its parents end at the same moment.
 
 No worker threads here: the test claims the jobs itself, then lines up one thread (or
-process) per arrival on a barrier so that all finishing transactions race.
+process) per parent on a barrier. Each finishes its parent the way a worker does (record
+the outcome, then claim in the same transaction), so each transaction claims a released
+JOIN node and records its arrival: all the arrivals race.
 """
 
 from __future__ import annotations
@@ -38,14 +40,21 @@ def claim_all(db: Database, count: int) -> list[lifecycle.Claim]:
     return claims
 
 
-def finish_together(db: Database, claims: list[lifecycle.Claim]) -> None:
+def finish_together(db: Database, claims: list[lifecycle.Claim]) -> list[lifecycle.Claim]:
+    """Finish every claimed parent at once, each claiming one job after it like a worker;
+    returns what those transactions claimed for a thread to run (JOIN nodes arrive inside)."""
     barrier = threading.Barrier(len(claims))
     errors: list[BaseException] = []
+    taken: list[lifecycle.Claim] = []
 
     def run(claim: lifecycle.Claim) -> None:
         try:
             barrier.wait(timeout=30)
-            lifecycle.finish(db, claim.id, claim.lease_token, lifecycle.Outcome(failed=False))
+            done = lifecycle.Done(claim.id, claim.lease_token, lifecycle.Outcome(failed=False))
+            completion = lifecycle.complete(
+                db, [done], owner="test", claim_limit=1, lease_seconds=60
+            )
+            taken.extend(completion.claims)
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 
@@ -55,6 +64,7 @@ def finish_together(db: Database, claims: list[lifecycle.Claim]) -> None:
     for thread in threads:
         thread.join(60)
     assert not errors, errors
+    return taken
 
 
 def finish_in_turn(db: Database, claims: list[lifecycle.Claim]) -> None:
@@ -82,14 +92,15 @@ def race_once(db: Database) -> None:
     tree = spec(wide_fan_in(WIDTH))
     root_id = submission.submit(db, tree, plan_joins(tree))
     finish_in_turn(db, claim_all(db, 1))
-    finish_in_turn(db, claim_all(db, WIDTH))  # the parents
-    finish_together(db, claim_all(db, WIDTH))  # their JOIN nodes: the arrivals race
-    assert b_releases(db, root_id) == (Status.WAITING_FOR_DISPATCH.value, 1)
+    taken = finish_together(db, claim_all(db, WIDTH))  # the parents: their arrivals race
+    assert {c.target_object for c in taken} <= {"B.NOOP"}, taken  # JOIN nodes never leave
+    expected = Status.PROCESSING if taken else Status.WAITING_FOR_DISPATCH
+    assert b_releases(db, root_id) == (expected.value, 1)
     [join] = [j for j in joins.list_joins(db, key="race", batch=None) if j["root_id"] == root_id]
     assert join["state"] == "FIRED"
     assert len(join["arrivals"]) == WIDTH
     # Drain B so the next repetition's claims see only its own jobs.
-    finish_in_turn(db, claim_all(db, 1))
+    finish_in_turn(db, taken or claim_all(db, 1))
 
 
 def test_fifty_simultaneous_arrivals_fire_once_in_every_repetition(db: Database) -> None:
@@ -101,7 +112,9 @@ def _finish_in_process(url: str, claims: list[tuple[int, str]], start: Any) -> N
     db = Database(url)
     start.wait(30)
     for job_id, token in claims:
-        lifecycle.finish(db, job_id, token, lifecycle.Outcome(failed=False))
+        done = lifecycle.Done(job_id, token, lifecycle.Outcome(failed=False))
+        for claim in lifecycle.complete(db, [done], owner="p", claim_limit=1).claims:
+            lifecycle.finish(db, claim.id, claim.lease_token, lifecycle.Outcome(failed=False))
     db.dispose()
 
 
@@ -111,11 +124,10 @@ def test_arrivals_from_many_processes_fire_once(db: Database) -> None:
         tree = spec(wide_fan_in(WIDTH))
         root_id = submission.submit(db, tree, plan_joins(tree))
         finish_in_turn(db, claim_all(db, 1))
-        finish_in_turn(db, claim_all(db, WIDTH))
-        arrivals = [(c.id, c.lease_token) for c in claim_all(db, WIDTH)]
+        parents = [(c.id, c.lease_token) for c in claim_all(db, WIDTH)]
         start = ctx.Event()
         procs = [
-            ctx.Process(target=_finish_in_process, args=(db.url, arrivals[i::4], start))
+            ctx.Process(target=_finish_in_process, args=(db.url, parents[i::4], start))
             for i in range(4)
         ]
         for proc in procs:
@@ -124,5 +136,5 @@ def test_arrivals_from_many_processes_fire_once(db: Database) -> None:
         for proc in procs:
             proc.join(60)
             assert proc.exitcode == 0
-        assert b_releases(db, root_id) == (Status.WAITING_FOR_DISPATCH.value, 1)
-        finish_in_turn(db, claim_all(db, 1))
+        # Whoever claimed B ran it; it was released once.
+        assert b_releases(db, root_id) == (Status.FINISHED.value, 1)

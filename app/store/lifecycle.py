@@ -51,6 +51,7 @@ class Claim:
     max_attempts: int
     timeout_seconds: float | None
     lease_token: str
+    join_node: bool = False  # a JOIN node: its run is its arrival, done at claim time
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,7 @@ _CLAIMED_COLUMNS = (
     jobs.c.attempt_floor,
     jobs.c.max_attempts,
     jobs.c.timeout_seconds,
+    jobs.c.join_id,
 )
 _CLAIM = (
     update(jobs)
@@ -196,6 +198,42 @@ def _claim(
     return _claims(rows, token)
 
 
+# Bounds the claim-arrive-claim loop of one transaction (a join of joins of joins ...).
+_ARRIVAL_ROUNDS = 8
+
+
+def _claim_arriving(
+    conn: Connection,
+    owner: str,
+    limit: int,
+    lease_seconds: float,
+    t: float,
+    token: str,
+    policy: RetryPolicy,
+    log_limit: int,
+) -> tuple[list[Claim], int, int]:
+    """Claim up to ``limit`` jobs; JOIN nodes among them arrive at once, in this transaction.
+
+    A JOIN node runs no user code, so handing it to a thread only delays its join: the
+    claim and finish events are the same as a worker's, but the last arrival fires the join
+    (and the next round may claim what it started) in the commit that claimed it. Returns
+    (claims to run, jobs the arrivals released, rows claimed in all).
+    """
+    claims: list[Claim] = []
+    released = taken = 0
+    for _ in range(_ARRIVAL_ROUNDS):
+        batch = _claim(conn, owner, limit - len(claims), lease_seconds, t, token)
+        taken += len(batch)
+        arrivals = [Done(c.id, token, Outcome(failed=False)) for c in batch if c.join_node]
+        claims.extend(c for c in batch if not c.join_node)
+        if not arrivals:
+            break
+        released += _record(conn, arrivals, policy, log_limit, t)[1]
+        if len(claims) >= limit:
+            break
+    return claims, released, taken
+
+
 def _claimed_with(conn: Connection, token: str) -> list[Claim]:
     """The jobs an earlier run of this very transaction claimed, if its commit went through
     although its answer was lost: a replay takes them over instead of orphaning them."""
@@ -215,6 +253,7 @@ def _claims(rows: Sequence[Any], token: str) -> list[Claim]:
             max_attempts=r.attempt_floor + r.max_attempts,
             timeout_seconds=r.timeout_seconds,
             lease_token=token,
+            join_node=r.join_id is not None,
         )
         for r in sorted(rows, key=lambda r: r.id)
     ]
@@ -325,7 +364,11 @@ def complete(
             # A replay after a lost COMMIT answer: what the first run claimed is ours. (Its
             # recorded outcomes need nothing: their guard no longer matches, a no-op.)
             claims = _claimed_with(conn, token) if runs > 1 else []
-            claims = claims or _claim(conn, owner, claim_limit, lease_seconds, t, token)
+            if not claims:
+                claims, arrived, taken = _claim_arriving(
+                    conn, owner, claim_limit, lease_seconds, t, token, policy, log_limit
+                )
+                released += arrived - (taken - len(claims))
         return Completion(statuses, claims, max(0, released - len(claims)), retry_at)
 
     # Replay-safe: every update above is guarded by status and lease token.
