@@ -47,13 +47,15 @@ TEST_SETTINGS = Settings(
 )
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A throw-away PostgreSQL database for this test session."""
-    # pre-ping: the connection idles for the whole session; a server restart must not
+def throwaway_postgres(prefix: str) -> Iterator[str]:
+    """Create an empty PostgreSQL database, yield its URL, drop it afterwards.
+
+    Skips the test where no server is reachable, except under CI=true, where it fails.
+    """
+    # pre-ping: the connection may idle for the whole session; a server restart must not
     # turn the final DROP DATABASE into an error.
     admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
-    name = f"jobchain_test_{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
@@ -63,11 +65,16 @@ def postgres_url() -> Iterator[str]:
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
-    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    yield url
+    yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throw-away PostgreSQL database for this test session."""
+    yield from throwaway_postgres("jobchain_test")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -14,17 +14,14 @@ import re
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from app.client import ApiClient
-from tests.conftest import POSTGRES_ADMIN_URL
+from tests.conftest import throwaway_postgres
 from tests.helpers import ADMIN_TOKEN, flatten, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,20 +44,7 @@ CHAIN_WITH_JOIN = {
 @pytest.fixture
 def fresh_postgres() -> Iterator[str]:
     """An empty database of its own: the processes create the schema themselves."""
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
-    name = f"jobchain_deploy_{uuid.uuid4().hex[:8]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
-        admin.dispose()
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL not reachable: {exc}")
-        pytest.skip(f"PostgreSQL not reachable: {exc}")
-    yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    yield from throwaway_postgres("jobchain_deploy")
 
 
 class Process:
