@@ -10,7 +10,6 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -219,19 +218,17 @@ def test_the_auto_migrate_setting_reads_from_the_environment() -> None:
         Settings.from_env({"JOBCHAIN_AUTO_MIGRATE": "maybe"})
 
 
-# Each child imports everything, says "ready", then waits for the go file: all three start
-# migrating within a millisecond of each other.
+# Each child imports everything, says "ready", then blocks until "go" arrives on its stdin:
+# all three start migrating within a millisecond of each other.
 _CHILD = """
-import logging, sys, time
-from pathlib import Path
+import logging, sys
 from app.cli import cli
 from app.runtime import Runtime
 from config import Settings
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-go, how, url = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+how, url = sys.argv[1], sys.argv[2]
 print("ready", flush=True)
-while not go.exists():
-    time.sleep(0.001)
+assert sys.stdin.readline() == "go\\n"
 if how == "cli":
     cli(["db", "upgrade", "--database-url", url])
 else:
@@ -239,11 +236,11 @@ else:
 """
 
 
-def test_processes_starting_at_once_migrate_once(fresh_url: str, tmp_path: Path) -> None:
-    go = tmp_path / "go"
+def test_processes_starting_at_once_migrate_once(fresh_url: str) -> None:
     children = [
         subprocess.Popen(
-            [sys.executable, "-c", _CHILD, str(go), how, fresh_url],
+            [sys.executable, "-c", _CHILD, how, fresh_url],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -252,7 +249,10 @@ def test_processes_starting_at_once_migrate_once(fresh_url: str, tmp_path: Path)
     ]
     for child in children:
         assert child.stdout is not None and child.stdout.readline() == "ready\n"
-    go.touch()
+    for child in children:
+        assert child.stdin is not None
+        child.stdin.write("go\n")
+        child.stdin.flush()
     results = [child.communicate(timeout=60) for child in children]
     for child, (_out, err) in zip(children, results, strict=True):
         assert child.returncode == 0, err
