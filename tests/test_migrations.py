@@ -6,10 +6,12 @@ app/store/migrations/versions in step: change one without the other and it fails
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,17 +20,21 @@ from alembic.operations import Operations
 from click.testing import CliRunner
 from sqlalchemy import (
     Column,
+    Connection,
     ForeignKey,
     Integer,
     MetaData,
     String,
+    Table,
     UniqueConstraint,
     create_engine,
+    delete,
     func,
     insert,
     inspect,
     select,
     text,
+    update,
 )
 from sqlalchemy.engine import make_url
 
@@ -36,7 +42,7 @@ from app.cli import cli
 from app.runtime import Runtime
 from app.store import schema
 from app.store.database import Database, allocate_job_ids
-from app.store.tables import job_events, metadata
+from app.store.tables import api_tokens, job_events, jobs, joins, metadata, schedules
 from config import Settings
 from tests.conftest import POSTGRES_ADMIN_URL
 
@@ -139,30 +145,36 @@ def test_downgrade_to_base_and_up_again(fresh_db: Database) -> None:
 # -- databases made by jobchain 0.1.0 (create_all, no version) ------------------------------
 
 
+# A finished job's row as every revision stores it (root_id: the first job's id).
+OLD_JOB: dict[str, Any] = {
+    "root_id": 1,
+    "position": 0,
+    "depth": 0,
+    "target_object": "1.NOOP",
+    "job_type": "NOOP",
+    "parameters": {},
+    "execute_on_error": False,
+    "max_attempts": 1,
+    "status": "FINISHED",
+    "attempt": 1,
+    "attempt_floor": 0,
+    "run_after": 0.0,
+    "cancel_requested": False,
+    "created_at": 0.0,
+    "updated_at": 0.0,
+}
+
+
+def _baseline_tables() -> dict[str, Table]:
+    return dict(schema.scripts().get_revision(schema.BASELINE).module.baseline().tables)
+
+
 def _old_release_database(db: Database) -> None:
     """What 0.1.0 left behind: its tables, one job with an event, no alembic_version."""
     old = schema.scripts().get_revision(schema.BASELINE).module.baseline()
     old.create_all(db.engine)
     with db.engine.begin() as conn:
-        job_id = conn.execute(
-            insert(old.tables["jobs"]).values(
-                root_id=1,
-                position=0,
-                depth=0,
-                target_object="1.NOOP",
-                job_type="NOOP",
-                parameters={},
-                execute_on_error=False,
-                max_attempts=1,
-                status="FINISHED",
-                attempt=1,
-                attempt_floor=0,
-                run_after=0.0,
-                cancel_requested=False,
-                created_at=0.0,
-                updated_at=0.0,
-            )
-        ).inserted_primary_key[0]
+        job_id = conn.execute(insert(old.tables["jobs"]).values(OLD_JOB)).inserted_primary_key[0]
         conn.execute(
             insert(old.tables["job_events"]).values(
                 job_id=job_id, to_status="FINISHED", attempt=1, at=0.0, reason="x"
@@ -197,6 +209,194 @@ def test_tables_of_other_applications_are_left_alone(fresh_db: Database) -> None
     schema.upgrade(fresh_db)
     assert "their_table" in inspect(fresh_db.engine).get_table_names()
     assert schema.current_revision(fresh_db) == schema.head_revision()
+
+
+# -- 0003: ids are never reused (AUTOINCREMENT on SQLite), jobs.arrival_outcome ------------
+
+BEFORE_0003 = "0002_console_indexes"
+NEVER_REUSED = ("jobs", "job_events", "joins", "api_tokens", "schedules")
+
+
+def _sqlite_ddl(url: str) -> dict[str, str]:
+    """CREATE statements by name; a rebuilt table's name comes back quoted from its rename."""
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        found = conn.execute(
+            text("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL AND name != :v"),
+            {"v": "alembic_version"},
+        ).all()
+    engine.dispose()
+    return {name: re.sub(r'^CREATE TABLE "(\w+)"', r"CREATE TABLE \1", sql) for name, sql in found}
+
+
+def test_sqlite_migrations_make_the_ddl_of_tables_py(sqlite_url: str, tmp_path: Path) -> None:
+    """Alembic's comparison does not see AUTOINCREMENT: the CREATE statements must match."""
+    schema.upgrade(sqlite_url)
+    created = f"sqlite:///{tmp_path / 'create_all.db'}"
+    engine = create_engine(created)
+    metadata.create_all(engine)
+    engine.dispose()
+    migrated = _sqlite_ddl(sqlite_url)
+    assert migrated == _sqlite_ddl(created)
+    assert (
+        {name for name, sql in migrated.items() if "AUTOINCREMENT" in sql}
+        == {
+            table.name
+            for table in metadata.tables.values()
+            if table.kwargs.get("sqlite_autoincrement")
+        }
+        == set(NEVER_REUSED)
+    )
+
+
+def _rows_at_0002(db: Database) -> None:
+    """A used database: three jobs with their rows, a join, a token, a schedule that fired.
+
+    Job 3 is gone again, but its Idempotency-Key still holds its id. (SQLite cannot know of
+    an id that no row holds any more: one purged before 0003 may still be issued once more.)
+    """
+    old = _baseline_tables()
+    with db.engine.begin() as conn:
+        for job_id in (1, 2):
+            conn.execute(insert(old["jobs"]).values(OLD_JOB))
+            conn.execute(
+                insert(old["job_events"]).values(
+                    job_id=job_id, to_status="FINISHED", attempt=1, at=0.0, reason="x"
+                )
+            )
+        conn.execute(insert(old["jobs"]).values(OLD_JOB))
+        conn.execute(insert(old["job_logs"]).values(job_id=1, text="hi", dropped_bytes=0))
+        join_id = conn.execute(
+            insert(old["joins"]).values(
+                scope="tree:1:j",
+                key="j",
+                root_id=1,
+                trigger="ALL_SUCCESS",
+                expected=1,
+                outcome_counts={"FINISHED": 1},
+                state="FIRED",
+                owner_job_id=2,
+                created_at=0.0,
+            )
+        ).inserted_primary_key[0]
+        conn.execute(update(old["jobs"]).where(old["jobs"].c.id == 2).values(join_id=join_id))
+        conn.execute(
+            insert(old["join_arrivals"]).values(
+                join_id=join_id, job_id=2, parent_job_id=1, parent_outcome="FINISHED", at=0.0
+            )
+        )
+        conn.execute(
+            insert(old["api_tokens"]).values(
+                name="ci", role="admin", token_hash="0" * 64, created_at=0.0
+            )
+        )
+        schedule_id = conn.execute(
+            insert(old["schedules"]).values(
+                name="nightly",
+                cron="0 3 * * *",
+                timezone="UTC",
+                payload={"targetObject": "NOOP"},
+                enabled=True,
+                created_at=0.0,
+                updated_at=0.0,
+            )
+        ).inserted_primary_key[0]
+        conn.execute(
+            insert(old["schedule_fires"]).values(
+                schedule_id=schedule_id, fire_time=0.0, root_job_id=1, fired_at=0.0
+            )
+        )
+        conn.execute(
+            insert(old["idempotency_keys"]).values(
+                key="k", body_hash="0" * 64, job_id=3, created_at=0.0
+            )
+        )
+        conn.execute(delete(old["jobs"]).where(old["jobs"].c.id == 3))
+
+
+def _contents(db: Database) -> dict[str, list[dict[str, Any]]]:
+    """Every row of every table, in the columns of the baseline (0003 adds one)."""
+    with db.engine.connect() as conn:
+        return {
+            name: [
+                dict(row)
+                for row in conn.execute(select(table).order_by(*table.primary_key)).mappings()
+            ]
+            for name, table in _baseline_tables().items()
+        }
+
+
+def _add_one_of_each(conn: Connection) -> dict[str, int]:
+    """A new job (its id allocated as submissions do), event, join, token and schedule."""
+    [job_id] = allocate_job_ids(conn, 1)
+    conn.execute(insert(jobs).values(OLD_JOB | {"id": job_id, "root_id": job_id}))
+    rows: dict[Table, dict[str, Any]] = {
+        job_events: dict(job_id=job_id, to_status="FINISHED", attempt=1, at=0.0, reason="x"),
+        joins: dict(
+            scope=f"tree:{job_id}:j",
+            key="j",
+            trigger="ALL_SUCCESS",
+            expected=1,
+            state="WAITING",
+            created_at=0.0,
+        ),
+        api_tokens: dict(name="new", role="admin", token_hash=f"{job_id:064d}", created_at=0.0),
+        schedules: dict(
+            name=f"s{job_id}",
+            cron="0 3 * * *",
+            timezone="UTC",
+            payload={},
+            enabled=True,
+            created_at=0.0,
+            updated_at=0.0,
+        ),
+    }
+    added = {"jobs": job_id}
+    for table, values in rows.items():
+        added[table.name] = conn.execute(insert(table).values(values)).inserted_primary_key[0]
+    return added
+
+
+def _delete(conn: Connection, ids: dict[str, int]) -> None:
+    for name in ("job_events", "jobs", "joins", "api_tokens", "schedules"):
+        table = metadata.tables[name]
+        conn.execute(delete(table).where(table.c.id == ids[name]))
+
+
+def test_0003_keeps_every_row_and_ids_go_on_above_them(fresh_db: Database) -> None:
+    schema.upgrade(fresh_db, BEFORE_0003)
+    _rows_at_0002(fresh_db)
+    before = _contents(fresh_db)
+    issued = {name: max(row["id"] for row in before[name]) for name in NEVER_REUSED}
+    issued["jobs"] = 3  # deleted, but its id was given out (and is still held)
+
+    schema.upgrade(fresh_db)
+
+    assert _contents(fresh_db) == before
+    with fresh_db.engine.connect() as conn:
+        assert schema.differences(conn, metadata) == []
+        assert conn.execute(select(jobs.c.arrival_outcome)).scalars().all() == [None, None]
+    added = fresh_db.write(_add_one_of_each)
+    assert added == {name: top + 1 for name, top in issued.items()}
+    # The newest rows deleted again (retention, `DELETE /schedules/<id>`): no id comes back.
+    fresh_db.write(lambda conn: _delete(conn, added))
+    assert fresh_db.write(_add_one_of_each) == {name: top + 1 for name, top in added.items()}
+
+
+def test_0003_downgrades_keeping_every_row(fresh_db: Database) -> None:
+    schema.upgrade(fresh_db, BEFORE_0003)
+    _rows_at_0002(fresh_db)
+    before = _contents(fresh_db)
+    schema.upgrade(fresh_db)
+    schema.downgrade(fresh_db, BEFORE_0003)
+    assert schema.current_revision(fresh_db) == BEFORE_0003
+    assert _contents(fresh_db) == before
+    assert "arrival_outcome" not in {
+        c["name"] for c in inspect(fresh_db.engine).get_columns("jobs")
+    }
+    schema.upgrade(fresh_db)
+    with fresh_db.engine.connect() as conn:
+        assert schema.differences(conn, metadata) == []
 
 
 # -- starting a process ---------------------------------------------------------------------

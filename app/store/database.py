@@ -227,14 +227,22 @@ def _reason(exc: DBAPIError) -> str:
     return str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc).__name__
 
 
+_SQLITE_TOP_JOB_ID = text(
+    "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'jobs'), 0),"
+    " coalesce((SELECT max(id) FROM jobs), 0))"
+)
+
+
 def allocate_job_ids(conn: Connection, count: int) -> list[int]:
     """Reserve ``count`` new job ids inside a write transaction.
 
     PostgreSQL draws them from the id sequence; on SQLite the write transaction holds the
-    database's only write lock, so the ids above the current maximum are ours.
+    database's only write lock, so the ids above the highest ever issued are ours. That is
+    AUTOINCREMENT's counter in sqlite_sequence, not max(id): retention may have deleted the
+    newest jobs, and their ids must not come back. Inserting the ids moves the counter on.
     """
     if conn.dialect.name == "sqlite":
-        top = conn.execute(text("SELECT coalesce(max(id), 0) FROM jobs")).scalar_one()
+        top = conn.execute(_SQLITE_TOP_JOB_ID).scalar_one()
         return list(range(top + 1, top + 1 + count))
     drawn = conn.execute(
         text("SELECT nextval(pg_get_serial_sequence('jobs', 'id')) FROM generate_series(1, :n)"),

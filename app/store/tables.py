@@ -27,6 +27,13 @@ metadata = MetaData()
 # BIGINT on PostgreSQL, INTEGER (the rowid alias) on SQLite.
 Id = BigInteger().with_variant(Integer(), "sqlite")
 
+# Ids are never reused. PostgreSQL's sequences never go back; SQLite hands out max(id) + 1
+# unless the table is AUTOINCREMENT (sqlite_autoincrement=True), so once retention deleted
+# the newest rows an old URL, a client-held id or a callback still inside its signature
+# window would name another row. Every table whose ids leave the database (API, CLI) or are
+# stored in other rows is AUTOINCREMENT; join_arrivals and schedule_fires keep plain rowids:
+# their ids are never shown and no other row holds them.
+
 jobs = Table(
     "jobs",
     metadata,
@@ -57,6 +64,9 @@ jobs = Table(
     Column("blocked_by", Id, nullable=True),
     # For JOIN nodes: the join this node is an arrival of.
     Column("join_id", Id, nullable=True),
+    # For JOIN nodes: the outcome this arrival stands for (its parent's end, or the upstream
+    # join's decision), recorded when the node is released, never re-read later.
+    Column("arrival_outcome", String(16), nullable=True),
     Column("message", Text, nullable=True),
     Column("result", JSON, nullable=True),
     Column("progress", Float, nullable=True),
@@ -75,6 +85,7 @@ jobs = Table(
     # The admin console: filtering by job type, and a time range as an id range.
     Index("ix_jobs_type_id", "job_type", "id"),
     Index("ix_jobs_created", "created_at"),
+    sqlite_autoincrement=True,
 )
 
 job_events = Table(
@@ -88,6 +99,7 @@ job_events = Table(
     Column("at", Float, nullable=False),
     Column("reason", Text, nullable=False),
     Index("ix_job_events_job", "job_id", "id"),
+    sqlite_autoincrement=True,
 )
 
 # The bounded tail of each job's log (its logger and SHELL output), one row per job.
@@ -125,6 +137,7 @@ joins = Table(
     Column("decided_at", Float, nullable=True),
     Index("ix_joins_key_batch", "key", "batch", "id"),
     Index("ix_joins_deadline", "state", "deadline"),
+    sqlite_autoincrement=True,
 )
 
 join_arrivals = Table(
@@ -152,6 +165,7 @@ api_tokens = Table(
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("created_at", Float, nullable=False),
     Column("revoked_at", Float, nullable=True),
+    sqlite_autoincrement=True,
 )
 
 # Idempotency-Key of a submission: the same key with the same body returns the same job.
@@ -179,6 +193,7 @@ schedules = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Index("ix_schedules_due", "enabled", "next_fire_at"),
+    sqlite_autoincrement=True,
 )
 
 schedule_fires = Table(
