@@ -196,3 +196,53 @@ def test_housekeeping_purges_only_when_retention_is_set(db: Database) -> None:
             assert (scheduler.get_job("purge_finished_chains") is not None) == scheduled
         finally:
             scheduler.shutdown(wait=False)
+
+
+def test_ids_of_purged_chains_are_never_issued_again(db: Database, pool: WorkerPool) -> None:
+    """SQLite would hand out max(id) + 1 again once the newest chains are gone; AUTOINCREMENT
+    (and PostgreSQL's sequences) go on above every id ever issued: jobs, events, joins."""
+    join = {"targetObject": "j.JOIN"}
+    chain = {
+        "targetObject": "root.NOOP",
+        "nextJobs": [{"targetObject": f"p{i}.NOOP", "nextJobs": [join]} for i in (0, 1)],
+    }
+    kept = run(db, chain)
+    purged = [run(db, chain) for _ in range(3)]
+    # The first chain stays (its JOIN nodes wait for a far-off retry); the newer ones go.
+    db.write(
+        lambda conn: conn.execute(
+            update(jobs)
+            .where(jobs.c.root_id == kept, jobs.c.join_id.is_not(None))
+            .values(status="WAITING_FOR_DISPATCH", run_after=now() + DAY, finished_at=None)
+        )
+    )
+    for root in (kept, *purged):
+        age(db, root)
+    issued = {name: max(ids) for name, ids in ids_of(db, [kept, *purged]).items()}
+
+    assert retention.purge_finished(db, RETENTION) == (3, 3 * rows(db, kept)["jobs"])
+    # What is left would make max(id) + 1 an id already given out.
+    assert max(ids_of(db, [kept])["jobs"]) < issued["jobs"]
+
+    again = [submit(db, chain) for _ in range(2)]
+
+    for name, ids in ids_of(db, again).items():
+        assert ids and min(ids) > issued[name], (name, sorted(ids), issued[name])
+
+
+def ids_of(db: Database, roots: list[int]) -> dict[str, set[int]]:
+    """The ids of the jobs, events and joins of the chains of ``roots``."""
+    with db.read() as conn:
+        job_ids = select(jobs.c.id).where(jobs.c.root_id.in_(roots))
+        join_ids = select(jobs.c.join_id).where(jobs.c.root_id.in_(roots))
+        return {
+            "jobs": set(conn.execute(job_ids).scalars()),
+            "job_events": set(
+                conn.execute(
+                    select(job_events.c.id).where(job_events.c.job_id.in_(job_ids))
+                ).scalars()
+            ),
+            "joins": set(
+                conn.execute(select(joins.c.id).where(joins.c.id.in_(join_ids))).scalars()
+            ),
+        }
