@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-peers reliability clean
+.PHONY: run test lint docs bench bench-peers reliability clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,12 +21,17 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy app jobs config
 
+# The manual (docs/, mkdocs.yml) into site/; --strict: a broken link or anchor, or a page
+# missing from the nav, fails the build (and so `make test`).
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --site-dir site
+
 # The console's browser tests drive Debian's chromium; installed once, as the machine allows.
 CHROMIUM := /usr/bin/chromium
 $(CHROMIUM):
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
-test: lint $(CHROMIUM)
+test: lint docs $(CHROMIUM)
 	$(BIN)/pytest
 
 bench: $(STAMP)
@@ -41,4 +46,4 @@ reliability: $(STAMP)
 	$(BIN)/python -m bench.reliability
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var site .pytest_cache .mypy_cache .ruff_cache

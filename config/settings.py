@@ -1,6 +1,7 @@
 """Every tunable of jobchain in one frozen dataclass, read from ``JOBCHAIN_*`` variables.
 
-The README's configuration table mirrors the fields below; keep them in step.
+The configuration table in docs/operations/configuration.md mirrors the fields below; keep
+them in step.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The multi-machine shape, for real: API nodes under gunicorn and ``jobchain worker``
 processes sharing one PostgreSQL database and nothing else.
 
-It is the deployment the README describes, on one machine: two stateless API nodes
-(``gunicorn wsgi:app``), two worker processes. A chain with a join submitted through one
-node is read through the other and finishes; after one API node is killed and one worker
+It is the deployment docs/operations/deployment.md describes, on one machine: two stateless
+API nodes (``gunicorn wsgi:app``), two worker processes. A chain with a join submitted through
+one node is read through the other and finishes; after one API node is killed and one worker
 stopped with SIGTERM, the survivors run the next chain.
 """
 

@@ -1,7 +1,8 @@
 """User job types: loading modules named in JOBCHAIN_JOB_MODULES, and the shipped examples.
 
-``examples/pricing_jobs.py`` is what the README shows as "how to add a job type", and the
-``examples/*.json`` chains are what it tells people to submit, so both are tested here.
+``examples/pricing_jobs.py`` is what docs/job-types.md points to as a complete example, and
+the ``examples/*.json`` chains are what the README tells people to submit, so both are tested
+here.
 """
 
 from __future__ import annotations
