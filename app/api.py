@@ -16,7 +16,7 @@ from app.runtime import Runtime
 from app.schemas import JobEventSchema, JobLogSchema, JobSchema, JobTypeSchema, dump_tree
 from app.statuses import Status
 from app.store import idempotency, lifecycle, queries, submission
-from app.store.joins import JoinConflict
+from app.store.join_setup import JoinConflict
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 

@@ -17,6 +17,7 @@ from flask.blueprints import BlueprintSetupState
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from app.api import MAX_ID
+from app.domain.outcome import RetryPolicy
 from app.errors import ApiError, error_response
 from app.payload import StrictInteger, StrictNumber, flatten
 from app.runtime import Runtime
@@ -147,7 +148,7 @@ def job_callback(job_id: int) -> Response | tuple[Response, int]:
         result=data.get("result"),
         progress=data.get("progress"),
     )
-    retry = lifecycle.RetryPolicy(rt.settings.retry_base_seconds, rt.settings.retry_max_seconds)
+    retry = RetryPolicy(rt.settings.retry_base_seconds, rt.settings.retry_max_seconds)
     try:
         external.apply_callback(rt.db, _valid_id(job_id), callback, retry)
     except lifecycle.NotFound:

@@ -12,10 +12,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.domain.join_rules import TRIGGERS
 from app.payload import JobSpec, PayloadError
 
 JOIN_TYPES = frozenset({"JOIN", "CF"})
-TRIGGERS = ("all_success", "all_done", "one_success", "one_failed")
 _PARAMETERS = {"expect", "trigger", "batch", "timeoutSeconds"}
 
 

@@ -10,7 +10,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 from app.api import MAX_ID, printable
 from app.errors import ApiError
 from app.schemas import EpochDateTime
-from app.store import joins
+from app.store import join_reads
 
 joins_api = Blueprint("joins_api", __name__, url_prefix="/api/v1")
 
@@ -71,7 +71,7 @@ def list_joins() -> Response:
         raise ApiError(
             400, "invalid_query", "invalid query parameters", exc.normalized_messages()
         ) from None
-    found = joins.list_joins(_db(), args.get("key"), args.get("batch"), args["limit"])
+    found = join_reads.list_joins(_db(), args.get("key"), args.get("batch"), args["limit"])
     return jsonify({"items": JoinSchema(many=True).dump(found)})
 
 
@@ -86,7 +86,7 @@ def get_join(join_id: int) -> Response:
         200: {content: {application/json: {schema: Join}}}
         404: {content: {application/json: {schema: Error}}}
     """
-    join = joins.get_join(_db(), join_id) if join_id <= MAX_ID else None
+    join = join_reads.get_join(_db(), join_id) if join_id <= MAX_ID else None
     if join is None:
         raise ApiError(404, "not_found", f"no join {join_id}")
     return jsonify(JoinSchema().dump(join))

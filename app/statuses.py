@@ -28,6 +28,8 @@ NOT_STARTED = frozenset({Status.WAITING_FOR_PARENT, Status.WAITING_FOR_DISPATCH}
 CANCELLABLE = NOT_STARTED | {Status.PROCESSING}
 # A user may retry these: the job runs again and what it blocked returns to waiting.
 RETRYABLE = frozenset({Status.FAILED, Status.CANCELLED})
+# A JOIN node takes its join's decision while arriving (claimed) or waiting after arrival.
+JOIN_DECIDABLE = frozenset({Status.PROCESSING, Status.WAITING_FOR_PARENT})
 
 
 class Transition(StrEnum):
@@ -48,7 +50,12 @@ class Transition(StrEnum):
     USER_RETRY = "retry"
     UNBLOCK = "blocker retried"
     ARRIVE = "parent ended; arrive at join"
+    AWAIT_JOIN = "arrived; the join waits for its other branches"
+    JOIN_FIRED = "join fired"
+    JOIN_FAILED = "join did not succeed"
+    JOIN_CANCELLED = "every branch of the join was cancelled"
     REARM = "parent retried; arrive again"
+    REOPEN = "a branch was retried; the join waits again"
 
 
 # transition -> (statuses it may start from, status it leads to)
@@ -73,9 +80,27 @@ TRANSITIONS: dict[Transition, tuple[frozenset[Status], Status]] = {
         Status.WAITING_FOR_PARENT,
     ),
     # A JOIN node starts whatever its parent's outcome: every outcome must reach the join.
+    # It carries that outcome (recorded when released) and arrives when claimed.
     Transition.ARRIVE: (frozenset({Status.WAITING_FOR_PARENT}), Status.WAITING_FOR_DISPATCH),
+    # Arrived before its join decided: it waits for the other branches.
+    Transition.AWAIT_JOIN: (frozenset({Status.PROCESSING}), Status.WAITING_FOR_PARENT),
+    # Every JOIN node ends with its join's decision: at its arrival if the join has decided,
+    # else when the join decides.
+    Transition.JOIN_FIRED: (JOIN_DECIDABLE, Status.FINISHED),
+    Transition.JOIN_FAILED: (JOIN_DECIDABLE, Status.FAILED),
+    Transition.JOIN_CANCELLED: (JOIN_DECIDABLE, Status.CANCELLED),
     # A retried parent's JOIN node arrives again, so its join sees the final outcome.
-    Transition.REARM: (TERMINAL | {Status.WAITING_FOR_DISPATCH}, Status.WAITING_FOR_PARENT),
+    Transition.REARM: (TERMINAL | NOT_STARTED, Status.WAITING_FOR_PARENT),
+    # A join that failed (or was cancelled) because of a retried branch decides again: the
+    # nodes that had arrived wait again.
+    Transition.REOPEN: (frozenset({Status.FAILED, Status.CANCELLED}), Status.WAITING_FOR_PARENT),
+}
+
+# How a join's decision ends its JOIN nodes.
+JOIN_ENDINGS: dict[Status, Transition] = {
+    Status.FINISHED: Transition.JOIN_FIRED,
+    Status.FAILED: Transition.JOIN_FAILED,
+    Status.CANCELLED: Transition.JOIN_CANCELLED,
 }
 
 

@@ -22,6 +22,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, overload
 
+from app.domain.outcome import RetryPolicy
 from app.failpoints import failpoint
 from app.store import external, lifecycle
 from app.store.callback_deadline import callback_timeout
@@ -57,6 +58,9 @@ class Lane:
     done: list[lifecycle.Done] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     batch: int = 1
+    # The first job of the batch just claimed starts as claimed; every later one waited,
+    # and is checked for a cancel before it starts.
+    first_of_batch: int | None = None
 
     def take(self) -> lifecycle.Claim | None:
         with self.lock:
@@ -91,9 +95,7 @@ class WorkerPool:
         self.registry = registry
         self.settings = settings
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.retry_policy = lifecycle.RetryPolicy(
-            settings.retry_base_seconds, settings.retry_max_seconds
-        )
+        self.retry_policy = RetryPolicy(settings.retry_base_seconds, settings.retry_max_seconds)
         self._wakeups = threading.Condition()
         self._generation = 0
         self._next_due: float | None = None  # earliest retry backoff this process set
@@ -169,7 +171,18 @@ class WorkerPool:
             if not self._flush(lane, claim_limit=lane.batch):
                 self._idle(generation)
             return
+        waited = claim.id != lane.first_of_batch
+        lane.first_of_batch = None
         began = time.monotonic()
+        if waited and not lifecycle.start_check(self.db, claim):
+            # Cancelled (or its lease lost) while it waited: it never starts.
+            with lane.lock:
+                lane.done.append(
+                    lifecycle.Done(
+                        claim.id, claim.lease_token, lifecycle.Outcome(False, started=False)
+                    )
+                )
+            return
         self._run(claim, lane)
         quick = time.monotonic() - began < QUICK_SECONDS
         lane.batch = min(lane.batch * 2, MAX_BATCH) if quick else 1
@@ -210,6 +223,8 @@ class WorkerPool:
             self._next_due = completion.retry_at if due is None else min(due, completion.retry_at)
         with lane.lock:
             lane.held.extend(completion.claims)
+            if completion.claims:
+                lane.first_of_batch = completion.claims[0].id
         return bool(completion.claims)
 
     def _hand_back(self, lane: Lane) -> None:

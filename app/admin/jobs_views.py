@@ -13,7 +13,8 @@ from app.admin.rerun import NothingToRerun, rerun_from
 from app.payload import PayloadError
 from app.statuses import CANCELLABLE, RETRYABLE, Status
 from app.store import console, lifecycle, queries
-from app.store.joins import JoinConflict, get_join
+from app.store.join_reads import get_join
+from app.store.join_setup import JoinConflict
 
 MAX_ID = 2**63 - 1
 

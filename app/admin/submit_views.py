@@ -10,7 +10,7 @@ from app.admin import preview
 from app.admin.access import flash
 from app.admin.blueprint import admin, page, runtime
 from app.store import submission
-from app.store.joins import JoinConflict
+from app.store.join_setup import JoinConflict
 
 EXAMPLE = """{
   "targetObject": "155.LPG",

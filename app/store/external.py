@@ -4,7 +4,7 @@ An EXTERNAL job stays PROCESSING while the external system works, but no worker 
 waits for it: once notified, the worker hands the job's lease to the callback deadline
 (owner :data:`OWNER`, expiry = now + ``parameters.timeoutSeconds``). A callback then ends
 the job exactly as a worker's finish would (same transitions, same chaining through
-``lifecycle.settle``, one transaction); the lease reaper fails it when the deadline passes
+``release.release_next_jobs``, one transaction); the lease reaper fails it when the deadline passes
 (see :mod:`app.store.callback_deadline`), and housekeeping ends it when it was cancelled
 meanwhile (:func:`end_cancelled`).
 
@@ -20,13 +20,15 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, and_, select, update
 
+from app.domain.outcome import RetryPolicy, decide_outcome
 from app.statuses import Status, Transition, target
 from app.store import lifecycle
 from app.store.callback_deadline import OWNER
 from app.store.database import Database, now
 from app.store.joblog import append_log
+from app.store.release import release_next_jobs
 from app.store.tables import job_events, jobs
-from app.store.transitions import apply, record_events
+from app.store.transitions import apply, record_event_rows
 
 JOB_TYPE = "EXTERNAL"
 # The lease owner of a job waiting for its callback: its lease is the callback deadline.
@@ -90,7 +92,7 @@ def await_callback(
         if row is None:
             return False
         reason = f"notified; waiting up to {timeout_seconds:g} s for a callback"
-        record_events(
+        record_event_rows(
             conn, [(job_id, row.attempt)], Status.PROCESSING, Status.PROCESSING, t, reason
         )
         return True
@@ -133,7 +135,7 @@ def end_cancelled(db: Database, limit: int = 100) -> int:
                     "finished_at": t,
                 },
             )
-            released += lifecycle.settle(conn, row, Status.CANCELLED, t)
+            released += release_next_jobs(conn, row, Status.CANCELLED, t)
         return len(rows), released > 0
 
     count, dispatchable = db.write(work)
@@ -145,9 +147,7 @@ def end_cancelled(db: Database, limit: int = 100) -> int:
 # -- callbacks ------------------------------------------------------------------------
 
 
-def apply_callback(
-    db: Database, job_id: int, callback: Callback, retry: lifecycle.RetryPolicy
-) -> Status:
+def apply_callback(db: Database, job_id: int, callback: Callback, retry: RetryPolicy) -> Status:
     """Apply a callback to an EXTERNAL job in one transaction; returns the job's status.
 
     A final callback ends the current attempt as a worker's finish would: FINISHED, FAILED
@@ -217,45 +217,24 @@ def _end_attempt(
     row: Row[Any],
     current: Any,
     callback: Callback,
-    retry: lifecycle.RetryPolicy,
+    retry: RetryPolicy,
     t: float,
 ) -> tuple[Status, bool]:
-    """The attempt's end, decided as ``lifecycle.finish`` decides a worker's outcome."""
-    failed = callback.status == Status.FAILED
-    values: dict[str, Any] = {
-        **_lease_cleared(),
-        "message": callback.message or ("failed (reported by callback)" if failed else None),
-        "result": callback.result,
-        "finished_at": t,
-    }
-    if callback.progress is not None:
-        values["progress"] = callback.progress
-    attempts_left = row.attempt - row.attempt_floor < row.max_attempts
-    if row.cancel_requested:
-        transition = Transition.CANCEL
-        values["message"] = "cancelled while running"
-    elif failed and attempts_left:
-        transition = Transition.RETRY_LATER
-        delay = retry.delay(row.attempt - row.attempt_floor)
-        values.update(run_after=t + delay, finished_at=None)
-        values["message"] = (
-            f"{values['message']} (attempt {row.attempt} failed; retry in {delay:g} s)"
-        )
-    else:
-        transition = Transition.FAIL if failed else Transition.FINISH
+    """The attempt's end, decided by the same rule as a worker's report."""
     assert callback.status is not None
-    apply(
-        conn,
-        transition,
-        current,
-        at=t,
-        values=values,
-        only_from=Status.PROCESSING,
-        reason=_reason(callback.status),
+    failed = callback.status == Status.FAILED
+    verdict = decide_outcome(
+        lifecycle.attempt_of(row),
+        failed=failed,
+        message=callback.message or ("failed (reported by callback)" if failed else None),
+        policy=retry,
     )
-    new_status = target(transition)
-    released = lifecycle.settle(conn, row, new_status, t)
-    return new_status, released > 0 or transition == Transition.RETRY_LATER
+    values = lifecycle.ended_attempt_values(callback.result, callback.progress, verdict, t)
+    reason = _reason(callback.status)
+    apply(conn, verdict.transition, current, at=t, values=values, reason=reason)
+    new_status = target(verdict.transition)
+    released = release_next_jobs(conn, row, new_status, t)
+    return new_status, released > 0 or verdict.retry_delay is not None
 
 
 def _end_of_attempt(conn: Connection, job_id: int, attempt: int) -> Row[Any, Any] | None:

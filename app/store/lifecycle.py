@@ -17,14 +17,20 @@ from typing import Any
 from sqlalchemy import Connection, Float, Row, and_, bindparam, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.domain.outcome import Attempt, RetryPolicy, Verdict, decide_outcome
 from app.failpoints import failpoint
 from app.statuses import NOT_STARTED, RETRYABLE, TERMINAL, Status, Transition, target
 from app.store import callback_deadline, joins
 from app.store.database import Database, now
 from app.store.joblog import append_log
-from app.store.release import block_waiting_subtree, release_finished, release_next_jobs
+from app.store.release import (
+    block_waiting_subtree,
+    release_finished,
+    release_next_jobs,
+    revive_blocked,
+)
 from app.store.tables import jobs
-from app.store.transitions import apply, record_events
+from app.store.transitions import apply, guard, guarded_update, record, record_event_rows
 
 log = logging.getLogger("jobchain.lifecycle")
 
@@ -51,7 +57,6 @@ class Claim:
     max_attempts: int
     timeout_seconds: float | None
     lease_token: str
-    join_node: bool = False  # a JOIN node: its run is its arrival, done at claim time
 
 
 @dataclass(frozen=True)
@@ -63,21 +68,13 @@ class Outcome:
     result: Any = None
     progress: float | None = None
     log: str = ""
+    started: bool = True  # False: cancelled while it waited in its worker's batch
 
 
 @dataclass(frozen=True)
 class Heartbeat:
     still_held: bool
     cancel_requested: bool
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    base_seconds: float = 1.0
-    max_seconds: float = 600.0
-
-    def delay(self, attempt: int) -> float:
-        return float(min(self.max_seconds, self.base_seconds * 2 ** max(0, attempt - 1)))
 
 
 # -- claim and heartbeat -------------------------------------------------------------------
@@ -113,25 +110,23 @@ _CLAIMED_COLUMNS = (
     jobs.c.max_attempts,
     jobs.c.timeout_seconds,
     jobs.c.join_id,
+    jobs.c.parent_id,
+    jobs.c.arrival_outcome,
 )
-_CLAIM = (
-    update(jobs)
-    .where(
-        jobs.c.id.in_(bindparam("ids", expanding=True)),
-        jobs.c.status == Status.WAITING_FOR_DISPATCH.value,
-    )
-    .values(
-        status=Status.PROCESSING.value,
-        attempt=jobs.c.attempt + 1,
-        lease_token=bindparam("token"),
-        lease_owner=bindparam("owner"),
-        lease_expires_at=bindparam("expires"),
-        started_at=bindparam("now"),
-        updated_at=bindparam("now"),
-        finished_at=None,
-        progress=None,
-    )
-    .returning(*_CLAIMED_COLUMNS)
+_CLAIM = guarded_update(
+    Transition.CLAIM,
+    jobs.c.id.in_(bindparam("ids", expanding=True)),
+    {
+        "attempt": jobs.c.attempt + 1,
+        "lease_token": bindparam("token"),
+        "lease_owner": bindparam("owner"),
+        "lease_expires_at": bindparam("expires"),
+        "started_at": bindparam("now"),
+        "updated_at": bindparam("now"),
+        "finished_at": None,
+        "progress": None,
+    },
+    returning=_CLAIMED_COLUMNS,
 )
 _CLAIMED_BY = select(*_CLAIMED_COLUMNS).where(
     jobs.c.lease_token == bindparam("token"), jobs.c.status == Status.PROCESSING.value
@@ -154,15 +149,16 @@ _LOCK_MANY = (
     .where(jobs.c.id.in_(bindparam("ids", expanding=True)))
     .with_for_update()
 )
+# Executed with many parameter sets: RETURNING is not used, the caller knows the rows.
 _FINISH_MANY = (
     update(jobs)
     .where(
         jobs.c.id == bindparam("b_id"),
-        jobs.c.status == Status.PROCESSING.value,
         jobs.c.lease_token == bindparam("b_token"),
+        guard(Transition.FINISH),
     )
     .values(
-        status=Status.FINISHED.value,
+        status=target(Transition.FINISH).value,
         message=bindparam("b_message"),
         result=bindparam("b_result", type_=jobs.c.result.type),
         progress=func.coalesce(bindparam("b_progress", type_=Float()), jobs.c.progress),
@@ -177,7 +173,7 @@ _FINISH_MANY = (
 
 def _claim(
     conn: Connection, owner: str, limit: int, lease_seconds: float, t: float, token: str
-) -> list[Claim]:
+) -> list[Row[Any]]:
     # Lock the ids first, in their own statement: as an IN (subquery) PostgreSQL may
     # rescan the skip-locked subquery per row and so claim every due job, not ``limit``.
     ids = list(conn.execute(_DUE, {"now": t, "limit": limit}).scalars())
@@ -187,15 +183,8 @@ def _claim(
         _CLAIM,
         {"ids": ids, "token": token, "owner": owner, "expires": t + lease_seconds, "now": t},
     ).all()
-    record_events(
-        conn,
-        ((r.id, r.attempt) for r in rows),
-        Status.WAITING_FOR_DISPATCH,
-        Status.PROCESSING,
-        t,
-        Transition.CLAIM,
-    )
-    return _claims(rows, token)
+    record(conn, Transition.CLAIM, rows, t)
+    return list(rows)
 
 
 # Bounds the claim-arrive-claim loop of one transaction (a join of joins of joins ...).
@@ -203,35 +192,28 @@ _ARRIVAL_ROUNDS = 8
 
 
 def _claim_arriving(
-    conn: Connection,
-    owner: str,
-    limit: int,
-    lease_seconds: float,
-    t: float,
-    token: str,
-    policy: RetryPolicy,
-    log_limit: int,
+    conn: Connection, owner: str, limit: int, lease_seconds: float, t: float, token: str
 ) -> tuple[list[Claim], int, int]:
     """Claim up to ``limit`` jobs; JOIN nodes among them arrive at once, in this transaction.
 
     A JOIN node runs no user code, so handing it to a thread only delays its join: the
-    claim and finish events are the same as a worker's, but the last arrival fires the join
-    (and the next round may claim what it started) in the commit that claimed it. Returns
-    (claims to run, jobs the arrivals released, rows claimed in all).
+    last arrival decides the join (and the next round may claim what it started) in the
+    commit that claimed it. Returns (claims to run, jobs the arrivals released, JOIN
+    nodes claimed).
     """
     claims: list[Claim] = []
-    released = taken = 0
+    released = arrived = 0
     for _ in range(_ARRIVAL_ROUNDS):
-        batch = _claim(conn, owner, limit - len(claims), lease_seconds, t, token)
-        taken += len(batch)
-        arrivals = [Done(c.id, token, Outcome(failed=False)) for c in batch if c.join_node]
-        claims.extend(c for c in batch if not c.join_node)
-        if not arrivals:
+        rows = _claim(conn, owner, limit - len(claims), lease_seconds, t, token)
+        nodes = [r for r in rows if r.join_id is not None]
+        claims.extend(_claims([r for r in rows if r.join_id is None], token))
+        if not nodes:
             break
-        released += _record(conn, arrivals, policy, log_limit, t)[1]
+        arrived += len(nodes)
+        released += joins.arrive_claimed(conn, nodes, t)
         if len(claims) >= limit:
             break
-    return claims, released, taken
+    return claims, released, arrived
 
 
 def _claimed_with(conn: Connection, token: str) -> list[Claim]:
@@ -253,7 +235,6 @@ def _claims(rows: Sequence[Any], token: str) -> list[Claim]:
             max_attempts=r.attempt_floor + r.max_attempts,
             timeout_seconds=r.timeout_seconds,
             lease_token=token,
-            join_node=r.join_id is not None,
         )
         for r in sorted(rows, key=lambda r: r.id)
     ]
@@ -365,10 +346,11 @@ def complete(
             # recorded outcomes need nothing: their guard no longer matches, a no-op.)
             claims = _claimed_with(conn, token) if runs > 1 else []
             if not claims:
-                claims, arrived, taken = _claim_arriving(
-                    conn, owner, claim_limit, lease_seconds, t, token, policy, log_limit
+                claims, arrived, nodes = _claim_arriving(
+                    conn, owner, claim_limit, lease_seconds, t, token
                 )
-                released += arrived - (taken - len(claims))
+                # JOIN nodes claimed here were released as claimable; they are done.
+                released += arrived - nodes
         return Completion(statuses, claims, max(0, released - len(claims)), retry_at)
 
     # Replay-safe: every update above is guarded by status and lease token.
@@ -388,7 +370,7 @@ def _record(
     locked: list[Row[Any]] = list(conn.execute(_LOCK_MANY, {"ids": [d.job_id for d in done]}))
     rows = {r.id: r for r in locked}
     statuses: dict[int, Status | None] = {}
-    plain: list[tuple[Row[Any], Done]] = []
+    finished: list[tuple[Row[Any], Done]] = []
     released = 0
     retry_at: float | None = None
     for item in done:
@@ -396,35 +378,63 @@ def _record(
         if row is None or row.status != Status.PROCESSING or row.lease_token != item.token:
             statuses[item.job_id] = None
             continue
-        transition, values = _outcome_transition(row, item.outcome, policy, t)
-        if transition == Transition.FINISH:
-            plain.append((row, item))  # the common case: batched below
+        verdict = decide_outcome(
+            attempt_of(row),
+            failed=item.outcome.failed,
+            message=item.outcome.message,
+            policy=policy,
+            started=item.outcome.started,
+        )
+        if verdict.transition == Transition.FINISH:
+            finished.append((row, item))  # the common case: batched below
             statuses[item.job_id] = Status.FINISHED
             continue
-        apply(
-            conn,
-            transition,
-            _held(row.id, item.token),
-            at=t,
-            values=values,
-            only_from=Status.PROCESSING,
-        )
+        values = ended_attempt_values(item.outcome.result, item.outcome.progress, verdict, t)
+        apply(conn, verdict.transition, _held(row.id, item.token), at=t, values=values)
         if item.outcome.log:
             append_log(conn, row.id, item.outcome.log, log_limit)
-        statuses[item.job_id] = target(transition)
-        released += settle(conn, row, target(transition), t)
-        if transition == Transition.RETRY_LATER:
+        statuses[item.job_id] = target(verdict.transition)
+        released += release_next_jobs(conn, row, target(verdict.transition), t)
+        if verdict.retry_delay is not None:
             retry_at = min(retry_at or values["run_after"], values["run_after"])
-    if plain:
-        released += _finish_plain(conn, plain, log_limit, t)
+    if finished:
+        released += _record_finished(conn, finished, log_limit, t)
     failpoint("before_finish_commit")  # every outcome written, the transaction still open
     return statuses, released, retry_at
 
 
-def _finish_plain(
-    conn: Connection, plain: list[tuple[Row[Any], Done]], log_limit: int, t: float
+def attempt_of(row: Row[Any]) -> Attempt:
+    return Attempt(
+        attempt=row.attempt,
+        attempt_floor=row.attempt_floor,
+        max_attempts=row.max_attempts,
+        cancel_requested=bool(row.cancel_requested),
+    )
+
+
+def ended_attempt_values(
+    result: Any, progress: float | None, verdict: Verdict, t: float
+) -> dict[str, Any]:
+    """The columns an ended attempt writes, for a worker's report and a callback alike."""
+    values: dict[str, Any] = {
+        "message": verdict.message,
+        "result": result,
+        "lease_token": None,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "finished_at": t,
+    }
+    if progress is not None:
+        values["progress"] = progress
+    if verdict.retry_delay is not None:
+        values.update(run_after=t + verdict.retry_delay, finished_at=None)
+    return values
+
+
+def _record_finished(
+    conn: Connection, finished: list[tuple[Row[Any], Done]], log_limit: int, t: float
 ) -> int:
-    """FINISHED jobs: one executemany, then one release for all but join arrivals."""
+    """FINISHED jobs: one executemany, then one release of all their next jobs."""
     conn.execute(
         _FINISH_MANY,
         [
@@ -436,69 +446,71 @@ def _finish_plain(
                 "b_progress": item.outcome.progress,
                 "b_at": t,
             }
-            for row, item in plain
+            for row, item in finished
         ],
     )
-    record_events(
-        conn,
-        ((row.id, row.attempt) for row, _ in plain),
-        Status.PROCESSING,
-        Status.FINISHED,
-        t,
-        Transition.FINISH,
-    )
-    for row, item in plain:
+    record(conn, Transition.FINISH, (row for row, _ in finished), t)
+    for row, item in finished:
         if item.outcome.log:
             append_log(conn, row.id, item.outcome.log, log_limit)
-    # Join rows are locked in id order, so two batches never wait on each other in a cycle.
-    arrivals = sorted((row for row, _ in plain if row.join_id is not None), key=lambda r: r.join_id)
-    started = sum(joins.arrive(conn, row, t) for row in arrivals)
-    parents = [row.id for row, _ in plain if row.join_id is None]
-    return started + (release_finished(conn, parents, t) if parents else 0)
+    return release_finished(conn, [row.id for row, _ in finished], t)
 
 
-def _outcome_transition(
-    row: Row[Any], outcome: Outcome, policy: RetryPolicy, t: float
-) -> tuple[Transition, dict[str, Any]]:
-    """The state machine's answer to a reported outcome, and the columns to write."""
-    values: dict[str, Any] = {
-        "message": outcome.message,
-        "result": outcome.result,
-        "lease_token": None,
-        "lease_owner": None,
-        "lease_expires_at": None,
-        "finished_at": t,
-    }
-    if outcome.progress is not None:
-        values["progress"] = outcome.progress
-    attempts_left = row.attempt - row.attempt_floor < row.max_attempts
-    if row.cancel_requested:
-        values["message"] = "cancelled while running"
-        return Transition.CANCEL, values
-    if outcome.failed and attempts_left:
-        delay = policy.delay(row.attempt - row.attempt_floor)
-        values.update(run_after=t + delay, finished_at=None)
-        values["message"] = (
-            f"{outcome.message} (attempt {row.attempt} failed; retry in {delay:g} s)"
-        )
-        return Transition.RETRY_LATER, values
-    return (Transition.FAIL if outcome.failed else Transition.FINISH), values
+def start_check(db: Database, claim: Claim) -> bool:
+    """Whether a claimed job may start now: still held, and no cancel requested.
+
+    A worker asks this before starting each job that waited in its batch, so a job
+    cancelled while it waited never starts its function (the cancel committed before
+    this read; a later cancel finds the job running and asks it to stop).
+    """
+    with db.read() as conn:
+        row = conn.execute(_START_CHECK, {"job_id": claim.id, "token": claim.lease_token}).first()
+    return row is not None and not row.cancel_requested
+
+
+_START_CHECK = select(jobs.c.cancel_requested).where(
+    jobs.c.id == bindparam("job_id"),
+    jobs.c.lease_token == bindparam("token"),
+    jobs.c.status == Status.PROCESSING.value,
+)
 
 
 def release_unstarted(db: Database, claims: list[Claim]) -> int:
-    """Hand back claimed jobs a worker never started (it got stuck behind a slow job)."""
+    """Hand back claimed jobs a worker never started (it got stuck behind a slow job).
+
+    One whose cancel was requested meanwhile is cancelled instead: it never starts.
+    """
 
     def work(conn: Connection) -> int:
         t = now()
+        ids = [c.id for c in claims]
+        locked: list[Row[Any]] = list(conn.execute(_LOCK_MANY, {"ids": ids}))
+        rows = {r.id: r for r in locked}
         moved = 0
         for claim_ in claims:
+            row = rows.get(claim_.id)
+            if row is None or row.status != Status.PROCESSING:
+                continue
+            if row.cancel_requested:
+                verdict = decide_outcome(
+                    attempt_of(row),
+                    failed=False,
+                    message=None,
+                    policy=RetryPolicy(),
+                    started=False,
+                )
+                values = ended_attempt_values(None, None, verdict, t)
+                if apply(
+                    conn, verdict.transition, _held(row.id, claim_.lease_token), at=t, values=values
+                ):
+                    moved += release_next_jobs(conn, row, target(verdict.transition), t)
+                continue
             moved += len(
                 apply(
                     conn,
                     Transition.UNCLAIM,
                     _held(claim_.id, claim_.lease_token),
                     at=t,
-                    only_from=Status.PROCESSING,
                     values={
                         "attempt": jobs.c.attempt - 1,
                         "lease_token": None,
@@ -514,18 +526,6 @@ def release_unstarted(db: Database, claims: list[Claim]) -> int:
     if moved:
         db.notify_dispatchable(moved)
     return moved
-
-
-def settle(conn: Connection, row: Row[Any], status: Status, at: float) -> int:
-    """What a job's end means for what follows it; returns how many jobs may now start.
-
-    A JOIN node's end is its arrival at its join; any other job releases its next jobs.
-    """
-    if status not in TERMINAL:
-        return 0
-    if row.join_id is not None:
-        return joins.arrive(conn, row, at)
-    return release_next_jobs(conn, row, status, at)
 
 
 # -- user actions ------------------------------------------------------------------------
@@ -554,11 +554,10 @@ def cancel(db: Database, job_id: int) -> Status:
                 only_from=status,
                 values={"message": "cancelled by request", "finished_at": t},
             )
+            started = block_waiting_subtree(conn, job_id, Transition.CANCEL, reason, t)
             if row.join_id is not None:
-                return Status.CANCELLED, joins.arrive(conn, row, t, Status.CANCELLED)
-            return Status.CANCELLED, block_waiting_subtree(
-                conn, job_id, Transition.CANCEL, reason, t
-            )
+                started += joins.arrive_cancelled(conn, row, t)
+            return Status.CANCELLED, started
         if status != Status.PROCESSING:
             raise Conflict(
                 f"job {job_id} is {status}; only waiting or running jobs can be cancelled"
@@ -570,7 +569,7 @@ def cancel(db: Database, job_id: int) -> Status:
             .where(jobs.c.id == job_id, jobs.c.status == Status.PROCESSING.value)
             .values(cancel_requested=True, updated_at=t)
         )
-        record_events(conn, [(job_id, row.attempt)], status, status, t, "cancel requested")
+        record_event_rows(conn, [(job_id, row.attempt)], status, status, t, "cancel requested")
         return Status.PROCESSING, block_waiting_subtree(conn, job_id, Transition.CANCEL, reason, t)
 
     status, dispatchable = db.write(work)
@@ -590,6 +589,11 @@ def retry(db: Database, job_id: int) -> Status:
         if status not in RETRYABLE:
             raise Conflict(
                 f"job {job_id} is {status}; only FAILED or CANCELLED jobs can be retried"
+            )
+        if row.join_id is not None:
+            raise Conflict(
+                f"job {job_id} is a JOIN node: it ends with its join's decision; "
+                "retry the branch that failed instead"
             )
         t = now()
         # Cancelled before its parent ended: it waits for that parent again, not runs now.
@@ -617,14 +621,8 @@ def retry(db: Database, job_id: int) -> Status:
                 "finished_at": None,
             },
         )
-        revived = apply(
-            conn,
-            Transition.UNBLOCK,
-            jobs.c.blocked_by == job_id,
-            at=t,
-            values={"blocked_by": None, "message": None, "finished_at": None},
-        )
-        joins.rearm(conn, [job_id, *(r.id for r in revived)], t)
+        revived = revive_blocked(conn, [job_id], t)
+        joins.rearm(conn, [job_id, *revived], t)
         return Status.WAITING_FOR_PARENT if waits else Status.WAITING_FOR_DISPATCH
 
     status = db.write(work)
@@ -690,7 +688,7 @@ def _recover(conn: Connection, row: Row[Any], t: float) -> bool:
         return False
     if transition == Transition.RERUN:
         return True
-    return settle(conn, row, target(transition), t) > 0
+    return release_next_jobs(conn, row, target(transition), t) > 0
 
 
 # -- helpers -----------------------------------------------------------------------------

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, bindparam, case, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, case, select
 
-from app.statuses import TERMINAL, Status, Transition
+from app.statuses import TERMINAL, TRANSITIONS, Status, Transition, target
 from app.store.tables import jobs
-from app.store.transitions import apply, apply_to_ids, record_events
+from app.store.transitions import AT, apply, apply_to_ids, guarded_update, record
 
 # A JOIN node runs no user code: its "run" is its arrival, microseconds of bookkeeping. It is
 # due as of its creation, so claims (ordered by run_after, id) take it before ordinary jobs
@@ -29,47 +29,58 @@ def release_next_jobs(
 
     FINISHED starts them all. FAILED starts those with executeOnError and skips the rest
     with their subtrees. CANCELLED (or SKIPPED) cancels (or skips) every waiting
-    descendant. ``reason`` replaces the default skip message.
+    descendant. JOIN nodes start whatever the outcome and carry it to their join.
+    ``reason`` replaces the default skip message.
     """
     if outcome not in TERMINAL:
         return 0
     if outcome == Status.FINISHED:
         return release_finished(conn, [parent.id], at)
     children = jobs.c.parent_id == parent.id
-    started = apply(
-        conn,
-        Transition.ARRIVE,
-        and_(children, jobs.c.join_id.is_not(None)),
-        at=at,
-        values=JOIN_DUE,
+    started = len(
+        apply(
+            conn,
+            Transition.ARRIVE,
+            and_(children, jobs.c.join_id.is_not(None)),
+            at=at,
+            values=_arriving_with(outcome),
+        )
     )
     if outcome == Status.FAILED:
-        started += apply(
-            conn,
-            Transition.PARENT_FAILED,
-            and_(children, jobs.c.execute_on_error.is_(True)),
-            at=at,
-            values={"run_after": at},
+        started += len(
+            apply(
+                conn,
+                Transition.PARENT_FAILED,
+                and_(children, jobs.c.execute_on_error.is_(True), jobs.c.join_id.is_(None)),
+                at=at,
+                values={"run_after": at},
+            )
         )
         message = reason or f"skipped: job {parent.id} ({parent.target_object}) failed"
-        return len(started) + block_waiting_subtree(conn, parent.id, Transition.SKIP, message, at)
+        return started + block_waiting_subtree(conn, parent.id, Transition.SKIP, message, at)
     message = reason or f"cancelled: job {parent.id} was cancelled"
     transition = Transition.SKIP if outcome == Status.SKIPPED else Transition.CANCEL
-    return len(started) + block_waiting_subtree(conn, parent.id, transition, message, at)
+    return started + block_waiting_subtree(conn, parent.id, transition, message, at)
 
 
-_START_CHILDREN = (
-    update(jobs)
-    .where(
-        jobs.c.parent_id.in_(bindparam("parents", expanding=True)),
-        jobs.c.status == Status.WAITING_FOR_PARENT.value,
-    )
-    .values(
-        status=Status.WAITING_FOR_DISPATCH.value,
-        run_after=case((jobs.c.join_id.is_not(None), jobs.c.created_at), else_=bindparam("at")),
-        updated_at=bindparam("at"),
-    )
-    .returning(jobs.c.id, jobs.c.attempt)
+def _arriving_with(outcome: Status) -> dict[str, Any]:
+    """A released JOIN node's columns: the outcome it carries, and due at its creation."""
+    return {**JOIN_DUE, "arrival_outcome": outcome.value}
+
+
+# Ordinary next jobs (PARENT_FINISHED) and JOIN nodes (ARRIVE) of FINISHED parents start in
+# one statement: the two transitions must share their source and target.
+if TRANSITIONS[Transition.PARENT_FINISHED] != TRANSITIONS[Transition.ARRIVE]:
+    raise RuntimeError("PARENT_FINISHED and ARRIVE must move the same statuses")
+_START_CHILDREN = guarded_update(
+    Transition.PARENT_FINISHED,
+    jobs.c.parent_id.in_(bindparam("parents", expanding=True)),
+    {
+        "run_after": case((jobs.c.join_id.is_not(None), jobs.c.created_at), else_=AT),
+        "arrival_outcome": case((jobs.c.join_id.is_not(None), Status.FINISHED.value)),
+        "updated_at": AT,
+    },
+    returning=(jobs.c.join_id,),
 )
 
 
@@ -77,14 +88,8 @@ def release_finished(conn: Connection, parent_ids: list[int], at: float) -> int:
     """Start every waiting next job of these FINISHED parents (one prebuilt statement,
     this is the hot path); returns how many."""
     started = conn.execute(_START_CHILDREN, {"parents": parent_ids, "at": at}).all()
-    record_events(
-        conn,
-        ((r.id, r.attempt) for r in started),
-        Status.WAITING_FOR_PARENT,
-        Status.WAITING_FOR_DISPATCH,
-        at,
-        Transition.PARENT_FINISHED,
-    )
+    record(conn, Transition.PARENT_FINISHED, (r for r in started if r.join_id is None), at)
+    record(conn, Transition.ARRIVE, (r for r in started if r.join_id is not None), at)
     return len(started)
 
 
@@ -94,7 +99,8 @@ def block_waiting_subtree(
     """Skip or cancel the not-yet-started descendants of ``blocker_id``.
 
     Stops at JOIN nodes, which start instead (returned count) so their join hears of the
-    branch's end. The blocked jobs remember the blocker: retrying it brings them back.
+    branch's end, carrying it as SKIPPED or CANCELLED. The blocked jobs remember the
+    blocker: retrying it brings them back.
     """
     blocked, joins = _waiting_descendants(conn, blocker_id)
     apply_to_ids(
@@ -111,8 +117,7 @@ def block_waiting_subtree(
             Transition.ARRIVE,
             joins,
             at=at,
-            only_from=Status.WAITING_FOR_PARENT,
-            values=JOIN_DUE,
+            values=_arriving_with(target(transition)),
         )
     )
 
@@ -135,3 +140,17 @@ def _waiting_descendants(conn: Connection, root_id: int) -> tuple[list[int], lis
     for job_id, join_id in conn.execute(select(tree.c.id, tree.c.join_id)):
         (joins if join_id is not None else blocked).append(job_id)
     return blocked, joins
+
+
+def revive_blocked(conn: Connection, blocker_ids: list[int], at: float) -> list[int]:
+    """What these jobs skipped or cancelled waits for its parent again (their blocker runs
+    again, or its join reopened); returns the revived ids. Jobs cancelled on their own
+    (not blocked by one of these) stay cancelled."""
+    revived = apply(
+        conn,
+        Transition.UNBLOCK,
+        jobs.c.blocked_by.in_(blocker_ids),
+        at=at,
+        values={"blocked_by": None, "message": None, "finished_at": None},
+    )
+    return [r.id for r in revived]

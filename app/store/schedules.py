@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from app.join_plan import JoinPlan
 from app.payload import JobSpec, PayloadError
 from app.store.database import Database, now
-from app.store.joins import JoinConflict
+from app.store.join_setup import JoinConflict
 from app.store.submission import insert_tree
 from app.store.tables import jobs, schedule_fires, schedules
 

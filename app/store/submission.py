@@ -9,7 +9,7 @@ from sqlalchemy import Connection, insert, literal, null, select
 from app.join_plan import JoinPlan, plan_joins
 from app.payload import JobSpec
 from app.statuses import Status, Transition
-from app.store import joins
+from app.store import join_setup
 from app.store.database import Database, allocate_job_ids, now
 from app.store.tables import job_events, jobs
 
@@ -38,7 +38,7 @@ def _insert_tree(conn: Connection, root: JobSpec, plans: list[JoinPlan]) -> int:
     reserved = allocate_job_ids(conn, sum(1 for _ in root.walk()))
     root_id = reserved[0]
     # Preparing joins may drop duplicate next jobs of a batch join; unused ids are harmless.
-    join_of = joins.prepare(conn, plans, root_id, t)
+    join_of = join_setup.prepare(conn, plans, root_id, t)
     order = _breadth_first(root)
     ids = reserved[: len(order)]
     job_ids = {id(spec): job_id for job_id, (spec, _, _, _) in zip(ids, order, strict=True)}
@@ -71,7 +71,7 @@ def _insert_tree(conn: Connection, root: JobSpec, plans: list[JoinPlan]) -> int:
             ).where(jobs.c.root_id == root_id),
         )
     )
-    joins.set_owners(conn, plans, job_ids)
+    join_setup.set_owners(conn, plans, job_ids)
     return root_id
 
 

@@ -1,7 +1,10 @@
 """Applying the state machine to rows: guarded updates that also write the event log.
 
-Every status change in jobchain goes through :func:`apply`, inside the caller's
-transaction, so the change and its event row commit or vanish together.
+Every status change in jobchain is built here from :data:`app.statuses.TRANSITIONS`: the
+guard (``status IN <sources>``), the new status and the event row's reason all come from
+the table. The hot path prebuilds its statements with :func:`guarded_update` and logs
+them with :func:`record`; everything else calls :func:`apply` inside its transaction, so a
+change and its event row commit or vanish together.
 """
 
 from __future__ import annotations
@@ -9,13 +12,48 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Row, insert, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Connection,
+    Row,
+    Update,
+    bindparam,
+    insert,
+    select,
+    update,
+)
 
-from app.statuses import Status, Transition, allowed, sources, target
+from app.statuses import Status, Transition, sources, target
 from app.store.tables import job_events, jobs
 
 # Keep IN (...) lists well below SQLite's and PostgreSQL's bound-parameter limits.
 CHUNK = 5000
+
+
+def guard(transition: Transition, only_from: Status | None = None) -> ColumnElement[bool]:
+    """``status IN <sources>``: the condition every update of ``transition`` carries."""
+    froms = _froms(transition, only_from)
+    if len(froms) == 1:
+        return jobs.c.status == froms[0].value
+    return jobs.c.status.in_([s.value for s in froms])
+
+
+def guarded_update(
+    transition: Transition,
+    condition: ColumnElement[bool],
+    values: dict[str, Any],
+    returning: Sequence[Any] = (),
+    only_from: Status | None = None,
+) -> Update:
+    """``UPDATE jobs SET status = <target>, ... WHERE <condition> AND <guard> RETURNING id,
+    attempt, ...``: a statement the hot path builds once and runs many times."""
+    return (
+        update(jobs)
+        .where(condition, guard(transition, only_from))
+        .values(status=target(transition).value, **values)
+        .returning(jobs.c.id, jobs.c.attempt, *returning)
+    )
 
 
 def apply(
@@ -31,25 +69,38 @@ def apply(
 ) -> list[Row[Any]]:
     """Move every row matching ``condition`` that is in a legal source status.
 
-    One guarded ``UPDATE ... WHERE status = <source>`` per source status, so the event's
-    ``from_status`` is exact and a row changed concurrently is simply not matched.
-    Returns the rows that moved (id, attempt, plus ``returning`` columns).
+    One guarded step on a locked row set: with a single source status, one ``UPDATE``
+    (its guard names the status every event starts from); with several, the rows are
+    locked first (``SELECT ... FOR UPDATE``) so their status cannot change between the
+    read that names each event's source and the update. Returns the rows that moved
+    (id, attempt, plus ``returning`` columns).
     """
-    froms = [only_from] if only_from is not None else sorted(sources(transition))
-    to = target(transition)
+    froms = _froms(transition, only_from)
+    stmt = guarded_update(
+        transition, condition, {"updated_at": at, **(values or {})}, returning, only_from
+    )
+    if len(froms) == 1:
+        single = list(conn.execute(stmt).all())
+        record(conn, transition, single, at, from_status=froms[0], reason=reason)
+        return single
+    locked = dict(
+        conn.execute(
+            select(jobs.c.id, jobs.c.status)
+            .where(condition, guard(transition, only_from))
+            .order_by(jobs.c.id)
+            .with_for_update()
+        ).all()
+    )
+    if not locked:
+        return []
     moved: list[Row[Any]] = []
+    ids = sorted(locked)
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        moved.extend(conn.execute(stmt.where(jobs.c.id.in_(chunk))).all())
     for source in froms:
-        if not allowed(source, transition):
-            raise ValueError(f"{transition} is not allowed from {source}")
-        stmt = (
-            update(jobs)
-            .where(condition, jobs.c.status == source.value)
-            .values(status=to.value, updated_at=at, **(values or {}))
-            .returning(jobs.c.id, jobs.c.attempt, *returning)
-        )
-        rows = conn.execute(stmt).all()
-        record_events(conn, ((r.id, r.attempt) for r in rows), source, to, at, reason or transition)
-        moved.extend(rows)
+        rows = [r for r in moved if locked[r.id] == source.value]
+        record(conn, transition, rows, at, from_status=source, reason=reason)
     return moved
 
 
@@ -64,7 +115,29 @@ def apply_to_ids(
     return moved
 
 
-def record_events(
+def record(
+    conn: Connection,
+    transition: Transition,
+    moved: Iterable[Row[Any]],
+    at: float,
+    *,
+    from_status: Status | None = None,
+    reason: str | None = None,
+) -> None:
+    """The event rows of rows (id, attempt) that ``transition`` just moved."""
+    froms = sources(transition)
+    source = from_status if from_status is not None else _only(froms, transition)
+    record_event_rows(
+        conn,
+        ((r.id, r.attempt) for r in moved),
+        source,
+        target(transition),
+        at,
+        reason or transition,
+    )
+
+
+def record_event_rows(
     conn: Connection,
     job_attempts: Iterable[tuple[int, int]],
     from_status: Status | None,
@@ -72,6 +145,8 @@ def record_events(
     at: float,
     reason: str,
 ) -> None:
+    """Event rows for a change that is not a transition of the table: a submission (no
+    source status) or a note on an unchanged status (a cancel request)."""
     rows = [
         {
             "job_id": job_id,
@@ -87,4 +162,21 @@ def record_events(
         conn.execute(_INSERT_EVENT, rows)
 
 
+def _froms(transition: Transition, only_from: Status | None) -> list[Status]:
+    legal = sources(transition)
+    if only_from is None:
+        return sorted(legal)
+    if only_from not in legal:
+        raise ValueError(f"{transition} is not allowed from {only_from}")
+    return [only_from]
+
+
+def _only(froms: frozenset[Status], transition: Transition) -> Status:
+    if len(froms) != 1:
+        raise ValueError(f"{transition} has several sources; name the one the rows left")
+    return next(iter(froms))
+
+
 _INSERT_EVENT = insert(job_events)
+# The parameter name the hot path's statements use for "now".
+AT: BindParameter[Any] = bindparam("at")

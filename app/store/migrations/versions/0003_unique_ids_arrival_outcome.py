@@ -53,6 +53,7 @@ def upgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name != "sqlite":
         op.add_column("jobs", arrival_outcome())
+        _backfill_arrival_outcomes()
         return
     for name in NEVER_REUSED:
         with op.batch_alter_table(
@@ -62,6 +63,17 @@ def upgrade() -> None:
                 batch.add_column(arrival_outcome(), insert_after="join_id")
     for name, holders in NEVER_REUSED.items():
         _seed_sequence(bind, name, [(name, "id"), *holders])
+    _backfill_arrival_outcomes()
+
+
+def _backfill_arrival_outcomes() -> None:
+    """JOIN nodes released before this revision carry their parent's end, as release
+    now records it (their parent cannot move on until they have arrived)."""
+    op.execute(
+        "UPDATE jobs SET arrival_outcome = "
+        "(SELECT parent.status FROM jobs AS parent WHERE parent.id = jobs.parent_id) "
+        "WHERE join_id IS NOT NULL AND status = 'WAITING_FOR_DISPATCH'"
+    )
 
 
 def downgrade() -> None:
