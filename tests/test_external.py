@@ -280,7 +280,7 @@ def test_failed_callback_follows_the_failure_rules(
     assert nodes["after.NOOP"]["status"] == "SKIPPED"
     assert nodes["cleanup.NOOP"]["status"] == "FINISHED"  # executeOnError
     assert nodes["other.NOOP"]["status"] == "FINISHED"
-    assert nodes["both.JOIN"]["status"] == "FINISHED"  # arrived (as a failed branch)
+    assert nodes["both.JOIN"]["status"] == "FAILED"  # ends with its join's decision
     assert nodes["report.NOOP"]["status"] == "SKIPPED"  # all_success join failed
 
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from sqlalchemy import func, select
 
 from app.join_plan import plan_joins
 from app.statuses import Status
-from app.store import joins, lifecycle, submission
+from app.store import join_reads, lifecycle, submission
 from app.store.database import Database
 from app.store.tables import job_events, jobs
 from tests.test_joins import spec
@@ -96,7 +98,9 @@ def race_once(db: Database) -> None:
     assert {c.target_object for c in taken} <= {"B.NOOP"}, taken  # JOIN nodes never leave
     expected = Status.PROCESSING if taken else Status.WAITING_FOR_DISPATCH
     assert b_releases(db, root_id) == (expected.value, 1)
-    [join] = [j for j in joins.list_joins(db, key="race", batch=None) if j["root_id"] == root_id]
+    [join] = [
+        j for j in join_reads.list_joins(db, key="race", batch=None) if j["root_id"] == root_id
+    ]
     assert join["state"] == "FIRED"
     assert len(join["arrivals"]) == WIDTH
     # Drain B so the next repetition's claims see only its own jobs.
@@ -138,3 +142,131 @@ def test_arrivals_from_many_processes_fire_once(db: Database) -> None:
             assert proc.exitcode == 0
         # Whoever claimed B ran it; it was released once.
         assert b_releases(db, root_id) == (Status.FINISHED.value, 1)
+
+
+# -- a retry racing its JOIN node's arrival ---------------------------------------------
+
+RETRY_REPETITIONS = 100
+OK = lifecycle.Outcome(failed=False)
+
+
+def retry_race_setup(db: Database) -> tuple[int, int]:
+    """R -> [a1 -> k, a2 -> k -> B]: a1 finished and arrived, a2 failed; a2's JOIN node is
+    released carrying FAILED and not yet claimed. Returns (root id, a2's id)."""
+    payload = {
+        "targetObject": "R.NOOP",
+        "nextJobs": [
+            {"targetObject": "a1.NOOP", "nextJobs": [{"targetObject": "k.JOIN"}]},
+            {
+                "targetObject": "a2.NOOP",
+                "nextJobs": [{"targetObject": "k.JOIN", "nextJobs": [{"targetObject": "B.NOOP"}]}],
+            },
+        ],
+    }
+    tree = spec(payload)
+    root_id = submission.submit(db, tree, plan_joins(tree))
+    finish_in_turn(db, claim_all(db, 1))
+    a1, a2 = claim_all(db, 2)
+    lifecycle.complete(  # a1 ends; its JOIN node is claimed and arrives in the same commit
+        db, [lifecycle.Done(a1.id, a1.lease_token, OK)], owner="t", claim_limit=1
+    )
+    lifecycle.finish(db, a2.id, a2.lease_token, lifecycle.Outcome(failed=True, message="no"))
+    return root_id, a2.id
+
+
+def drain(db: Database, root_id: int, taken: list[lifecycle.Claim]) -> None:
+    """Run the chain to its end: every job claimed finishes successfully."""
+    pending = list(taken)
+    for _ in range(20):
+        finish_in_turn(db, pending)
+        pending = lifecycle.claim(db, "t", lease_seconds=60, limit=10)
+        if not pending and b_releases(db, root_id)[0] == Status.FINISHED.value:
+            return
+    raise AssertionError(f"chain {root_id} did not end")
+
+
+def check_retry_race(db: Database, root_id: int) -> None:
+    assert b_releases(db, root_id) == (Status.FINISHED.value, 1)
+    [join] = [j for j in join_reads.list_joins(db, key="k", batch=None) if j["root_id"] == root_id]
+    assert join["state"] == "FIRED"
+    assert sorted(a["parent_outcome"] for a in join["arrivals"]) == ["FINISHED", "FINISHED"]
+    with db.read() as conn:
+        nodes = conn.execute(
+            select(jobs.c.status).where(jobs.c.root_id == root_id, jobs.c.join_id.is_not(None))
+        ).scalars()
+        assert list(nodes) == [Status.FINISHED.value] * 2
+
+
+def at_once(*calls: Callable[[], Any]) -> list[Any]:
+    """Run the calls in threads released together by a barrier; returns their results."""
+    barrier = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            results[index] = calls[index]()
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors, errors
+    return results
+
+
+def test_retry_racing_the_join_nodes_claim_rearms_it_in_threads(db: Database) -> None:
+    for _ in range(RETRY_REPETITIONS):
+        root_id, a2 = retry_race_setup(db)
+        _, taken = at_once(
+            partial(lifecycle.retry, db, a2),
+            partial(lifecycle.claim, db, "racer", lease_seconds=60, limit=1),
+        )
+        drain(db, root_id, taken)
+        check_retry_race(db, root_id)
+
+
+def _claim_on_signal(url: str, rounds: int, go: Any, claimed: Any) -> None:
+    db = Database(url)
+    for _ in range(rounds):
+        go.wait(timeout=60)
+        claims = lifecycle.claim(db, "racer", lease_seconds=60, limit=1)
+        claimed.put([(c.id, c.lease_token) for c in claims])
+    db.dispose()
+
+
+def test_retry_racing_the_join_nodes_claim_rearms_it_across_processes(db: Database) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    go = ctx.Barrier(2)
+    claimed = ctx.Queue()
+    proc = ctx.Process(target=_claim_on_signal, args=(db.url, RETRY_REPETITIONS, go, claimed))
+    proc.start()
+    try:
+        for _ in range(RETRY_REPETITIONS):
+            root_id, a2 = retry_race_setup(db)
+            go.wait(timeout=60)
+            lifecycle.retry(db, a2)
+            taken = [
+                lifecycle.Claim(
+                    id=job_id,
+                    root_id=root_id,
+                    target_object="",
+                    job_type="",
+                    target_id=None,
+                    parameters={},
+                    attempt=0,
+                    max_attempts=1,
+                    timeout_seconds=None,
+                    lease_token=token,
+                )
+                for job_id, token in claimed.get(timeout=60)
+            ]
+            drain(db, root_id, taken)
+            check_retry_race(db, root_id)
+    finally:
+        proc.join(60)
+    assert proc.exitcode == 0

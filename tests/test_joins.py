@@ -8,7 +8,7 @@ import pytest
 
 from app.join_plan import plan_joins
 from app.payload import Limits, PayloadError, parse_tree
-from app.store import joins, lifecycle, submission
+from app.store import join_reads, join_setup, joins, lifecycle, submission
 from app.store.database import Database
 from app.worker import WorkerPool
 from jobs import REGISTRY, JobContext, JobFailed, job_type
@@ -43,7 +43,7 @@ def by_target(tree: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def the_join(db: Database) -> dict[str, Any]:
-    found = joins.list_joins(db, key="profit", batch=None)
+    found = join_reads.list_joins(db, key="profit", batch=None)
     assert len(found) == 1
     return found[0]
 
@@ -57,12 +57,12 @@ def test_all_success_fires_once_when_every_parent_finished(db: Database, pool: W
     assert join["expected"] == 3
     assert len(join["arrivals"]) == 3
     assert join["started_job_ids"] == [by_target(tree)["B.NOOP"]["id"]]
-    messages = sorted(n["message"] for n in flatten(tree) if n["job_type"] == "JOIN")
-    assert [m.split(" at ")[0] for m in messages] == [
-        "arrival 1 of 3",
-        "arrival 2 of 3",
-        "arrival 3 of 3",
-    ]
+    nodes = [n for n in flatten(tree) if n["job_type"] == "JOIN"]
+    # Every JOIN node ends with the join's decision; the last arrival decided it.
+    assert [n["status"] for n in nodes] == ["FINISHED"] * 3
+    messages = sorted(n["message"] for n in nodes)
+    assert messages[0] == "arrival 3 of 3 at join 'profit' (parent FINISHED); join FIRED"
+    assert messages[1:] == ["join 'profit' FIRED"] * 2
 
 
 def test_all_success_skips_next_jobs_when_a_parent_failed(db: Database, pool: WorkerPool) -> None:
@@ -187,7 +187,9 @@ def test_cross_submission_batch_join(db: Database, pool: WorkerPool) -> None:
     sales = submit(db, monthly("sales", with_next=True))
     found = wait_until(
         lambda: (
-            (j := joins.list_joins(db, key="profit", batch="2024-03")) and j[0]["arrivals"] and j
+            (j := join_reads.list_joins(db, key="profit", batch="2024-03"))
+            and j[0]["arrivals"]
+            and j
         )
     )
     assert found[0]["state"] == "WAITING"
@@ -197,7 +199,7 @@ def test_cross_submission_batch_join(db: Database, pool: WorkerPool) -> None:
     tree = wait_for_chain(db, sales)
     report = [n for n in flatten(tree) if n["target_object"] == "report.NOOP"]
     assert [n["status"] for n in report] == ["FINISHED"]
-    assert joins.list_joins(db, key="profit", batch="2024-03")[0]["state"] == "FIRED"
+    assert join_reads.list_joins(db, key="profit", batch="2024-03")[0]["state"] == "FIRED"
 
 
 def test_batch_join_with_different_next_jobs_is_a_conflict(db: Database) -> None:
@@ -214,7 +216,7 @@ def test_batch_join_with_different_next_jobs_is_a_conflict(db: Database) -> None
         }
 
     submit(db, payload("one"))
-    with pytest.raises(joins.JoinConflict):
+    with pytest.raises(join_setup.JoinConflict):
         submit(db, payload("two"))
 
 

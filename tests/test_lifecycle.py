@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
+from app.domain.outcome import RetryPolicy
 from app.statuses import TRANSITIONS, Status, allowed
-from app.store import lifecycle, queries, release, transitions
+from app.store import lifecycle, queries, transitions
 from app.store.database import Database, now
-from app.store.lifecycle import Claim, Outcome, RetryPolicy
+from app.store.lifecycle import Claim, Outcome
 from app.store.tables import job_events, jobs
 from tests.test_engine_chain import submit
 
@@ -278,8 +279,7 @@ def test_a_failed_event_write_rolls_back_the_status_change(
     def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("event table unavailable")
 
-    for module in (transitions, lifecycle, release):  # wherever the hot path looks it up
-        monkeypatch.setattr(module, "record_events", broken)
+    monkeypatch.setattr(transitions, "record_event_rows", broken)  # every event row
     with pytest.raises(RuntimeError):
         lifecycle.finish(db, root, claim.lease_token, OK)
     monkeypatch.undo()

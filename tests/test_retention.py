@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import event, func, insert, select, update
 
 from app.housekeeping import start_housekeeping
-from app.store import retention
+from app.store import queries, retention
 from app.store.database import Database, now
 from app.store.tables import (
     idempotency_keys,
@@ -21,7 +21,7 @@ from app.store.tables import (
     schedules,
 )
 from app.worker import WorkerPool
-from tests.helpers import wait_for_chain
+from tests.helpers import flatten, wait_for_chain, wait_until
 from tests.test_engine_chain import submit
 
 DAY = 86_400.0
@@ -31,6 +31,21 @@ RETENTION = 14 * DAY
 def run(db: Database, payload: dict[str, Any]) -> int:
     root = submit(db, payload)
     wait_for_chain(db, root)
+    return root
+
+
+def run_to_join(db: Database, payload: dict[str, Any]) -> int:
+    """Submit a chain whose batch JOIN node waits for another submission; return once the
+    node arrived (it then waits, unfinished, for the join's decision)."""
+    root = submit(db, payload)
+
+    def arrived() -> bool:
+        tree = queries.get_tree(db, root)
+        assert tree is not None
+        nodes = [n for n in flatten(tree) if n["job_type"] == "JOIN"]
+        return all(n["status"] == "WAITING_FOR_PARENT" and n["message"] for n in nodes)
+
+    wait_until(arrived, what=f"chain {root}'s JOIN node to arrive")
     return root
 
 
@@ -135,10 +150,15 @@ def test_live_recent_and_join_sharing_chains_stay(db: Database, pool: WorkerPool
         return node
 
     # A batch join still waiting for its second submission: its old first half stays.
-    waiting = run(db, {"targetObject": "a.NOOP", "nextJobs": [batch_node("waiting", False)]})
+    waiting = run_to_join(
+        db, {"targetObject": "a.NOOP", "nextJobs": [batch_node("waiting", False)]}
+    )
     # A fired batch join whose other half is recent: the old half stays with it.
-    shared_old = run(db, {"targetObject": "b.NOOP", "nextJobs": [batch_node("shared", False)]})
+    shared_old = run_to_join(
+        db, {"targetObject": "b.NOOP", "nextJobs": [batch_node("shared", False)]}
+    )
     shared_new = run(db, {"targetObject": "c.NOOP", "nextJobs": [batch_node("shared", True)]})
+    wait_for_chain(db, shared_old)  # the join's decision ended its first half too
     # An old chain whose end is still ahead (its second job waits for a far-off retry).
     live = run(db, {"targetObject": "d.NOOP", "nextJobs": [{"targetObject": "e.NOOP"}]})
     for root in (waiting, shared_old, live):
@@ -161,10 +181,11 @@ def test_chains_sharing_a_join_go_together_in_bounded_batches(
     db: Database, pool: WorkerPool
 ) -> None:
     node = {"targetObject": "m.JOIN", "parameters": {"batch": "2024-03", "expect": 2}}
-    first = run(db, {"targetObject": "sales.NOOP", "nextJobs": [node]})
+    first = run_to_join(db, {"targetObject": "sales.NOOP", "nextJobs": [node]})
     singles = [run(db, {"targetObject": f"s{i}.NOOP"}) for i in range(5)]
     then = {**node, "nextJobs": [{"targetObject": "profit.NOOP"}]}
     second = run(db, {"targetObject": "expenses.NOOP", "nextJobs": [then]})
+    wait_for_chain(db, first)
     for root in (first, *singles, second):
         age(db, root)
     deletes: list[int] = []

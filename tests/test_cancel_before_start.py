@@ -1,0 +1,87 @@
+"""A job cancelled while it waits in its worker's batch never starts its function.
+
+A worker claims up to 16 quick jobs at once. Cancelling one of those before its turn must
+stop it before it runs (no side effects), whether the worker reaches it next (start
+check) or hands it back unstarted (hand-back).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from app.statuses import Status
+from app.store import lifecycle, queries
+from app.store.database import Database
+from app.worker import Lane, WorkerPool
+from jobs import REGISTRY, JobContext, job_type
+from tests.helpers import status_of
+from tests.test_joins import submit
+
+STARTED: list[int] = []
+_STARTED_LOCK = threading.Lock()
+
+
+@job_type("SIDE_EFFECT")
+def side_effect(ctx: JobContext) -> None:
+    """Records that its function started: the side effect a cancel must prevent."""
+    with _STARTED_LOCK:
+        STARTED.append(ctx.job_id)
+
+
+def three_roots(db: Database) -> list[int]:
+    payload: dict[str, Any] = {
+        "targetObject": "x.SIDE_EFFECT",
+        "nextJobs": [{"targetObject": "after.NOOP"}],
+    }
+    return [submit(db, payload) for _ in range(3)]
+
+
+def next_job(db: Database, root: int) -> dict[str, Any]:
+    tree = queries.get_tree(db, root)
+    assert tree is not None
+    [child] = tree["next_jobs"]
+    return dict(child)
+
+
+def test_the_start_check_sees_a_cancel_made_after_the_claim(db: Database) -> None:
+    roots = three_roots(db)
+    claims = lifecycle.claim(db, "w", lease_seconds=60, limit=3)
+    assert [c.id for c in claims] == roots
+    assert lifecycle.cancel(db, roots[1]) == Status.PROCESSING  # claimed: a request only
+    assert [lifecycle.start_check(db, c) for c in claims] == [True, False, True]
+
+
+def test_a_job_cancelled_in_its_workers_batch_never_runs(db: Database, settings: Any) -> None:
+    """Drive one worker lane by hand: claim three, cancel the second, run the lane."""
+    roots = three_roots(db)
+    pool = WorkerPool(db, REGISTRY, settings)  # not started: this test is its only thread
+    lane = Lane()
+    assert pool._flush(lane, claim_limit=3)
+    assert [c.id for c in lane.held] == roots
+    STARTED.clear()
+    lifecycle.cancel(db, roots[1])
+    while lane.held:
+        pool._work_step(lane)
+    pool._flush(lane, claim_limit=0)
+
+    assert [roots[0], roots[2]] == STARTED
+    assert [status_of(db, r) for r in roots] == ["FINISHED", "CANCELLED", "FINISHED"]
+    cancelled = queries.get_job(db, roots[1])
+    assert cancelled is not None
+    assert cancelled["message"] == "cancelled before it started"
+    assert next_job(db, roots[1])["status"] == "CANCELLED"
+    assert next_job(db, roots[0])["status"] == "WAITING_FOR_DISPATCH"
+
+
+def test_a_handed_back_job_whose_cancel_was_requested_is_cancelled(db: Database) -> None:
+    roots = three_roots(db)
+    claims = lifecycle.claim(db, "w", lease_seconds=60, limit=3)
+    lifecycle.cancel(db, roots[2])
+    assert lifecycle.release_unstarted(db, claims[1:]) == 1  # roots[1] is claimable again
+    assert status_of(db, roots[1]) == "WAITING_FOR_DISPATCH"
+    assert status_of(db, roots[2]) == "CANCELLED"
+    assert next_job(db, roots[2])["status"] == "CANCELLED"
+    # A cancelled job is never claimable again; the handed-back one is.
+    again = lifecycle.claim(db, "w", lease_seconds=60, limit=3)
+    assert [c.id for c in again] == [roots[1]]
