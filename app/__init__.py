@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask, Response, jsonify
 from sqlalchemy import text
 
-from app.errors import register_error_handlers
+from app.api.errors import register_error_handlers
 from app.runtime import Runtime
 from config import Settings
 
@@ -24,14 +24,14 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.extensions["jobchain"] = rt
 
     from app.admin import install_console
-    from app.api import api
+    from app.api.callbacks import integration_api
+    from app.api.jobs import jobs_api
+    from app.api.joins import joins_api
+    from app.api.openapi import build_spec
+    from app.api.schedules import schedules_api
     from app.auth import install_auth
-    from app.integration_api import integration_api
-    from app.joins_api import joins_api
-    from app.openapi import build_spec
-    from app.schedules_api import schedules_api
 
-    app.register_blueprint(api)
+    app.register_blueprint(jobs_api)
     app.register_blueprint(joins_api)
     app.register_blueprint(schedules_api)
     install_console(app)  # /admin: a session cookie instead of a bearer token

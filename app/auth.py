@@ -43,7 +43,7 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 
-from app.errors import error_response
+from app.api.errors import error_response
 from app.store import tokens
 from app.store.database import Database
 from app.store.tokens import ROLES, ApiToken

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, jsonify
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
-from app.api import MAX_ID, json_body, printable
-from app.errors import ApiError
+from app.api.errors import ApiError
+from app.api.schemas import EpochDateTime
+from app.api.shared import MAX_ID, json_body, printable, runtime
 from app.payload import ChainedJobInfoSchema, PayloadError, StrictBoolean, unwrap
-from app.runtime import Runtime
 from app.scheduling import InvalidSchedule, build_job, cron_schedule, next_fire_after
-from app.schemas import EpochDateTime
 from app.store import schedules
 from app.store.database import now
 
@@ -85,11 +84,6 @@ class ScheduleSchema(Schema):
 
 class ScheduleListSchema(Schema):
     items = fields.List(fields.Nested(ScheduleSchema))
-
-
-def runtime() -> Runtime:
-    rt: Runtime = current_app.extensions["jobchain"]
-    return rt
 
 
 @schedules_api.post("/schedules")

@@ -2,36 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 from marshmallow import Schema, ValidationError, fields, validate
 
+from app.api.errors import ApiError
+from app.api.schemas import JobEventSchema, JobLogSchema, JobSchema, JobTypeSchema, dump_tree
+from app.api.shared import MAX_ID, job_not_found, json_body, printable, runtime, valid_job_id
 from app.auth import allows
-from app.errors import ApiError
 from app.join_plan import plan_joins
 from app.payload import JobSpec, Limits, PayloadError, parse_tree
-from app.runtime import Runtime
-from app.schemas import JobEventSchema, JobLogSchema, JobSchema, JobTypeSchema, dump_tree
 from app.statuses import Status
 from app.store import idempotency, lifecycle, queries, submission
 from app.store.joins import JoinConflict
 
-api = Blueprint("api", __name__, url_prefix="/api/v1")
-
-MAX_ID = 2**63 - 1
-
-
-def runtime() -> Runtime:
-    rt: Runtime = current_app.extensions["jobchain"]
-    return rt
-
-
-def printable(value: str) -> None:
-    # PostgreSQL cannot even compare with a string holding NUL; no stored value has one.
-    if not value.isprintable():
-        raise ValidationError("must be printable text")
+jobs_api = Blueprint("api", __name__, url_prefix="/api/v1")
 
 
 class ListArgsSchema(Schema):
@@ -45,7 +31,7 @@ class ListArgsSchema(Schema):
     cursor = fields.Integer(validate=validate.Range(1, MAX_ID))
 
 
-@api.post("/jobs")
+@jobs_api.post("/jobs")
 def submit_job() -> tuple[Response, int, dict[str, str]]:
     """Submit a ChainedJobInfo tree.
     ---
@@ -136,7 +122,7 @@ def submit_job() -> tuple[Response, int, dict[str, str]]:
     return jsonify(JobSchema().dump(job)), 200 if replayed else 201, headers
 
 
-@api.get("/jobs")
+@jobs_api.get("/jobs")
 def list_jobs() -> Response:
     """List jobs, newest first.
     ---
@@ -177,7 +163,7 @@ def list_jobs() -> Response:
     )
 
 
-@api.get("/jobs/<int:job_id>")
+@jobs_api.get("/jobs/<int:job_id>")
 def get_job(job_id: int) -> Response:
     """A job.
     ---
@@ -191,7 +177,7 @@ def get_job(job_id: int) -> Response:
     return jsonify(JobSchema().dump(_job_or_404(job_id)))
 
 
-@api.get("/jobs/<int:job_id>/tree")
+@jobs_api.get("/jobs/<int:job_id>/tree")
 def get_tree(job_id: int) -> Response:
     """A job with all its descendants nested under nextJobs.
     ---
@@ -202,13 +188,13 @@ def get_tree(job_id: int) -> Response:
         200: {description: The job tree, content: {application/json: {schema: JobTree}}}
         404: {description: No such job, content: {application/json: {schema: Error}}}
     """
-    tree = queries.get_tree(runtime().db, _valid_id(job_id))
+    tree = queries.get_tree(runtime().db, valid_job_id(job_id))
     if tree is None:
-        raise _not_found(job_id)
+        raise job_not_found(job_id)
     return jsonify(dump_tree(tree))
 
 
-@api.post("/jobs/<int:job_id>/cancel")
+@jobs_api.post("/jobs/<int:job_id>/cancel")
 def cancel_job(job_id: int) -> Response:
     """Cancel a job and its not-yet-started descendants; a running job is asked to stop.
     ---
@@ -221,13 +207,13 @@ def cancel_job(job_id: int) -> Response:
         409: {description: Already ended, content: {application/json: {schema: Error}}}
     """
     rt = runtime()
-    status = _guarded(lambda: lifecycle.cancel(rt.db, _valid_id(job_id)))
+    status = _guarded(lambda: lifecycle.cancel(rt.db, valid_job_id(job_id)))
     if status == Status.PROCESSING and rt.pool is not None:
         rt.pool.request_abort(job_id)  # type: ignore[attr-defined]
     return jsonify(JobSchema().dump(_job_or_404(job_id)))
 
 
-@api.post("/jobs/<int:job_id>/retry")
+@jobs_api.post("/jobs/<int:job_id>/retry")
 def retry_job(job_id: int) -> Response:
     """Run a FAILED or CANCELLED job again; what it blocked waits again.
     ---
@@ -239,11 +225,11 @@ def retry_job(job_id: int) -> Response:
         404: {description: No such job, content: {application/json: {schema: Error}}}
         409: {description: Not FAILED or CANCELLED, content: {application/json: {schema: Error}}}
     """
-    _guarded(lambda: lifecycle.retry(runtime().db, _valid_id(job_id)))
+    _guarded(lambda: lifecycle.retry(runtime().db, valid_job_id(job_id)))
     return jsonify(JobSchema().dump(_job_or_404(job_id)))
 
 
-@api.get("/jobs/<int:job_id>/events")
+@jobs_api.get("/jobs/<int:job_id>/events")
 def job_events(job_id: int) -> Response:
     """Every status change of the job, oldest first.
     ---
@@ -254,13 +240,13 @@ def job_events(job_id: int) -> Response:
         200: {description: The events, content: {application/json: {schema: JobEventList}}}
         404: {description: No such job, content: {application/json: {schema: Error}}}
     """
-    events = queries.get_events(runtime().db, _valid_id(job_id))
+    events = queries.get_events(runtime().db, valid_job_id(job_id))
     if events is None:
-        raise _not_found(job_id)
+        raise job_not_found(job_id)
     return jsonify({"items": JobEventSchema(many=True).dump(events)})
 
 
-@api.get("/jobs/<int:job_id>/log")
+@jobs_api.get("/jobs/<int:job_id>/log")
 def job_log(job_id: int) -> Response:
     """The bounded tail of the job's log.
     ---
@@ -271,13 +257,13 @@ def job_log(job_id: int) -> Response:
         200: {description: The log tail, content: {application/json: {schema: JobLog}}}
         404: {description: No such job, content: {application/json: {schema: Error}}}
     """
-    entry = queries.get_log(runtime().db, _valid_id(job_id))
+    entry = queries.get_log(runtime().db, valid_job_id(job_id))
     if entry is None:
-        raise _not_found(job_id)
+        raise job_not_found(job_id)
     return jsonify(JobLogSchema().dump(entry))
 
 
-@api.get("/job-types")
+@jobs_api.get("/job-types")
 def job_types() -> Response:
     """Registered job types.
     ---
@@ -301,37 +287,17 @@ def _check_job_type_roles(spec: JobSpec, role: str) -> None:
         raise ApiError(403, "insufficient_role", f"this token's role is {role}", denied)
 
 
-def json_body() -> Any:
-    raw = request.get_data(cache=False)
-    try:
-        return json.loads(raw)
-    except RecursionError:
-        raise ApiError(400, "invalid_json", "JSON nested too deeply") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid_json", f"body is not valid JSON: {exc}") from None
-
-
-def _valid_id(job_id: int) -> int:
-    if job_id > MAX_ID:
-        raise _not_found(job_id)
-    return job_id
-
-
 def _job_or_404(job_id: int) -> dict[str, Any]:
-    job = queries.get_job(runtime().db, _valid_id(job_id))
+    job = queries.get_job(runtime().db, valid_job_id(job_id))
     if job is None:
-        raise _not_found(job_id)
+        raise job_not_found(job_id)
     return job
-
-
-def _not_found(job_id: int) -> ApiError:
-    return ApiError(404, "not_found", f"no job {job_id}")
 
 
 def _guarded(action: Any) -> Any:
     try:
         return action()
     except lifecycle.NotFound as exc:
-        raise _not_found(int(str(exc))) from None
+        raise job_not_found(int(str(exc))) from None
     except lifecycle.Conflict as exc:
         raise ApiError(409, "conflict", str(exc)) from None
