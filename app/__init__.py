@@ -29,14 +29,15 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     from app.api.joins import joins_api
     from app.api.openapi import build_spec
     from app.api.schedules import schedules_api
-    from app.auth import install_auth
+    from app.security.tokens import install_auth
 
     app.register_blueprint(jobs_api)
     app.register_blueprint(joins_api)
     app.register_blueprint(schedules_api)
     install_console(app)  # /admin: a session cookie instead of a bearer token
     register_error_handlers(app)
-    # Every request is checked by one policy (app/auth.py); seeds JOBCHAIN_API_TOKENS first.
+    # Every request is checked by one policy (app/security/roles.py); seeds
+    # JOBCHAIN_API_TOKENS first.
     install_auth(app, rt.db, rt.settings.api_tokens)
     # After the auth check: its request hook must only see authorised requests.
     app.register_blueprint(integration_api)

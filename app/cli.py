@@ -9,12 +9,12 @@ from typing import Any
 
 import click
 
-from app.auth import read_admin_token
 from app.cli_db import db
 from app.cli_schedules import schedules
 from app.cli_support import api_call
 from app.cli_tokens import tokens
 from app.client import ApiClient
+from app.security.tokens import read_admin_token
 from app.statuses import TERMINAL, Status
 from config import Settings
 

@@ -13,9 +13,9 @@ from sqlalchemy.engine import make_url
 from waitress.server import create_server
 
 from app import create_app
-from app.auth import ADMIN_TOKEN_FILE, ensure_admin_token
 from app.background import Background
 from app.runtime import Runtime
+from app.security.tokens import ADMIN_TOKEN_FILE, ensure_admin_token
 from app.store.tokens import TokenConfigError
 from config import Settings
 from jobs import REGISTRY

@@ -20,7 +20,7 @@ import requests
 
 from app.housekeeping import start_housekeeping
 from app.runtime import Runtime
-from app.signatures import sign
+from app.security.signatures import sign
 from app.store import queries
 from app.store.database import Database
 from app.worker import WorkerPool

@@ -1,9 +1,9 @@
 """Callbacks from integration systems: POST /api/v1/jobs/{id}/callback ends EXTERNAL jobs.
 
-A callback is trusted only with a valid HMAC signature (``app/signatures.py``) made with one
-of ``settings.callback_secrets``; without any configured secret, callbacks are refused with
-503 (a configuration problem of this service, not a bad request). The signature is checked
-on the raw bytes before anything else, so an unsigned caller learns nothing, not even
+A callback is trusted only with a valid HMAC signature (``app/security/signatures.py``)
+made with one of ``settings.callback_secrets``; without any configured secret, callbacks are
+refused with 503 (a configuration problem of this service, not a bad request). The signature
+is checked on the raw bytes before anything else, so an unsigned caller learns nothing, not even
 whether the job exists.
 """
 
@@ -20,7 +20,7 @@ from app.api.schemas import JobSchema
 from app.api.shared import MAX_ID, job_not_found, parse_json, runtime, valid_job_id
 from app.payload import StrictInteger, StrictNumber, flatten
 from app.runtime import Runtime
-from app.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, verify
+from app.security.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, verify
 from app.statuses import Status
 from app.store import external, lifecycle, queries
 from app.store.database import now

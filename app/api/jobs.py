@@ -10,9 +10,9 @@ from marshmallow import Schema, ValidationError, fields, validate
 from app.api.errors import ApiError
 from app.api.schemas import JobEventSchema, JobLogSchema, JobSchema, JobTypeSchema, dump_tree
 from app.api.shared import MAX_ID, job_not_found, json_body, printable, runtime, valid_job_id
-from app.auth import allows
 from app.join_plan import plan_joins
 from app.payload import JobSpec, Limits, PayloadError, parse_tree
+from app.security.roles import allows
 from app.statuses import Status
 from app.store import idempotency, lifecycle, queries, submission
 from app.store.joins import JoinConflict

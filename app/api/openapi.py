@@ -31,8 +31,8 @@ from app.api.schemas import (
     JobTypeListSchema,
     JobTypeSchema,
 )
-from app.auth import document_security
 from app.payload import ChainedJobInfoSchema
+from app.security.tokens import document_security
 
 SCHEMAS = {
     "ChainedJobInfo": ChainedJobInfoSchema,
