@@ -26,7 +26,7 @@ from flask import Flask
 
 from app import create_app
 from app.cli import cli
-from app.client import ApiClient
+from app.cli.client import ApiClient
 from app.runtime import Runtime
 from app.security.roles import required_role
 from app.security.tokens import TokenVerifier, ensure_admin_token
