@@ -19,7 +19,6 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import delete
 
-from app import create_app
 from app.admin import timeline
 from app.payload import Limits, parse_tree
 from app.runtime import Runtime
@@ -28,6 +27,7 @@ from app.security.roles import is_console, required_role
 from app.store import lifecycle, queries, schedules, submission, tokens
 from app.store.database import Database, now
 from app.store.tables import jobs
+from app.web import create_app
 from jobs import REGISTRY
 from tests.helpers import ADMIN_TOKEN, wait_for_chain
 

@@ -24,7 +24,6 @@ import requests
 from click.testing import CliRunner, Result
 from flask import Flask
 
-from app import create_app
 from app.cli import cli
 from app.cli.client import ApiClient
 from app.runtime import Runtime
@@ -33,6 +32,7 @@ from app.security.tokens import TokenVerifier, ensure_admin_token
 from app.store import tokens
 from app.store.database import Database
 from app.store.tokens import ROLES, TokenConfigError
+from app.web import create_app
 from tests.helpers import AUTH, LiveServer, wait_until
 from tests.test_crash import ServeProcess, serve_command
 

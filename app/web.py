@@ -1,4 +1,6 @@
-"""jobchain's web application: ``create_app`` builds the Flask app for a runtime."""
+"""jobchain's web application: ``create_app`` builds the Flask app for a runtime: the JSON
+API (``app/api``), the console (``app/admin``), the bearer-token check (``app/security``),
+the error shape, health and the OpenAPI document."""
 
 from __future__ import annotations
 
