@@ -8,7 +8,13 @@ import sys
 
 import pytest
 
-WITHOUT_FLASK = ["app", "app.scheduling", "app.security.roles", "app.security.signatures"]
+WITHOUT_FLASK = [
+    "app",
+    "app.scheduling",
+    "app.services.submit",
+    "app.security.roles",
+    "app.security.signatures",
+]
 
 
 @pytest.mark.parametrize("module", WITHOUT_FLASK)

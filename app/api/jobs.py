@@ -10,11 +10,10 @@ from marshmallow import Schema, ValidationError, fields, validate
 from app.api.errors import ApiError
 from app.api.schemas import JobEventSchema, JobLogSchema, JobSchema, JobTypeSchema, dump_tree
 from app.api.shared import MAX_ID, job_not_found, json_body, printable, runtime, valid_job_id
-from app.join_plan import plan_joins
-from app.payload import JobSpec, Limits, PayloadError, parse_tree
-from app.security.roles import allows
+from app.payload import PayloadError
+from app.services.submit import IdempotentRequest, RoleDenied, SubmitService
 from app.statuses import Status
-from app.store import idempotency, lifecycle, queries, submission
+from app.store import idempotency, lifecycle, queries
 from app.store.joins import JoinConflict
 
 jobs_api = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -89,37 +88,30 @@ def submit_job() -> tuple[Response, int, dict[str, str]]:
             application/json:
               schema: Error
     """
-    rt = runtime()
     key = request.headers.get("Idempotency-Key")
     if key is not None and not idempotency.valid_key(key):
         message = "Idempotency-Key must be 1 to 255 printable characters"
         raise ApiError(400, "invalid_idempotency_key", message)
     body = json_body()
-    limits = Limits(max_depth=rt.settings.max_depth, max_nodes=rt.settings.max_nodes)
     try:
-        spec = parse_tree(body, limits, lambda name: name in rt.registry)
-        plans = plan_joins(spec)
+        submitted = SubmitService.for_runtime(runtime()).submit(
+            body,
+            g.api_token.role,
+            None if key is None else IdempotentRequest(key, body),
+        )
+    except RoleDenied as exc:
+        raise ApiError(403, "insufficient_role", exc.message, exc.details) from None
     except PayloadError as exc:
         raise ApiError(exc.status, "invalid_payload", exc.message, exc.details) from None
-    _check_job_type_roles(spec, g.api_token.role)
-    replayed = False
-    try:
-        if key is None:
-            root_id = submission.submit(rt.db, spec, plans)
-        else:
-            ttl = rt.settings.idempotency_ttl_seconds
-            digest = idempotency.body_hash(body)
-            stored = idempotency.submit_once(rt.db, spec, plans, key, digest, ttl)
-            root_id, replayed = stored.root_id, stored.replayed
     except JoinConflict as exc:
         raise ApiError(409, "join_conflict", str(exc)) from None
     except idempotency.KeyReused as exc:
         raise ApiError(422, "idempotency_key_reused", str(exc)) from None
-    job = _job_or_404(root_id)
-    headers = {"Location": f"/api/v1/jobs/{root_id}"}
-    if replayed:
+    job = _job_or_404(submitted.root_id)
+    headers = {"Location": f"/api/v1/jobs/{submitted.root_id}"}
+    if submitted.replayed:
         headers["Idempotent-Replayed"] = "true"
-    return jsonify(JobSchema().dump(job)), 200 if replayed else 201, headers
+    return jsonify(JobSchema().dump(job)), 200 if submitted.replayed else 201, headers
 
 
 @jobs_api.get("/jobs")
@@ -272,19 +264,6 @@ def job_types() -> Response:
         200: {description: The job types, content: {application/json: {schema: JobTypeList}}}
     """
     return jsonify({"items": JobTypeSchema(many=True).dump(runtime().registry.all())})
-
-
-def _check_job_type_roles(spec: JobSpec, role: str) -> None:
-    """403 for a job type this token's role may not submit (e.g. SHELL needs admin)."""
-    registry = runtime().registry
-    denied: dict[str, list[str]] = {}
-    for node in spec.walk():
-        job_type = registry.get(node.job_type)
-        if job_type is not None and not allows(role, job_type.role):
-            path = f"{node.path}.targetObject" if node.path else "targetObject"
-            denied[path] = [f"job type {job_type.name} needs the {job_type.role} role"]
-    if denied:
-        raise ApiError(403, "insufficient_role", f"this token's role is {role}", denied)
 
 
 def _job_or_404(job_id: int) -> dict[str, Any]:
