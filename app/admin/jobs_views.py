@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, redirect, request, url_for
+from flask import abort, g, redirect, request, url_for
 
 from app.admin import filters
 from app.admin.access import flash
@@ -96,7 +96,7 @@ def retry(job_id: int) -> Any:
 @admin.post("/jobs/<int:job_id>/rerun")
 def rerun(job_id: int) -> Any:
     try:
-        new_root = rerun_from(runtime(), _valid(job_id))
+        new_root = rerun_from(runtime(), _valid(job_id), g.console_user.role)
     except NothingToRerun:
         abort(404, f"no job {job_id}")
     except PayloadError as exc:
