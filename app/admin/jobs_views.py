@@ -10,12 +10,11 @@ from app.admin import filters
 from app.admin.access import flash
 from app.admin.blueprint import admin, page, runtime
 from app.admin.rerun import NothingToRerun, rerun_from
+from app.api.shared import MAX_ID
 from app.payload import PayloadError
 from app.statuses import CANCELLABLE, RETRYABLE, Status
 from app.store import console, lifecycle, queries
 from app.store.joins import JoinConflict, get_join
-
-MAX_ID = 2**63 - 1
 
 
 @admin.get("/jobs")
