@@ -1,5 +1,5 @@
 """WSGI entry point for an API-only node, e.g. ``gunicorn wsgi:app`` (no embedded workers)."""
 
-from app import create_app
+from app.web import create_app
 
 app = create_app()

@@ -1,71 +1,29 @@
-"""jobchain's web application: ``create_app`` builds the Flask app for a runtime."""
+"""jobchain: submit a tree of jobs; each starts when its parent ends.
+
+The packages, from the bottom up (each package's docstring says what it may import):
+``store`` (every SQL statement), ``security`` (roles and tokens), ``services`` (what a
+submission goes through, whoever submits), ``api`` (the JSON API) and ``admin`` (the
+console), assembled by ``web`` into the Flask app; ``cli`` is the ``jobchain`` command.
+The modules at this level are the engine: ``statuses``, ``payload`` and ``join_plan`` (the
+rules of a chain), ``worker``, ``background``, ``housekeeping`` and ``scheduling`` (what
+runs jobs and fires schedules), ``server`` and ``worker_process`` (the two kinds of
+process). Importing this package loads no Flask, so a process that only runs jobs need not.
+"""
 
 from __future__ import annotations
 
-import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
-from flask import Flask, Response, jsonify
-from sqlalchemy import text
+if TYPE_CHECKING:
+    from flask import Flask
 
-from app.errors import register_error_handlers
-from app.runtime import Runtime
-from config import Settings
-
-log = logging.getLogger("jobchain.api")
+    from app.runtime import Runtime
+    from config import Settings
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
-    """Build the app. Without a runtime one is created from settings (or the environment)."""
-    rt = runtime or Runtime.create(settings or Settings.from_env())
-    app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = rt.settings.max_body_bytes
-    app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions["jobchain"] = rt
+    """``app.web.create_app``, kept here for ``gunicorn 'app:create_app()'`` (deploy/); Flask
+    is imported when it is called, not when the package is."""
+    from app.web import create_app as build
 
-    from app.admin import install_console
-    from app.api import api
-    from app.auth import install_auth
-    from app.integration_api import integration_api
-    from app.joins_api import joins_api
-    from app.openapi import build_spec
-    from app.schedules_api import schedules_api
-
-    app.register_blueprint(api)
-    app.register_blueprint(joins_api)
-    app.register_blueprint(schedules_api)
-    install_console(app)  # /admin: a session cookie instead of a bearer token
-    register_error_handlers(app)
-    # Every request is checked by one policy (app/auth.py); seeds JOBCHAIN_API_TOKENS first.
-    install_auth(app, rt.db, rt.settings.api_tokens)
-    # After the auth check: its request hook must only see authorised requests.
-    app.register_blueprint(integration_api)
-
-    spec: dict[str, Any] = {}
-
-    @app.get("/health")
-    @app.get("/api/v1/health")
-    def health() -> tuple[Response, int]:
-        """Whether the database answers.
-        ---
-        get:
-          responses:
-            200: {description: "ok: {status: ok, database: ok}"}
-            503: {description: "the database does not answer"}
-        """
-        try:
-            with rt.db.read() as conn:
-                conn.execute(text("SELECT 1"))
-        except Exception as exc:
-            log.warning("health check: database unavailable: %s", exc)
-            return jsonify({"status": "unavailable", "database": "unavailable"}), 503
-        return jsonify({"status": "ok", "database": "ok"}), 200
-
-    @app.get("/openapi.json")
-    @app.get("/api/v1/openapi.json")
-    def openapi() -> Response:
-        if not spec:
-            spec.update(build_spec(app))
-        return jsonify(spec)
-
-    return app
+    return build(settings, runtime)

@@ -22,13 +22,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
 
-from app.join_plan import JoinPlan, plan_joins
-from app.payload import JobSpec, Limits, parse_tree
+from app.services.submit import SubmitService
 from app.store import schedules
 from app.store.database import Database
 from app.store.database import now as current_time
@@ -43,6 +41,8 @@ MAX_ZONE_LENGTH = 64
 CHECK_SECONDS = 5.0
 # Never sleep less than this between checks (a timer may wake a little early).
 MIN_SLEEP = 0.01
+# Only admins create or change schedules (app/security/roles.py): a fire submits as one.
+FIRE_ROLE = "admin"
 
 _DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 
@@ -196,15 +196,6 @@ def _number(text: str, what: str) -> int:
 # -- firing --------------------------------------------------------------------------------
 
 
-def build_job(
-    payload: Any, registry: Registry, settings: Settings
-) -> tuple[JobSpec, list[JoinPlan]]:
-    """Validate a schedule's job exactly as ``POST /jobs`` does (raises PayloadError)."""
-    limits = Limits(max_depth=settings.max_depth, max_nodes=settings.max_nodes)
-    root = parse_tree(payload, limits, lambda name: name in registry)
-    return root, plan_joins(root)
-
-
 def next_fire_after(at: float) -> schedules.NextFire:
     """The store's ``next_fire``: the first fire time of (cron, zone) after ``at``."""
 
@@ -226,9 +217,12 @@ def fire_due(
     Each fires once however many of its fire times passed (coalescing: a service that
     was down for ten minutes starts one chain for an every-minute schedule, not ten), and
     its next fire time moves to the first one after ``now``. Safe to run in many processes.
+    The job goes through the submit service as any submission does (app/services/submit.py);
+    the fire stores it in the transaction that records the fire.
     """
     at = current_time() if now is None else now
     next_fire = next_fire_after(at)
+    service = SubmitService(db, registry, settings)
     fired: list[schedules.Fire] = []
     for schedule_id, fire_time in schedules.due(db, at):
         try:
@@ -238,7 +232,7 @@ def fire_due(
                 fire_time,
                 at,
                 next_fire,
-                lambda payload: build_job(payload, registry, settings),
+                lambda payload: service.prepare(payload, FIRE_ROLE),
             )
         except Exception:  # one broken schedule must not stop the others
             log.exception("schedule %d: fire at %s failed", schedule_id, _iso(fire_time))

@@ -12,11 +12,11 @@ from typing import Any
 from sqlalchemy.engine import make_url
 from waitress.server import create_server
 
-from app import create_app
-from app.auth import ADMIN_TOKEN_FILE, ensure_admin_token
 from app.background import Background
 from app.runtime import Runtime
+from app.security.tokens import ADMIN_TOKEN_FILE, ensure_admin_token
 from app.store.tokens import TokenConfigError
+from app.web import create_app
 from config import Settings
 from jobs import REGISTRY
 from jobs.external import CALLBACK_BASE

@@ -27,8 +27,8 @@ from typing import Any
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, event, text
 
-from app import create_app
 from app.store.tables import metadata
+from app.web import create_app
 from bench.million_jobs import DEFAULT_PATH
 from config import Settings
 

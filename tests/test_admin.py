@@ -19,15 +19,15 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import delete
 
-from app import create_app
 from app.admin import timeline
-from app.auth import is_console, required_role
 from app.payload import Limits, parse_tree
 from app.runtime import Runtime
 from app.scheduling import next_fire_after
+from app.security.roles import is_console, required_role
 from app.store import lifecycle, queries, schedules, submission, tokens
 from app.store.database import Database, now
 from app.store.tables import jobs
+from app.web import create_app
 from jobs import REGISTRY
 from tests.helpers import ADMIN_TOKEN, wait_for_chain
 

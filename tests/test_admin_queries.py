@@ -8,13 +8,13 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import update
 
-from app import create_app
 from app.payload import Limits, parse_tree
 from app.runtime import Runtime
 from app.store import console, lifecycle, queries, submission
 from app.store.console import JobQuery
 from app.store.database import Database
 from app.store.tables import jobs
+from app.web import create_app
 from bench.console import login, sqlite_plan, statements, unindexed
 from jobs import REGISTRY
 from tests.helpers import ADMIN_TOKEN

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 import requests
 
-from app import create_app
 from app.payload import unwrap
 from app.runtime import Runtime
 from app.store import queries
 from app.store.database import Database
+from app.web import create_app
 from app.worker import WorkerPool
 from tests.helpers import AUTH, LiveServer, flatten, wait_for_chain, wait_for_status
 

@@ -3,7 +3,8 @@ seeding from JOBCHAIN_API_TOKENS and the first start of ``jobchain serve``.
 
 The matrix enumerates the app's own routes under /api/v1, so an endpoint added later is
 checked without touching this file; what each call should need is restated below from the
-spec (not read from app/auth.py), so the test checks the policy rather than repeating it.
+spec (not read from app/security/roles.py), so the test checks the policy rather than
+repeating it.
 """
 
 from __future__ import annotations
@@ -23,14 +24,15 @@ import requests
 from click.testing import CliRunner, Result
 from flask import Flask
 
-from app import create_app
-from app.auth import TokenVerifier, ensure_admin_token, required_role
 from app.cli import cli
-from app.client import ApiClient
+from app.cli.client import ApiClient
 from app.runtime import Runtime
+from app.security.roles import required_role
+from app.security.tokens import TokenVerifier, ensure_admin_token
 from app.store import tokens
 from app.store.database import Database
 from app.store.tokens import ROLES, TokenConfigError
+from app.web import create_app
 from tests.helpers import AUTH, LiveServer, wait_until
 from tests.test_crash import ServeProcess, serve_command
 

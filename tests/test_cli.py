@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from app.cli import cli
-from app.client import ApiClient
+from app.cli.client import ApiClient
 from app.server import load_job_modules
 from app.worker import WorkerPool
 from tests.helpers import ADMIN_TOKEN, LiveServer, flatten, wait_until

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from app.client import ApiClient
+from app.cli.client import ApiClient
 from app.store.database import Database
 from config import Settings
 from tests.helpers import ADMIN_TOKEN, flatten, wait_until

@@ -20,7 +20,7 @@ import requests
 
 from app.housekeeping import start_housekeeping
 from app.runtime import Runtime
-from app.signatures import sign
+from app.security.signatures import sign
 from app.store import queries
 from app.store.database import Database
 from app.worker import WorkerPool
@@ -590,7 +590,7 @@ def test_notification_rejected_fails_the_job(
 def test_public_url_is_the_callback_base(
     runtime: Runtime, db: Database, system: IntegrationSystem
 ) -> None:
-    from app import create_app
+    from app.web import create_app
 
     runtime.settings = replace(runtime.settings, public_url="https://jobchain.example.com/")
     with LiveServer(create_app(runtime=runtime)) as live:

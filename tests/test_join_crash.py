@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.client import ApiClient
+from app.cli.client import ApiClient
 from tests import test_crash
 from tests.helpers import flatten, wait_until
 from tests.test_crash import ServeProcess, Start, reasons, wait_for_chain_end

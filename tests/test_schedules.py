@@ -21,9 +21,9 @@ import requests
 from click.testing import CliRunner, Result
 from sqlalchemy import select, update
 
-import app.cli
+import app.cli.root
 from app.cli import cli
-from app.client import ApiClient
+from app.cli.client import ApiClient
 from app.runtime import Runtime
 from app.scheduling import (
     InvalidSchedule,
@@ -630,7 +630,7 @@ class AuthClient(ApiClient):
 
 @pytest.fixture
 def jobchain(live: LiveServer, monkeypatch: pytest.MonkeyPatch) -> Run:
-    monkeypatch.setattr(app.cli, "ApiClient", AuthClient)
+    monkeypatch.setattr(app.cli.root, "ApiClient", AuthClient)
 
     def run(*args: str, input: str | None = None) -> Result:
         result = CliRunner().invoke(cli, ["--url", live.url, *args], input=input)

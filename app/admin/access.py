@@ -1,5 +1,5 @@
 """Who may use the console: an API token exchanged for a session cookie, the role policy
-of app/auth.py applied to that session, and a CSRF token on every state-changing request.
+of app/security/roles.py applied to that session, and a CSRF token on every state-changing request.
 
 The session needs no server-side state and no shared secret, so it works on every API node
 and every gunicorn worker alike: the cookie holds ``<token id>.<expiry>.<mac>``, where the mac
@@ -26,7 +26,7 @@ from urllib.parse import quote, unquote, urlsplit
 from flask import Flask, abort, current_app, g, redirect, request, url_for
 from werkzeug.wrappers import Response
 
-from app.auth import READ_METHODS, allows, required_role
+from app.security.roles import READ_METHODS, allows, required_role
 from app.store import console, tokens
 from app.store.database import Database
 
@@ -65,7 +65,7 @@ def check_request(db: Database) -> Response | None:
     """Run before every console view: None to go on, else the redirect to the login page.
 
     Aborts with 403 for a POST without the right CSRF token and for a role below what
-    app/auth.py requires, with 401 for a non-GET without a session.
+    app/security/roles.py requires, with 401 for a non-GET without a session.
     """
     g.console_user = _current_user(db)
     g.console_cookies = []

@@ -13,7 +13,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from app.admin import access
-from app.runtime import Runtime
+from app.api.shared import runtime
 from app.statuses import TERMINAL, Status
 
 admin = Blueprint(
@@ -31,11 +31,6 @@ _CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
-
-
-def runtime() -> Runtime:
-    rt: Runtime = current_app.extensions["jobchain"]
-    return rt
 
 
 def is_fetch() -> bool:

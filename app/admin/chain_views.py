@@ -8,10 +8,9 @@ from flask import abort, redirect, url_for
 
 from app.admin import timeline
 from app.admin.blueprint import admin, page, runtime
+from app.api.shared import MAX_ID
 from app.store import console, queries
 from app.store.database import now
-
-MAX_ID = 2**63 - 1
 
 
 @admin.get("/chains/<int:root_id>")

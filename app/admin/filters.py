@@ -15,10 +15,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 from werkzeug.datastructures import MultiDict
 
+from app.api.shared import MAX_ID
 from app.statuses import Status
 from app.store.console import JobQuery
 
-MAX_ID = 2**63 - 1
 PAGE_SIZE = 50
 
 

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, redirect, request, url_for
+from flask import abort, g, redirect, request, url_for
 
 from app.admin import filters
 from app.admin.access import flash
 from app.admin.blueprint import admin, page, runtime
 from app.admin.rerun import NothingToRerun, rerun_from
+from app.api.shared import MAX_ID
 from app.payload import PayloadError
 from app.statuses import CANCELLABLE, RETRYABLE, Status
 from app.store import console, lifecycle, queries
 from app.store.join_reads import get_join
 from app.store.join_setup import JoinConflict
-
-MAX_ID = 2**63 - 1
 
 
 @admin.get("/jobs")
@@ -97,7 +96,7 @@ def retry(job_id: int) -> Any:
 @admin.post("/jobs/<int:job_id>/rerun")
 def rerun(job_id: int) -> Any:
     try:
-        new_root = rerun_from(runtime(), _valid(job_id))
+        new_root = rerun_from(runtime(), _valid(job_id), g.console_user.role)
     except NothingToRerun:
         abort(404, f"no job {job_id}")
     except PayloadError as exc:

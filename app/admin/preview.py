@@ -1,6 +1,7 @@
 """The submit page's preview: a pasted ChainedJobInfo as a tree, each validation error
-shown at the node it belongs to. Validation is app/payload.py's (and the join checks of
-app/join_plan.py); this module only lays the raw JSON out and places the messages."""
+shown at the node it belongs to. Validation is the submit service's check
+(app/services/submit.py: the payload and its joins, as every submission is checked); this
+module only lays the raw JSON out and places the messages."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.join_plan import plan_joins
-from app.payload import JobSpec, Limits, PayloadError, parse_tree, unwrap
+from app.payload import Limits, PayloadError, unwrap
 from app.runtime import Runtime
+from app.services.submit import CheckedChain, SubmitService
 
 # More nodes than this are validated but not all drawn.
 MAX_SHOWN = 500
@@ -32,11 +33,15 @@ class Preview:
     # Problems of the document itself (not JSON, not an object) and of unshown nodes.
     errors: list[str] = field(default_factory=list)
     total: int = 0
-    spec: JobSpec | None = None
+    chain: CheckedChain | None = None
 
     @property
     def valid(self) -> bool:
-        return self.spec is not None
+        return self.chain is not None
+
+    def add_problems(self, details: dict[str, list[str]]) -> None:
+        """Show each message at the node its path is in (see ``_place``)."""
+        _place(details, self)
 
 
 def check(rt: Runtime, text: str) -> Preview:
@@ -53,15 +58,12 @@ def check(rt: Runtime, text: str) -> Preview:
     except ValueError as exc:
         preview.errors.append(f"not valid JSON: {exc}")
         return preview
-    limits = Limits(max_depth=rt.settings.max_depth, max_nodes=rt.settings.max_nodes)
-    _lay_out(unwrap(body), preview, limits)
+    service = SubmitService.for_runtime(rt)
+    _lay_out(unwrap(body), preview, service.limits)
     try:
-        spec = parse_tree(body, limits, lambda name: name in rt.registry)
-        plan_joins(spec)
+        preview.chain = service.check(body)
     except PayloadError as exc:
-        _place(exc.details, preview)
-        return preview
-    preview.spec = spec
+        preview.add_problems(exc.details)
     return preview
 
 

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.join_plan import plan_joins
-from app.payload import Limits, parse_tree
 from app.runtime import Runtime
-from app.store import queries, submission
+from app.services.submit import SubmitService
+from app.store import queries
 
 
 class NothingToRerun(Exception):
@@ -34,17 +33,17 @@ def as_payload(tree: dict[str, Any]) -> dict[str, Any]:
     return root
 
 
-def rerun_from(rt: Runtime, job_id: int) -> int:
-    """Submit the copy of ``job_id``'s subtree; returns the new root's id.
+def rerun_from(rt: Runtime, job_id: int, role: str) -> int:
+    """Submit the copy of ``job_id``'s subtree as ``role`` (through the submit service, as
+    any submission); returns the new root's id.
 
-    Raises NothingToRerun, PayloadError (the copy no longer validates) or JoinConflict.
+    Raises NothingToRerun, PayloadError (the copy no longer validates; RoleDenied is one)
+    or JoinConflict.
     """
     tree = queries.get_tree(rt.db, job_id)
     if tree is None:
         raise NothingToRerun(job_id)
-    limits = Limits(max_depth=rt.settings.max_depth, max_nodes=rt.settings.max_nodes)
-    spec = parse_tree(as_payload(tree), limits, lambda name: name in rt.registry)
-    return submission.submit(rt.db, spec, plan_joins(spec))
+    return SubmitService.for_runtime(rt).submit(as_payload(tree), role).root_id
 
 
 def _node(job: dict[str, Any]) -> dict[str, Any]:

@@ -8,11 +8,10 @@ from flask import abort, redirect, url_for
 
 from app.admin.access import flash
 from app.admin.blueprint import admin, page, runtime
+from app.api.shared import MAX_ID
 from app.scheduling import next_fire_after
 from app.store import schedules
 from app.store.database import now
-
-MAX_ID = 2**63 - 1
 
 
 @admin.get("/schedules")

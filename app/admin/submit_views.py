@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import redirect, render_template, request, url_for
+from flask import g, redirect, render_template, request, url_for
 
 from app.admin import preview
 from app.admin.access import flash
 from app.admin.blueprint import admin, page, runtime
-from app.store import submission
+from app.services.submit import RoleDenied, SubmitService
 from app.store.join_setup import JoinConflict
 
 EXAMPLE = """{
@@ -26,20 +26,25 @@ def submit() -> Any:
 
 @admin.post("/submit")
 def submit_post() -> Any:
-    """``action=check`` only validates; ``action=submit`` stores a valid tree."""
+    """``action=check`` only validates; ``action=submit`` stores a valid tree, through the
+    submit service as the API does: the preview is its check, then the role and the store."""
     rt = runtime()
     text = _payload_text()
     checked = preview.check(rt, text)
-    if request.form.get("action") != "submit" or not checked.valid or checked.spec is None:
+    if request.form.get("action") != "submit" or checked.chain is None:
         status = 200 if checked.valid else 400
         return page("admin/submit.html", status=status, text=text, example=EXAMPLE, preview=checked)
+    service = SubmitService.for_runtime(rt)
     try:
-        root_id = submission.submit(rt.db, checked.spec)
+        submitted = service.store(service.authorize(checked.chain, g.console_user.role))
+    except RoleDenied as exc:
+        checked.add_problems(exc.details)
+        return page("admin/submit.html", status=403, text=text, example=EXAMPLE, preview=checked)
     except JoinConflict as exc:
         checked.errors.append(str(exc))
         return page("admin/submit.html", status=409, text=text, example=EXAMPLE, preview=checked)
-    flash(f"Submitted chain {root_id}.", "ok")
-    return redirect(url_for("admin.chain", root_id=root_id), 303)
+    flash(f"Submitted chain {submitted.root_id}.", "ok")
+    return redirect(url_for("admin.chain", root_id=submitted.root_id), 303)
 
 
 @admin.post("/submit/check")

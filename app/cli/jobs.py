@@ -1,4 +1,5 @@
-"""The ``jobchain`` command: ``serve`` runs the service; the rest talk to its API."""
+"""The job commands of ``jobchain``: submit (and wait), status, cancel, retry, log, events,
+list and job-types, each one call (or a few) to a running service's API."""
 
 from __future__ import annotations
 
@@ -9,16 +10,10 @@ from typing import Any
 
 import click
 
-from app.auth import read_admin_token
-from app.cli_db import db
-from app.cli_schedules import schedules
-from app.cli_support import api_call
-from app.cli_tokens import tokens
-from app.client import ApiClient
+from app.cli.client import ApiClient
+from app.cli.shared import api_call
 from app.statuses import TERMINAL, Status
-from config import Settings
 
-DEFAULT_URL = "http://127.0.0.1:8080"
 # ``submit --wait`` exit codes, so scripts can tell a failed chain from a slow one.
 EXIT_CHAIN_FAILED = 1
 EXIT_WAIT_TIMEOUT = 3
@@ -28,86 +23,7 @@ class WaitTimeout(click.ClickException):
     exit_code = EXIT_WAIT_TIMEOUT
 
 
-@click.group()
-@click.option(
-    "--url",
-    envvar="JOBCHAIN_URL",
-    default=DEFAULT_URL,
-    show_default=True,
-    help="Base URL of a running jobchain service (env JOBCHAIN_URL).",
-)
-@click.option(
-    "--token",
-    envvar="JOBCHAIN_TOKEN",
-    default=None,
-    help="API token (env JOBCHAIN_TOKEN); default: the admin token a first start saved "
-    "in var/admin-token.",
-)
-@click.pass_context
-def cli(ctx: click.Context, url: str, token: str | None) -> None:
-    """jobchain: run chained jobs and track their status."""
-    ctx.obj = ApiClient(url, token=token or read_admin_token())
-    ctx.call_on_close(ctx.obj.close)
-
-
-cli.add_command(schedules)
-cli.add_command(tokens)
-cli.add_command(db)
-
-
-@cli.command()
-@click.option("--host", envvar="JOBCHAIN_HOST", default=None, help="Listen address.")
-@click.option("--port", envvar="JOBCHAIN_PORT", type=int, default=None, help="Listen port.")
-@click.option(
-    "--workers",
-    envvar="JOBCHAIN_WORKERS",
-    type=int,
-    default=None,
-    help="Worker threads running jobs.",
-)
-@click.option(
-    "--database-url",
-    envvar="JOBCHAIN_DATABASE_URL",
-    default=None,
-    help="SQLAlchemy URL; default sqlite:///var/jobchain.db.",
-)
-def serve(
-    host: str | None, port: int | None, workers: int | None, database_url: str | None
-) -> None:
-    """Start the API, the workers and housekeeping in this process."""
-    from app.server import StartupError
-    from app.server import serve as run_server
-
-    settings = Settings.from_env(host=host, port=port, workers=workers, database_url=database_url)
-    try:
-        run_server(settings)
-    except StartupError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-@cli.command()
-@click.option(
-    "--workers", envvar="JOBCHAIN_WORKERS", type=int, default=None, help="Worker threads."
-)
-@click.option(
-    "--database-url",
-    envvar="JOBCHAIN_DATABASE_URL",
-    default=None,
-    help="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db.",
-)
-def worker(workers: int | None, database_url: str | None) -> None:
-    """Run jobs (and housekeeping and schedules) without an API; run as many as you like."""
-    from app.server import StartupError
-    from app.worker_process import run_worker
-
-    settings = Settings.from_env(workers=workers, database_url=database_url)
-    try:
-        run_worker(settings)
-    except StartupError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-@cli.command()
+@click.command()
 @click.argument("file", type=click.File("r"))
 @click.option("--wait", is_flag=True, help="Wait until the whole chain has ended.")
 @click.option(
@@ -137,7 +53,7 @@ def submit(client: ApiClient, file: Any, wait: bool, timeout: float) -> None:
             sys.exit(EXIT_CHAIN_FAILED)
 
 
-@cli.command()
+@click.command()
 @click.argument("job_id", type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
 @click.pass_obj
@@ -150,7 +66,7 @@ def status(client: ApiClient, job_id: int, as_json: bool) -> None:
         _print_tree(tree)
 
 
-@cli.command()
+@click.command()
 @click.argument("job_id", type=int)
 @click.pass_obj
 def cancel(client: ApiClient, job_id: int) -> None:
@@ -160,7 +76,7 @@ def cancel(client: ApiClient, job_id: int) -> None:
     click.echo(f"job {job_id}: {job['status']}{suffix}")
 
 
-@cli.command()
+@click.command()
 @click.argument("job_id", type=int)
 @click.pass_obj
 def retry(client: ApiClient, job_id: int) -> None:
@@ -170,7 +86,7 @@ def retry(client: ApiClient, job_id: int) -> None:
     click.echo(f"job {job_id}: retried, now {job['status']}")
 
 
-@cli.command("log")
+@click.command("log")
 @click.argument("job_id", type=int)
 @click.pass_obj
 def show_log(client: ApiClient, job_id: int) -> None:
@@ -182,7 +98,7 @@ def show_log(client: ApiClient, job_id: int) -> None:
         click.echo(line)
 
 
-@cli.command()
+@click.command()
 @click.argument("job_id", type=int)
 @click.pass_obj
 def events(client: ApiClient, job_id: int) -> None:
@@ -194,7 +110,7 @@ def events(client: ApiClient, job_id: int) -> None:
         )
 
 
-@cli.command("list")
+@click.command("list")
 @click.option(
     "--status",
     type=click.Choice([s.value for s in Status], case_sensitive=False),
@@ -212,7 +128,7 @@ def list_jobs(client: ApiClient, status: str | None, limit: int) -> None:
         )
 
 
-@cli.command("job-types")
+@click.command("job-types")
 @click.pass_obj
 def job_types(client: ApiClient) -> None:
     """List the job types the service knows."""
@@ -257,9 +173,4 @@ def _print_tree(tree: dict[str, Any], indent: int = 0) -> None:
         _print_tree(child, indent + 1)
 
 
-def main() -> None:
-    cli(prog_name="jobchain")
-
-
-if __name__ == "__main__":
-    main()
+JOB_COMMANDS = (submit, status, cancel, retry, show_log, events, list_jobs, job_types)

@@ -1,28 +1,27 @@
 """Callbacks from integration systems: POST /api/v1/jobs/{id}/callback ends EXTERNAL jobs.
 
-A callback is trusted only with a valid HMAC signature (``app/signatures.py``) made with one
-of ``settings.callback_secrets``; without any configured secret, callbacks are refused with
-503 (a configuration problem of this service, not a bad request). The signature is checked
-on the raw bytes before anything else, so an unsigned caller learns nothing, not even
+A callback is trusted only with a valid HMAC signature (``app/security/signatures.py``)
+made with one of ``settings.callback_secrets``; without any configured secret, callbacks are
+refused with 503 (a configuration problem of this service, not a bad request). The signature
+is checked on the raw bytes before anything else, so an unsigned caller learns nothing, not even
 whether the job exists.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from flask.blueprints import BlueprintSetupState
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from app.api import MAX_ID
+from app.api.errors import ApiError, error_response
+from app.api.schemas import JobSchema
+from app.api.shared import MAX_ID, job_not_found, parse_json, runtime, valid_job_id
 from app.domain.outcome import RetryPolicy
-from app.errors import ApiError, error_response
 from app.payload import StrictInteger, StrictNumber, flatten
 from app.runtime import Runtime
-from app.schemas import JobSchema
-from app.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, verify
+from app.security.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, verify
 from app.statuses import Status
 from app.store import external, lifecycle, queries
 from app.store.database import now
@@ -115,7 +114,7 @@ def job_callback(job_id: int) -> Response | tuple[Response, int]:
           description: No callback secret configured
           content: {application/json: {schema: Error}}
     """
-    rt: Runtime = current_app.extensions["jobchain"]
+    rt = runtime()
     if not rt.settings.callback_secrets:
         raise ApiError(
             503,
@@ -135,8 +134,7 @@ def job_callback(job_id: int) -> Response | tuple[Response, int]:
         response, status = error_response(401, "invalid_signature", str(exc))
         response.headers["WWW-Authenticate"] = 'HMAC-SHA256 realm="jobchain-callbacks"'
         return response, status
-    if job_id > MAX_ID:  # no such job can exist, whatever the body says
-        raise ApiError(404, "not_found", f"no job {job_id}")
+    valid_job_id(job_id)  # no larger id can exist, whatever the body says
     data = _load(raw)
     if data.get("jobId", job_id) != job_id:
         details = {"jobId": [f"is {data['jobId']}, but the URL names job {job_id}"]}
@@ -150,24 +148,19 @@ def job_callback(job_id: int) -> Response | tuple[Response, int]:
     )
     retry = RetryPolicy(rt.settings.retry_base_seconds, rt.settings.retry_max_seconds)
     try:
-        external.apply_callback(rt.db, _valid_id(job_id), callback, retry)
+        external.apply_callback(rt.db, job_id, callback, retry)
     except lifecycle.NotFound:
-        raise ApiError(404, "not_found", f"no job {job_id}") from None
+        raise job_not_found(job_id) from None
     except lifecycle.Conflict as exc:
         raise ApiError(409, "conflict", str(exc)) from None
     job = queries.get_job(rt.db, job_id)
     if job is None:
-        raise ApiError(404, "not_found", f"no job {job_id}")
+        raise job_not_found(job_id)
     return jsonify(JobSchema().dump(job))
 
 
 def _load(raw: bytes) -> dict[str, Any]:
-    try:
-        body = json.loads(raw)
-    except RecursionError:
-        raise ApiError(400, "invalid_json", "JSON nested too deeply") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid_json", f"body is not valid JSON: {exc}") from None
+    body = parse_json(raw)
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_callback", "invalid callback", {"$": ["must be an object"]})
     try:
@@ -175,9 +168,3 @@ def _load(raw: bytes) -> dict[str, Any]:
     except ValidationError as exc:
         raise ApiError(400, "invalid_callback", "invalid callback", flatten(exc.messages)) from None
     return data
-
-
-def _valid_id(job_id: int) -> int:
-    if job_id > MAX_ID:
-        raise lifecycle.NotFound(job_id)
-    return job_id

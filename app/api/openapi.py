@@ -11,17 +11,15 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from apispec.yaml_utils import load_operations_from_docstring
 from flask import Flask
 
-from app.api import ListArgsSchema
-from app.auth import document_security
-from app.joins_api import JoinSchema
-from app.payload import ChainedJobInfoSchema
-from app.schedules_api import (
+from app.api.jobs import ListArgsSchema
+from app.api.joins import JoinSchema
+from app.api.schedules import (
     ScheduleInputDocSchema,
     ScheduleListSchema,
     SchedulePatchSchema,
     ScheduleSchema,
 )
-from app.schemas import (
+from app.api.schemas import (
     EpochDateTime,
     ErrorSchema,
     JobEventListSchema,
@@ -33,6 +31,8 @@ from app.schemas import (
     JobTypeListSchema,
     JobTypeSchema,
 )
+from app.payload import ChainedJobInfoSchema
+from app.security.tokens import document_security
 
 SCHEMAS = {
     "ChainedJobInfo": ChainedJobInfoSchema,

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, jsonify
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
-from app.api import MAX_ID, json_body, printable
-from app.errors import ApiError
+from app.api.errors import ApiError
+from app.api.schemas import EpochDateTime
+from app.api.shared import MAX_ID, json_body, printable, runtime
 from app.payload import ChainedJobInfoSchema, PayloadError, StrictBoolean, unwrap
-from app.runtime import Runtime
-from app.scheduling import InvalidSchedule, build_job, cron_schedule, next_fire_after
-from app.schemas import EpochDateTime
+from app.scheduling import InvalidSchedule, cron_schedule, next_fire_after
+from app.services.submit import SubmitService
 from app.store import schedules
 from app.store.database import now
 
@@ -27,7 +27,7 @@ UPCOMING = 5
 
 
 class ScheduleInputSchema(Schema):
-    """POST body. ``job`` is checked by parse_tree (iteratively, with node paths)."""
+    """POST body. ``job`` is checked by the submit service (with node paths)."""
 
     class Meta:
         unknown = RAISE
@@ -85,11 +85,6 @@ class ScheduleSchema(Schema):
 
 class ScheduleListSchema(Schema):
     items = fields.List(fields.Nested(ScheduleSchema))
-
-
-def runtime() -> Runtime:
-    rt: Runtime = current_app.extensions["jobchain"]
-    return rt
 
 
 @schedules_api.post("/schedules")
@@ -223,9 +218,8 @@ def _check(cron: str, timezone: str, job: Any | None) -> None:
     except InvalidSchedule as exc:
         details.update(exc.details)
     if job is not None:
-        rt = runtime()
         try:
-            build_job(job, rt.registry, rt.settings)
+            SubmitService.for_runtime(runtime()).check(job)
         except PayloadError as exc:
             details.update(
                 {("job" if path == "$" else f"job.{path}"): m for path, m in exc.details.items()}

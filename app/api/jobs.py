@@ -2,36 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 from marshmallow import Schema, ValidationError, fields, validate
 
-from app.auth import allows
-from app.errors import ApiError
-from app.join_plan import plan_joins
-from app.payload import JobSpec, Limits, PayloadError, parse_tree
-from app.runtime import Runtime
-from app.schemas import JobEventSchema, JobLogSchema, JobSchema, JobTypeSchema, dump_tree
+from app.api.errors import ApiError
+from app.api.schemas import JobEventSchema, JobLogSchema, JobSchema, JobTypeSchema, dump_tree
+from app.api.shared import MAX_ID, job_not_found, json_body, printable, runtime, valid_job_id
+from app.payload import PayloadError
+from app.services.submit import IdempotentRequest, RoleDenied, SubmitService
 from app.statuses import Status
-from app.store import idempotency, lifecycle, queries, submission
+from app.store import idempotency, lifecycle, queries
 from app.store.join_setup import JoinConflict
 
-api = Blueprint("api", __name__, url_prefix="/api/v1")
-
-MAX_ID = 2**63 - 1
-
-
-def runtime() -> Runtime:
-    rt: Runtime = current_app.extensions["jobchain"]
-    return rt
-
-
-def printable(value: str) -> None:
-    # PostgreSQL cannot even compare with a string holding NUL; no stored value has one.
-    if not value.isprintable():
-        raise ValidationError("must be printable text")
+jobs_api = Blueprint("api", __name__, url_prefix="/api/v1")
 
 
 class ListArgsSchema(Schema):
@@ -45,7 +30,7 @@ class ListArgsSchema(Schema):
     cursor = fields.Integer(validate=validate.Range(1, MAX_ID))
 
 
-@api.post("/jobs")
+@jobs_api.post("/jobs")
 def submit_job() -> tuple[Response, int, dict[str, str]]:
     """Submit a ChainedJobInfo tree.
     ---
@@ -103,40 +88,33 @@ def submit_job() -> tuple[Response, int, dict[str, str]]:
             application/json:
               schema: Error
     """
-    rt = runtime()
     key = request.headers.get("Idempotency-Key")
     if key is not None and not idempotency.valid_key(key):
         message = "Idempotency-Key must be 1 to 255 printable characters"
         raise ApiError(400, "invalid_idempotency_key", message)
     body = json_body()
-    limits = Limits(max_depth=rt.settings.max_depth, max_nodes=rt.settings.max_nodes)
     try:
-        spec = parse_tree(body, limits, lambda name: name in rt.registry)
-        plans = plan_joins(spec)
+        submitted = SubmitService.for_runtime(runtime()).submit(
+            body,
+            g.api_token.role,
+            None if key is None else IdempotentRequest(key, body),
+        )
+    except RoleDenied as exc:
+        raise ApiError(403, "insufficient_role", exc.message, exc.details) from None
     except PayloadError as exc:
         raise ApiError(exc.status, "invalid_payload", exc.message, exc.details) from None
-    _check_job_type_roles(spec, g.api_token.role)
-    replayed = False
-    try:
-        if key is None:
-            root_id = submission.submit(rt.db, spec, plans)
-        else:
-            ttl = rt.settings.idempotency_ttl_seconds
-            digest = idempotency.body_hash(body)
-            stored = idempotency.submit_once(rt.db, spec, plans, key, digest, ttl)
-            root_id, replayed = stored.root_id, stored.replayed
     except JoinConflict as exc:
         raise ApiError(409, "join_conflict", str(exc)) from None
     except idempotency.KeyReused as exc:
         raise ApiError(422, "idempotency_key_reused", str(exc)) from None
-    job = _job_or_404(root_id)
-    headers = {"Location": f"/api/v1/jobs/{root_id}"}
-    if replayed:
+    job = _job_or_404(submitted.root_id)
+    headers = {"Location": f"/api/v1/jobs/{submitted.root_id}"}
+    if submitted.replayed:
         headers["Idempotent-Replayed"] = "true"
-    return jsonify(JobSchema().dump(job)), 200 if replayed else 201, headers
+    return jsonify(JobSchema().dump(job)), 200 if submitted.replayed else 201, headers
 
 
-@api.get("/jobs")
+@jobs_api.get("/jobs")
 def list_jobs() -> Response:
     """List jobs, newest first.
     ---
@@ -177,7 +155,7 @@ def list_jobs() -> Response:
     )
 
 
-@api.get("/jobs/<int:job_id>")
+@jobs_api.get("/jobs/<int:job_id>")
 def get_job(job_id: int) -> Response:
     """A job.
     ---
@@ -191,7 +169,7 @@ def get_job(job_id: int) -> Response:
     return jsonify(JobSchema().dump(_job_or_404(job_id)))
 
 
-@api.get("/jobs/<int:job_id>/tree")
+@jobs_api.get("/jobs/<int:job_id>/tree")
 def get_tree(job_id: int) -> Response:
     """A job with all its descendants nested under nextJobs.
     ---
@@ -202,13 +180,13 @@ def get_tree(job_id: int) -> Response:
         200: {description: The job tree, content: {application/json: {schema: JobTree}}}
         404: {description: No such job, content: {application/json: {schema: Error}}}
     """
-    tree = queries.get_tree(runtime().db, _valid_id(job_id))
+    tree = queries.get_tree(runtime().db, valid_job_id(job_id))
     if tree is None:
-        raise _not_found(job_id)
+        raise job_not_found(job_id)
     return jsonify(dump_tree(tree))
 
 
-@api.post("/jobs/<int:job_id>/cancel")
+@jobs_api.post("/jobs/<int:job_id>/cancel")
 def cancel_job(job_id: int) -> Response:
     """Cancel a job and its not-yet-started descendants; a running job is asked to stop.
     ---
@@ -221,13 +199,13 @@ def cancel_job(job_id: int) -> Response:
         409: {description: Already ended, content: {application/json: {schema: Error}}}
     """
     rt = runtime()
-    status = _guarded(lambda: lifecycle.cancel(rt.db, _valid_id(job_id)))
+    status = _guarded(lambda: lifecycle.cancel(rt.db, valid_job_id(job_id)))
     if status == Status.PROCESSING and rt.pool is not None:
         rt.pool.request_abort(job_id)  # type: ignore[attr-defined]
     return jsonify(JobSchema().dump(_job_or_404(job_id)))
 
 
-@api.post("/jobs/<int:job_id>/retry")
+@jobs_api.post("/jobs/<int:job_id>/retry")
 def retry_job(job_id: int) -> Response:
     """Run a FAILED or CANCELLED job again; what it blocked waits again.
     ---
@@ -239,11 +217,11 @@ def retry_job(job_id: int) -> Response:
         404: {description: No such job, content: {application/json: {schema: Error}}}
         409: {description: Not FAILED or CANCELLED, content: {application/json: {schema: Error}}}
     """
-    _guarded(lambda: lifecycle.retry(runtime().db, _valid_id(job_id)))
+    _guarded(lambda: lifecycle.retry(runtime().db, valid_job_id(job_id)))
     return jsonify(JobSchema().dump(_job_or_404(job_id)))
 
 
-@api.get("/jobs/<int:job_id>/events")
+@jobs_api.get("/jobs/<int:job_id>/events")
 def job_events(job_id: int) -> Response:
     """Every status change of the job, oldest first.
     ---
@@ -254,13 +232,13 @@ def job_events(job_id: int) -> Response:
         200: {description: The events, content: {application/json: {schema: JobEventList}}}
         404: {description: No such job, content: {application/json: {schema: Error}}}
     """
-    events = queries.get_events(runtime().db, _valid_id(job_id))
+    events = queries.get_events(runtime().db, valid_job_id(job_id))
     if events is None:
-        raise _not_found(job_id)
+        raise job_not_found(job_id)
     return jsonify({"items": JobEventSchema(many=True).dump(events)})
 
 
-@api.get("/jobs/<int:job_id>/log")
+@jobs_api.get("/jobs/<int:job_id>/log")
 def job_log(job_id: int) -> Response:
     """The bounded tail of the job's log.
     ---
@@ -271,13 +249,13 @@ def job_log(job_id: int) -> Response:
         200: {description: The log tail, content: {application/json: {schema: JobLog}}}
         404: {description: No such job, content: {application/json: {schema: Error}}}
     """
-    entry = queries.get_log(runtime().db, _valid_id(job_id))
+    entry = queries.get_log(runtime().db, valid_job_id(job_id))
     if entry is None:
-        raise _not_found(job_id)
+        raise job_not_found(job_id)
     return jsonify(JobLogSchema().dump(entry))
 
 
-@api.get("/job-types")
+@jobs_api.get("/job-types")
 def job_types() -> Response:
     """Registered job types.
     ---
@@ -288,50 +266,17 @@ def job_types() -> Response:
     return jsonify({"items": JobTypeSchema(many=True).dump(runtime().registry.all())})
 
 
-def _check_job_type_roles(spec: JobSpec, role: str) -> None:
-    """403 for a job type this token's role may not submit (e.g. SHELL needs admin)."""
-    registry = runtime().registry
-    denied: dict[str, list[str]] = {}
-    for node in spec.walk():
-        job_type = registry.get(node.job_type)
-        if job_type is not None and not allows(role, job_type.role):
-            path = f"{node.path}.targetObject" if node.path else "targetObject"
-            denied[path] = [f"job type {job_type.name} needs the {job_type.role} role"]
-    if denied:
-        raise ApiError(403, "insufficient_role", f"this token's role is {role}", denied)
-
-
-def json_body() -> Any:
-    raw = request.get_data(cache=False)
-    try:
-        return json.loads(raw)
-    except RecursionError:
-        raise ApiError(400, "invalid_json", "JSON nested too deeply") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid_json", f"body is not valid JSON: {exc}") from None
-
-
-def _valid_id(job_id: int) -> int:
-    if job_id > MAX_ID:
-        raise _not_found(job_id)
-    return job_id
-
-
 def _job_or_404(job_id: int) -> dict[str, Any]:
-    job = queries.get_job(runtime().db, _valid_id(job_id))
+    job = queries.get_job(runtime().db, valid_job_id(job_id))
     if job is None:
-        raise _not_found(job_id)
+        raise job_not_found(job_id)
     return job
-
-
-def _not_found(job_id: int) -> ApiError:
-    return ApiError(404, "not_found", f"no job {job_id}")
 
 
 def _guarded(action: Any) -> Any:
     try:
         return action()
     except lifecycle.NotFound as exc:
-        raise _not_found(int(str(exc))) from None
+        raise job_not_found(int(str(exc))) from None
     except lifecycle.Conflict as exc:
         raise ApiError(409, "conflict", str(exc)) from None

@@ -6,30 +6,17 @@ at all, and a lost admin token must be replaceable by whoever can reach the data
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, TypeVar
 
 import click
 
+from app.cli.shared import database_option
 from app.store import schema
 from app.store import tokens as store
 from app.store.database import Database
 from config import Settings
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def database_option(command: F) -> F:
-    option = click.option(
-        "--database-url",
-        envvar="JOBCHAIN_DATABASE_URL",
-        default=None,
-        help="SQLAlchemy URL of the service's database (env JOBCHAIN_DATABASE_URL); "
-        "default sqlite:///var/jobchain.db.",
-    )
-    return option(command)
 
 
 @contextmanager

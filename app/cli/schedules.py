@@ -11,8 +11,8 @@ from typing import Any
 
 import click
 
-from app.cli_support import api_call
-from app.client import ApiClient
+from app.cli.client import ApiClient
+from app.cli.shared import api_call
 
 
 @click.group("schedules")

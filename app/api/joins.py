@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from marshmallow import Schema, ValidationError, fields, validate
 
-from app.api import MAX_ID, printable
-from app.errors import ApiError
-from app.schemas import EpochDateTime
+from app.api.errors import ApiError
+from app.api.schemas import EpochDateTime
+from app.api.shared import MAX_ID, printable, runtime
 from app.store import join_reads
 
 joins_api = Blueprint("joins_api", __name__, url_prefix="/api/v1")
@@ -49,10 +47,6 @@ class JoinListArgsSchema(Schema):
     limit = fields.Integer(load_default=100, validate=validate.Range(1, 500))
 
 
-def _db() -> Any:
-    return current_app.extensions["jobchain"].db
-
-
 @joins_api.get("/joins")
 def list_joins() -> Response:
     """Joins, newest first, optionally by key and batch.
@@ -71,7 +65,7 @@ def list_joins() -> Response:
         raise ApiError(
             400, "invalid_query", "invalid query parameters", exc.normalized_messages()
         ) from None
-    found = join_reads.list_joins(_db(), args.get("key"), args.get("batch"), args["limit"])
+    found = join_reads.list_joins(runtime().db, args.get("key"), args.get("batch"), args["limit"])
     return jsonify({"items": JoinSchema(many=True).dump(found)})
 
 
@@ -86,7 +80,7 @@ def get_join(join_id: int) -> Response:
         200: {content: {application/json: {schema: Join}}}
         404: {content: {application/json: {schema: Error}}}
     """
-    join = join_reads.get_join(_db(), join_id) if join_id <= MAX_ID else None
+    join = join_reads.get_join(runtime().db, join_id) if join_id <= MAX_ID else None
     if join is None:
         raise ApiError(404, "not_found", f"no join {join_id}")
     return jsonify(JoinSchema().dump(join))

@@ -1,15 +1,29 @@
-"""What every API-calling CLI command shares: turning API failures into clean errors."""
+"""What the command groups share: clean errors for API calls, and the --database-url option
+of the commands that work on the database directly."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 
-from app.client import ApiClientError, ApiUnavailable
+from app.cli.client import ApiClientError, ApiUnavailable
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def database_option(command: F) -> F:
+    """The --database-url option (env JOBCHAIN_DATABASE_URL) of a direct-database command."""
+    option = click.option(
+        "--database-url",
+        envvar="JOBCHAIN_DATABASE_URL",
+        default=None,
+        help="SQLAlchemy URL of the service's database (env JOBCHAIN_DATABASE_URL); "
+        "default sqlite:///var/jobchain.db.",
+    )
+    return option(command)
 
 
 def api_call(call: Callable[[], T]) -> T:

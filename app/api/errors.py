@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, current_app, g, jsonify
+from flask import Flask, Response, g, jsonify
 from werkzeug.exceptions import HTTPException
 
 from app.store.database import DatabaseUnavailable, limit_wait, reset_wait
@@ -39,9 +39,10 @@ def register_error_handlers(app: Flask) -> None:
     is better served by a prompt 503 with Retry-After than by a request that hangs.
     """
 
+    settings = app.extensions["jobchain"].settings
+
     @app.before_request
     def _bound_database_wait() -> None:
-        settings = current_app.extensions["jobchain"].settings
         g.jobchain_db_wait = limit_wait(settings.request_db_wait_seconds)
 
     @app.teardown_request

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import click
 from sqlalchemy.engine import make_url
 
-from app.cli_tokens import database_option
+from app.cli.shared import database_option
 from app.store import schema
 from config import Settings
 

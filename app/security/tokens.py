@@ -1,39 +1,14 @@
-"""Who may call what: bearer tokens with roles, and ONE policy by method and path.
-
-Every call needs ``Authorization: Bearer <token>``. The role a call needs follows from its
-method and path alone, not from a flag on each view, so an endpoint added later is covered
-the moment it exists, and anything the table does not name is admin-only (deny by default):
-
-=========================================  ===========  =====================================
-call                                       role         why
-=========================================  ===========  =====================================
-GET/HEAD/OPTIONS /health, /openapi.json    (none)       health checks and API docs stay open
-  (also under /api/v1)
-GET, HEAD, OPTIONS anything else           reader       reading jobs, joins, schedules
-POST /api/v1/jobs (exactly)                submitter    submitting a chain
-POST /api/v1/jobs/<id>/callback            integration  external systems reporting back
-GET /admin/login, /admin/static/...        (none)       the console's login page and assets
-POST /admin/login                          (none)       exchanging a token for a session
-POST /admin/logout, /admin/submit/check    reader       ending a session; checking a payload
-                                                          (stores nothing)
-anything else (cancel, retry, schedule     admin        changes what others submitted
-  writes, tokens, any new POST/PUT/...)
-=========================================  ===========  =====================================
-
-The admin console (``/admin``) follows the same table, but its credential is a session
-cookie obtained at ``/admin/login``, not a bearer header: the console checks it
-(app/admin/access.py), so the bearer check here leaves console paths alone.
-
-Roles are ranked ``reader < submitter < integration < admin``; a role may do everything the
-roles below it may. 401 (with ``WWW-Authenticate: Bearer``) means no valid token: missing,
-unknown or revoked; 403 means a valid token whose role is too low, and names the role needed.
+"""Bearer tokens on the API: checking ``Authorization: Bearer <token>`` on every request
+against the role the call needs (``app/security/roles.py``), describing that in OpenAPI, and
+the admin token a first start creates. 401 (with ``WWW-Authenticate: Bearer``) means no valid
+token: missing, unknown or revoked; 403 means a valid token whose role is too low, and names
+the role needed. The tokens themselves are stored by ``app/store/tokens.py``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import tempfile
 import threading
 import time
@@ -43,22 +18,14 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 
-from app.errors import error_response
+from app.api.errors import error_response
+from app.security.roles import allows, is_console, required_role
 from app.store import tokens
 from app.store.database import Database
 from app.store.tokens import ROLES, ApiToken
 from config.settings import DEFAULT_DATA_DIR
 
 log = logging.getLogger("jobchain.auth")
-
-OPEN_PATHS = frozenset({"/health", "/api/v1/health", "/openapi.json", "/api/v1/openapi.json"})
-READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-SUBMIT_PATH = "/api/v1/jobs"
-CALLBACK_PATH = re.compile(r"/api/v1/jobs/[^/]+/callback")
-CONSOLE_PREFIX = "/admin"
-CONSOLE_LOGIN = "/admin/login"
-CONSOLE_OPEN = re.compile(r"/admin/(login|static/.+)")
-CONSOLE_READER_POSTS = frozenset({"/admin/logout", "/admin/submit/check"})
 
 # Written by `jobchain serve` on a first start, read by the CLI when no token is given.
 ADMIN_TOKEN_FILE = DEFAULT_DATA_DIR / "admin-token"
@@ -68,32 +35,6 @@ CACHE_SECONDS = 1.0
 _CACHE_MAX = 10_000
 _REALM = 'Bearer realm="jobchain"'
 _OPENAPI_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch"})
-
-
-def required_role(method: str, path: str) -> str | None:
-    """The lowest role allowed to make this call; None if it is open to anyone."""
-    method = method.upper()
-    if method in READ_METHODS:
-        return None if path in OPEN_PATHS or CONSOLE_OPEN.fullmatch(path) else "reader"
-    if method == "POST" and path == SUBMIT_PATH:
-        return "submitter"
-    if method == "POST" and CALLBACK_PATH.fullmatch(path):
-        return "integration"
-    if method == "POST" and path == CONSOLE_LOGIN:
-        return None
-    if method == "POST" and path in CONSOLE_READER_POSTS:
-        return "reader"
-    return "admin"
-
-
-def is_console(path: str) -> bool:
-    """Whether ``path`` belongs to the admin console (session cookie, not bearer token)."""
-    return path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")
-
-
-def allows(role: str, required: str) -> bool:
-    """Whether ``role`` ranks at or above ``required`` (an unknown role allows nothing)."""
-    return role in ROLES and ROLES.index(role) >= ROLES.index(required)
 
 
 def bearer_token(header: str | None) -> str | None:

@@ -1,0 +1,64 @@
+"""``jobchain serve`` and ``jobchain worker``: the commands that run the service itself
+(the others talk to a running one). The server modules load when the command runs, so the
+API-calling commands start without them."""
+
+from __future__ import annotations
+
+import click
+
+from config import Settings
+
+
+@click.command()
+@click.option("--host", envvar="JOBCHAIN_HOST", default=None, help="Listen address.")
+@click.option("--port", envvar="JOBCHAIN_PORT", type=int, default=None, help="Listen port.")
+@click.option(
+    "--workers",
+    envvar="JOBCHAIN_WORKERS",
+    type=int,
+    default=None,
+    help="Worker threads running jobs.",
+)
+@click.option(
+    "--database-url",
+    envvar="JOBCHAIN_DATABASE_URL",
+    default=None,
+    help="SQLAlchemy URL; default sqlite:///var/jobchain.db.",
+)
+def serve(
+    host: str | None, port: int | None, workers: int | None, database_url: str | None
+) -> None:
+    """Start the API, the workers and housekeeping in this process."""
+    from app.server import StartupError
+    from app.server import serve as run_server
+
+    settings = Settings.from_env(host=host, port=port, workers=workers, database_url=database_url)
+    try:
+        run_server(settings)
+    except StartupError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.command()
+@click.option(
+    "--workers", envvar="JOBCHAIN_WORKERS", type=int, default=None, help="Worker threads."
+)
+@click.option(
+    "--database-url",
+    envvar="JOBCHAIN_DATABASE_URL",
+    default=None,
+    help="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db.",
+)
+def worker(workers: int | None, database_url: str | None) -> None:
+    """Run jobs (and housekeeping and schedules) without an API; run as many as you like."""
+    from app.server import StartupError
+    from app.worker_process import run_worker
+
+    settings = Settings.from_env(workers=workers, database_url=database_url)
+    try:
+        run_worker(settings)
+    except StartupError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+SERVICE_COMMANDS = (serve, worker)

@@ -1,0 +1,74 @@
+"""jobchain's web application: ``create_app`` builds the Flask app for a runtime: the JSON
+API (``app/api``), the console (``app/admin``), the bearer-token check (``app/security``),
+the error shape, health and the OpenAPI document."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, jsonify
+from sqlalchemy import text
+
+from app.api.errors import register_error_handlers
+from app.runtime import Runtime
+from config import Settings
+
+log = logging.getLogger("jobchain.api")
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
+    """Build the app. Without a runtime one is created from settings (or the environment)."""
+    rt = runtime or Runtime.create(settings or Settings.from_env())
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = rt.settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["jobchain"] = rt
+
+    from app.admin import install_console
+    from app.api.callbacks import integration_api
+    from app.api.jobs import jobs_api
+    from app.api.joins import joins_api
+    from app.api.openapi import build_spec
+    from app.api.schedules import schedules_api
+    from app.security.tokens import install_auth
+
+    app.register_blueprint(jobs_api)
+    app.register_blueprint(joins_api)
+    app.register_blueprint(schedules_api)
+    install_console(app)  # /admin: a session cookie instead of a bearer token
+    register_error_handlers(app)
+    # Every request is checked by one policy (app/security/roles.py); seeds
+    # JOBCHAIN_API_TOKENS first.
+    install_auth(app, rt.db, rt.settings.api_tokens)
+    # After the auth check: its request hook must only see authorised requests.
+    app.register_blueprint(integration_api)
+
+    spec: dict[str, Any] = {}
+
+    @app.get("/health")
+    @app.get("/api/v1/health")
+    def health() -> tuple[Response, int]:
+        """Whether the database answers.
+        ---
+        get:
+          responses:
+            200: {description: "ok: {status: ok, database: ok}"}
+            503: {description: "the database does not answer"}
+        """
+        try:
+            with rt.db.read() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            log.warning("health check: database unavailable: %s", exc)
+            return jsonify({"status": "unavailable", "database": "unavailable"}), 503
+        return jsonify({"status": "ok", "database": "ok"}), 200
+
+    @app.get("/openapi.json")
+    @app.get("/api/v1/openapi.json")
+    def openapi() -> Response:
+        if not spec:
+            spec.update(build_spec(app))
+        return jsonify(spec)
+
+    return app
