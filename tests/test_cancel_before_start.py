@@ -10,10 +10,10 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from app.statuses import Status
-from app.store import lifecycle, queries
+from app.domain.statuses import Status
+from app.runner.worker_pool import Lane, WorkerPool
+from app.store import actions, claims, queries, recovery
 from app.store.database import Database
-from app.worker import Lane, WorkerPool
 from jobs import REGISTRY, JobContext, job_type
 from tests.helpers import status_of
 from tests.test_joins import submit
@@ -46,10 +46,10 @@ def next_job(db: Database, root: int) -> dict[str, Any]:
 
 def test_the_start_check_sees_a_cancel_made_after_the_claim(db: Database) -> None:
     roots = three_roots(db)
-    claims = lifecycle.claim(db, "w", lease_seconds=60, limit=3)
-    assert [c.id for c in claims] == roots
-    assert lifecycle.cancel(db, roots[1]) == Status.PROCESSING  # claimed: a request only
-    assert [lifecycle.start_check(db, c) for c in claims] == [True, False, True]
+    claimed_now = claims.claim(db, "w", lease_seconds=60, limit=3)
+    assert [c.id for c in claimed_now] == roots
+    assert actions.cancel(db, roots[1]) == Status.PROCESSING  # claimed: a request only
+    assert [claims.start_check(db, c) for c in claimed_now] == [True, False, True]
 
 
 def test_a_job_cancelled_in_its_workers_batch_never_runs(db: Database, settings: Any) -> None:
@@ -60,7 +60,7 @@ def test_a_job_cancelled_in_its_workers_batch_never_runs(db: Database, settings:
     assert pool._flush(lane, claim_limit=3)
     assert [c.id for c in lane.held] == roots
     STARTED.clear()
-    lifecycle.cancel(db, roots[1])
+    actions.cancel(db, roots[1])
     while lane.held:
         pool._work_step(lane)
     pool._flush(lane, claim_limit=0)
@@ -76,12 +76,34 @@ def test_a_job_cancelled_in_its_workers_batch_never_runs(db: Database, settings:
 
 def test_a_handed_back_job_whose_cancel_was_requested_is_cancelled(db: Database) -> None:
     roots = three_roots(db)
-    claims = lifecycle.claim(db, "w", lease_seconds=60, limit=3)
-    lifecycle.cancel(db, roots[2])
-    assert lifecycle.release_unstarted(db, claims[1:]) == 1  # roots[1] is claimable again
+    claimed_now = claims.claim(db, "w", lease_seconds=60, limit=3)
+    actions.cancel(db, roots[2])
+    assert recovery.release_unstarted(db, claimed_now[1:]) == 1  # roots[1] is claimable again
     assert status_of(db, roots[1]) == "WAITING_FOR_DISPATCH"
     assert status_of(db, roots[2]) == "CANCELLED"
     assert next_job(db, roots[2])["status"] == "CANCELLED"
     # A cancelled job is never claimable again; the handed-back one is.
-    again = lifecycle.claim(db, "w", lease_seconds=60, limit=3)
+    again = claims.claim(db, "w", lease_seconds=60, limit=3)
     assert [c.id for c in again] == [roots[1]]
+
+
+def test_a_workers_own_start_checks_answer_the_same(db: Database) -> None:
+    """The worker thread's cheap check (its own driver connection) agrees with the
+    transactional one, and its connection goes back to the pool in a usable state."""
+    roots = three_roots(db)
+    claimed_now = claims.claim(db, "w", lease_seconds=60, limit=3)
+    actions.cancel(db, roots[1])
+    checks = claims.StartChecks(db)
+    try:
+        assert [checks.may_start(c) for c in claimed_now] == [True, False, True]
+        actions.cancel(db, roots[2])  # seen by the very next check on the same connection
+        assert checks.may_start(claimed_now[2]) is False
+    finally:
+        checks.close()
+    # Every pooled connection still runs ordinary transactions.
+    assert status_after_a_write(db, roots[0]) == "PROCESSING"
+
+
+def status_after_a_write(db: Database, job_id: int) -> str:
+    db.write(lambda conn: None)
+    return status_of(db, job_id)

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Row
 
-from app.statuses import Transition
+from app.domain.statuses import Transition
 
 # The lease owner of a job waiting for its callback: no worker holds it.
 OWNER = "external"

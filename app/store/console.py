@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, func, select
 
-from app.statuses import Status
+from app.domain.statuses import Status
 from app.store.database import Database
 from app.store.tables import api_tokens, job_events, jobs, join_arrivals, joins
 

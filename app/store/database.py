@@ -1,4 +1,4 @@
-"""Connections and transactions: the only place that knows which database engine runs.
+"""Connections and transactions: the engine, retries, and event-driven wake-ups.
 
 Write transactions on SQLite start with ``BEGIN IMMEDIATE`` so they take the write lock up
 front (a deferred transaction that upgrades to a write can fail with SQLITE_BUSY_SNAPSHOT,
@@ -14,13 +14,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar, Token
-from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 
+from app.store.dialect import is_transient, postgres_engine, sqlite_engine
 from app.store.wakeups import PgWakeups
 
 T = TypeVar("T")
@@ -29,13 +29,7 @@ log = logging.getLogger("jobchain.database")
 
 # Execution option marking a connection that writes (BEGIN IMMEDIATE on SQLite).
 WRITE_TRANSACTION = "jobchain_write"
-# Transient failures worth retrying a whole transaction for: serialization failure,
-# deadlock, and the server going away (admin/crash shutdown, not accepting connections).
-_RETRYABLE_SQLSTATES = {"40001", "40P01", "57P01", "57P02", "57P03"}
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.01, 1.0
-# SQLite: how long one attempt waits in SQLite's busy handler for another process's lock;
-# write() and read() retry within their overall wait, so this only sets the granularity.
-_SQLITE_BUSY_MS = 500
 # How long a database call may keep retrying in this thread (None: the Database's default).
 _WAIT: ContextVar[float | None] = ContextVar("jobchain_db_wait", default=None)
 
@@ -85,11 +79,9 @@ class Database:
         # turns contention into latency. Other processes still meet busy_timeout.
         self._writer_turn: threading.Lock | None = threading.Lock() if self.is_sqlite else None
         if self.is_sqlite:
-            self.engine = _sqlite_engine(url, sqlite_synchronous)
+            self.engine = sqlite_engine(url, sqlite_synchronous, WRITE_TRANSACTION)
         else:
-            self.engine = create_engine(
-                url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
-            )
+            self.engine = postgres_engine(url, pool_size)
         self.wakeups = (
             PgWakeups(self.engine, self._wake_local)
             if listen_notify and not self.is_sqlite
@@ -175,14 +167,7 @@ class Database:
         return _Release(self._writer_turn)
 
     def _is_transient(self, exc: DBAPIError) -> bool:
-        if self.is_sqlite:
-            return "locked" in str(exc.orig) or "busy" in str(exc.orig)
-        if exc.connection_invalidated:
-            return True
-        sqlstate = getattr(exc.orig, "sqlstate", None)
-        if sqlstate is None:  # raised by the client library: connecting or connection lost
-            return isinstance(exc, OperationalError)
-        return sqlstate in _RETRYABLE_SQLSTATES or sqlstate.startswith("08")
+        return is_transient(exc, sqlite=self.is_sqlite)
 
     # -- event-driven dispatch -------------------------------------------------------------
 
@@ -225,55 +210,3 @@ class _Release:
 
 def _reason(exc: DBAPIError) -> str:
     return str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc).__name__
-
-
-_SQLITE_TOP_JOB_ID = text(
-    "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'jobs'), 0),"
-    " coalesce((SELECT max(id) FROM jobs), 0))"
-)
-
-
-def allocate_job_ids(conn: Connection, count: int) -> list[int]:
-    """Reserve ``count`` new job ids inside a write transaction.
-
-    PostgreSQL draws them from the id sequence; on SQLite the write transaction holds the
-    database's only write lock, so the ids above the highest ever issued are ours. That is
-    AUTOINCREMENT's counter in sqlite_sequence, not max(id): retention may have deleted the
-    newest jobs, and their ids must not come back. Inserting the ids moves the counter on.
-    """
-    if conn.dialect.name == "sqlite":
-        top = conn.execute(_SQLITE_TOP_JOB_ID).scalar_one()
-        return list(range(top + 1, top + 1 + count))
-    drawn = conn.execute(
-        text("SELECT nextval(pg_get_serial_sequence('jobs', 'id')) FROM generate_series(1, :n)"),
-        {"n": count},
-    )
-    return sorted(drawn.scalars())
-
-
-def _sqlite_engine(url: str, synchronous: str) -> Engine:
-    database = make_url(url).database
-    if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, pool_size=16, max_overflow=16, pool_timeout=60)
-    mode = synchronous.upper()
-    if mode not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
-        raise ValueError(f"invalid sqlite_synchronous {synchronous!r}")
-
-    @event.listens_for(engine, "connect")
-    def _configure(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy's begin event issue BEGIN itself (pysqlite's own is deferred-only).
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA synchronous={mode}")
-        cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_MS}")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Connection) -> None:
-        immediate = conn.get_execution_options().get(WRITE_TRANSACTION, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    return engine

@@ -21,8 +21,8 @@ from typing import Any
 from sqlalchemy import Connection, Row, and_, select, update
 
 from app.domain.outcome import RetryPolicy, decide_outcome
-from app.statuses import Status, Transition, target
-from app.store import lifecycle
+from app.domain.statuses import Status, Transition, target
+from app.store import actions, completion
 from app.store.callback_deadline import OWNER
 from app.store.database import Database, now
 from app.store.joblog import append_log
@@ -153,16 +153,16 @@ def apply_callback(db: Database, job_id: int, callback: Callback, retry: RetryPo
     A final callback ends the current attempt as a worker's finish would: FINISHED, FAILED
     (or an automatic retry while attempts remain), CANCELLED if a cancel was requested;
     its next jobs and joins follow in the same transaction. The same final callback again
-    is a no-op. Raises ``lifecycle.NotFound``, or ``lifecycle.Conflict`` for a job that is
+    is a no-op. Raises ``actions.NotFound``, or ``actions.Conflict`` for a job that is
     not EXTERNAL, not running, on another attempt, or already ended otherwise.
     """
 
     def work(conn: Connection) -> tuple[Status, bool]:
         row = conn.execute(select(jobs).where(jobs.c.id == job_id).with_for_update()).first()
         if row is None:
-            raise lifecycle.NotFound(job_id)
+            raise actions.NotFound(job_id)
         if row.job_type != JOB_TYPE:
-            raise lifecycle.Conflict(
+            raise actions.Conflict(
                 f"job {job_id} is a {row.job_type} job; only EXTERNAL jobs take callbacks"
             )
         status = Status(row.status)
@@ -175,15 +175,15 @@ def apply_callback(db: Database, job_id: int, callback: Callback, retry: RetryPo
                 retried = ended.to_status == Status.WAITING_FOR_DISPATCH
                 outcome = "and was retried" if retried else ended.to_status
                 why = f": {row.message}" if attempt == row.attempt and row.message else ""
-                raise lifecycle.Conflict(
+                raise actions.Conflict(
                     f"attempt {attempt} of job {job_id} already ended {outcome}{why}"
                 )
         if status != Status.PROCESSING:
-            raise lifecycle.Conflict(
+            raise actions.Conflict(
                 f"job {job_id} is {status}, not running; it takes no callback now"
             )
         if attempt != row.attempt:
-            raise lifecycle.Conflict(
+            raise actions.Conflict(
                 f"callback for attempt {attempt}, but job {job_id} is on attempt {row.attempt}"
             )
         current = and_(
@@ -224,12 +224,12 @@ def _end_attempt(
     assert callback.status is not None
     failed = callback.status == Status.FAILED
     verdict = decide_outcome(
-        lifecycle.attempt_of(row),
+        completion.attempt_of(row),
         failed=failed,
         message=callback.message or ("failed (reported by callback)" if failed else None),
         policy=retry,
     )
-    values = lifecycle.ended_attempt_values(callback.result, callback.progress, verdict, t)
+    values = completion.ended_attempt_values(callback.result, callback.progress, verdict, t)
     reason = _reason(callback.status)
     apply(conn, verdict.transition, current, at=t, values=values, reason=reason)
     new_status = target(verdict.transition)

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
-from app.join_plan import JoinPlan
-from app.payload import JobSpec, unwrap
+from app.domain.join_plan import JoinPlan
+from app.domain.payload import JobSpec, unwrap
 from app.store import submission
 from app.store.database import Database, now
+from app.store.dialect import insert_ignoring_conflicts
 from app.store.tables import idempotency_keys
 
 MAX_KEY_LENGTH = 255
@@ -70,7 +70,7 @@ def submit_once(
         conn.execute(delete(idempotency_keys).where(mine, _expired(t, ttl_seconds)))
         row = {"key": key, "body_hash": body_hash, "job_id": 0, "created_at": t}
         claimed = conn.execute(
-            _insert(conn)
+            insert_ignoring_conflicts(conn, idempotency_keys)
             .values(row)
             .on_conflict_do_nothing(index_elements=[idempotency_keys.c.key])
             .returning(idempotency_keys.c.key)
@@ -122,10 +122,3 @@ def purge_expired(db: Database, ttl_seconds: float) -> int:
 
 def _expired(at: float, ttl_seconds: float) -> Any:
     return idempotency_keys.c.created_at < at - ttl_seconds
-
-
-def _insert(conn: Connection) -> postgresql.Insert | sqlite.Insert:
-    """The dialect's INSERT, which has ON CONFLICT DO NOTHING (the generic one has not)."""
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(idempotency_keys)
-    return sqlite.insert(idempotency_keys)

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from app.domain.join_rules import WAITING
-from app.statuses import Status
+from app.domain.statuses import Status
 from app.store.database import Database
 from app.store.tables import jobs, join_arrivals, joins
 

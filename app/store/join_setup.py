@@ -11,8 +11,8 @@ from typing import Any
 from sqlalchemy import Connection, Row, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from app.domain.join_plan import JoinPlan
 from app.domain.join_rules import WAITING
-from app.join_plan import JoinPlan
 from app.store.tables import joins
 
 

@@ -24,8 +24,8 @@ from typing import Any
 from sqlalchemy import Connection, Row, and_, bindparam, delete, func, insert, or_, select, update
 
 from app.domain.join_rules import CANCELLED, DECISION_STATUS, FAILED, WAITING, decide
+from app.domain.statuses import JOIN_ENDINGS, Status, Transition
 from app.failpoints import failpoint
-from app.statuses import JOIN_ENDINGS, Status, Transition
 from app.store.database import Database, now
 from app.store.release import release_next_jobs, revive_blocked
 from app.store.tables import jobs, join_arrivals, joins

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, and_, bindparam, case, select
 
-from app.statuses import TERMINAL, TRANSITIONS, Status, Transition, target
+from app.domain.statuses import TERMINAL, TRANSITIONS, Status, Transition, target
 from app.store.tables import jobs
 from app.store.transitions import AT, apply, apply_to_ids, guarded_update, record
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, exists, func, or_, select
 
-from app.statuses import TERMINAL
+from app.domain.statuses import TERMINAL
 from app.store.database import Database, now
 from app.store.tables import (
     idempotency_keys,

@@ -20,8 +20,8 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, insert, select, true, update
 from sqlalchemy.exc import IntegrityError
 
-from app.join_plan import JoinPlan
-from app.payload import JobSpec, PayloadError
+from app.domain.join_plan import JoinPlan
+from app.domain.payload import JobSpec, PayloadError
 from app.store.database import Database, now
 from app.store.join_setup import JoinConflict
 from app.store.submission import insert_tree

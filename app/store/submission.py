@@ -6,11 +6,12 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, literal, null, select
 
-from app.join_plan import JoinPlan, plan_joins
-from app.payload import JobSpec
-from app.statuses import Status, Transition
+from app.domain.join_plan import JoinPlan, plan_joins
+from app.domain.payload import JobSpec
+from app.domain.statuses import Status, Transition
 from app.store import join_setup
-from app.store.database import Database, allocate_job_ids, now
+from app.store.database import Database, now
+from app.store.dialect import allocate_job_ids
 from app.store.tables import job_events, jobs
 
 

@@ -1,6 +1,6 @@
 """Applying the state machine to rows: guarded updates that also write the event log.
 
-Every status change in jobchain is built here from :data:`app.statuses.TRANSITIONS`: the
+Every status change in jobchain is built here from :data:`app.domain.statuses.TRANSITIONS`: the
 guard (``status IN <sources>``), the new status and the event row's reason all come from
 the table. The hot path prebuilds its statements with :func:`guarded_update` and logs
 them with :func:`record`; everything else calls :func:`apply` inside its transaction, so a
@@ -24,7 +24,7 @@ from sqlalchemy import (
     update,
 )
 
-from app.statuses import Status, Transition, sources, target
+from app.domain.statuses import Status, Transition, sources, target
 from app.store.tables import job_events, jobs
 
 # Keep IN (...) lists well below SQLite's and PostgreSQL's bound-parameter limits.

@@ -1,0 +1,256 @@
+"""Recording what a worker's jobs did, releasing what follows, and claiming more.
+
+One transaction records a batch of outcomes (each decided by
+:func:`app.domain.outcome.decide_outcome`), releases or skips the next jobs of every job
+that ended, and claims the worker's next jobs: a worker finishing a job and taking the
+next (often the child it just released) pays one commit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Float, Row, bindparam, func, select, update
+
+from app.domain.outcome import Attempt, RetryPolicy, Verdict, decide_outcome
+from app.domain.statuses import Status, Transition, target
+from app.failpoints import failpoint
+from app.store.claims import Claim, claim_with_arrivals, claimed_with, held
+from app.store.database import Database, now
+from app.store.joblog import append_log
+from app.store.release import release_finished, release_next_jobs
+from app.store.tables import jobs
+from app.store.transitions import apply, guard, record
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a worker reports when a job's function returned or raised."""
+
+    failed: bool
+    message: str | None = None
+    result: Any = None
+    progress: float | None = None
+    log: str = ""
+    started: bool = True  # False: cancelled while it waited in its worker's batch
+
+
+LOCK_FOR_RECORDING = (
+    select(
+        jobs.c.id,
+        jobs.c.parent_id,
+        jobs.c.target_object,
+        jobs.c.job_type,
+        jobs.c.status,
+        jobs.c.attempt,
+        jobs.c.attempt_floor,
+        jobs.c.max_attempts,
+        jobs.c.lease_token,
+        jobs.c.cancel_requested,
+        jobs.c.join_id,
+    )
+    .where(jobs.c.id.in_(bindparam("ids", expanding=True)))
+    .with_for_update()
+)
+# Executed with many parameter sets: RETURNING is not used, the caller knows the rows.
+_FINISH_MANY = (
+    update(jobs)
+    .where(
+        jobs.c.id == bindparam("b_id"),
+        jobs.c.lease_token == bindparam("b_token"),
+        guard(Transition.FINISH),
+    )
+    .values(
+        status=target(Transition.FINISH).value,
+        message=bindparam("b_message"),
+        result=bindparam("b_result", type_=jobs.c.result.type),
+        progress=func.coalesce(bindparam("b_progress", type_=Float()), jobs.c.progress),
+        lease_token=None,
+        lease_owner=None,
+        lease_expires_at=None,
+        finished_at=bindparam("b_at"),
+        updated_at=bindparam("b_at"),
+    )
+)
+
+
+@dataclass(frozen=True)
+class Done:
+    """A job a worker ran, with its outcome, waiting to be recorded."""
+
+    job_id: int
+    token: str
+    outcome: Outcome
+
+
+@dataclass(frozen=True)
+class Completion:
+    statuses: dict[int, Status | None]  # None: the lease was lost, nothing recorded
+    claims: list[Claim]
+    dispatchable: int  # jobs made claimable and not claimed by this call
+    retry_at: float | None = None  # earliest automatic retry this call scheduled
+
+
+def finish(
+    db: Database,
+    job_id: int,
+    token: str,
+    outcome: Outcome,
+    retry: RetryPolicy | None = None,
+    log_limit: int = 64 * 1024,
+) -> Status | None:
+    """Record a job's outcome and release its next jobs, in one transaction.
+
+    Returns the job's new status, or None when the caller no longer holds the lease
+    (it expired and the job was re-claimed or reaped): a stale result changes nothing.
+    """
+    done = Done(job_id, token, outcome)
+    return record_and_claim(db, [done], retry=retry, log_limit=log_limit).statuses[job_id]
+
+
+def record_and_claim(
+    db: Database,
+    done: list[Done],
+    owner: str = "",
+    claim_limit: int = 0,
+    lease_seconds: float = 30.0,
+    retry: RetryPolicy | None = None,
+    log_limit: int = 64 * 1024,
+    claim_token: str | None = None,
+    again: bool = False,
+) -> Completion:
+    """Record finished jobs, release their next jobs, then claim up to ``claim_limit``.
+
+    One transaction for all of it: a worker finishing a job and taking the next (often
+    the child it just released) pays one commit, and a batch of quick jobs shares one.
+    A caller that tries again after an error passes the same ``claim_token`` with
+    ``again``: if the failed call did commit, its claims are taken over, not orphaned.
+    """
+    policy = retry or RetryPolicy()
+    token = claim_token or str(uuid.uuid4())
+    runs = 1 if again else 0
+
+    def work(conn: Connection) -> Completion:
+        nonlocal runs
+        runs += 1
+        t = now()
+        statuses, released, retry_at = (
+            _record(conn, done, policy, log_limit, t) if done else ({}, 0, None)
+        )
+        claims: list[Claim] = []
+        if claim_limit:
+            # A replay after a lost COMMIT answer: what the first run claimed is ours. (Its
+            # recorded outcomes need nothing: their guard no longer matches, a no-op.)
+            claims = claimed_with(conn, token) if runs > 1 else []
+            if not claims:
+                claims, arrived, nodes = claim_with_arrivals(
+                    conn, owner, claim_limit, lease_seconds, t, token
+                )
+                # JOIN nodes claimed here were released as claimable; they are done.
+                released += arrived - nodes
+        return Completion(statuses, claims, max(0, released - len(claims)), retry_at)
+
+    # Replay-safe: every update above is guarded by status and lease token.
+    completion = db.write(work, replay_safe=True)
+    if done:
+        failpoint("after_finish_commit")
+    if completion.dispatchable:
+        db.notify_dispatchable(completion.dispatchable)
+    elif runs > 1:
+        db.notify_dispatchable(None)  # an earlier run may have committed releases unannounced
+    return completion
+
+
+def _record(
+    conn: Connection, done: list[Done], policy: RetryPolicy, log_limit: int, t: float
+) -> tuple[dict[int, Status | None], int, float | None]:
+    ids = [d.job_id for d in done]
+    locked: list[Row[Any]] = list(conn.execute(LOCK_FOR_RECORDING, {"ids": ids}))
+    rows = {r.id: r for r in locked}
+    statuses: dict[int, Status | None] = {}
+    finished: list[tuple[Row[Any], Done]] = []
+    released = 0
+    retry_at: float | None = None
+    for item in done:
+        row = rows.get(item.job_id)
+        if row is None or row.status != Status.PROCESSING or row.lease_token != item.token:
+            statuses[item.job_id] = None
+            continue
+        verdict = decide_outcome(
+            attempt_of(row),
+            failed=item.outcome.failed,
+            message=item.outcome.message,
+            policy=policy,
+            started=item.outcome.started,
+        )
+        if verdict.transition == Transition.FINISH:
+            finished.append((row, item))  # the common case: batched below
+            statuses[item.job_id] = Status.FINISHED
+            continue
+        values = ended_attempt_values(item.outcome.result, item.outcome.progress, verdict, t)
+        apply(conn, verdict.transition, held(row.id, item.token), at=t, values=values)
+        if item.outcome.log:
+            append_log(conn, row.id, item.outcome.log, log_limit)
+        statuses[item.job_id] = target(verdict.transition)
+        released += release_next_jobs(conn, row, target(verdict.transition), t)
+        if verdict.retry_delay is not None:
+            retry_at = min(retry_at or values["run_after"], values["run_after"])
+    if finished:
+        released += _record_finished(conn, finished, log_limit, t)
+    failpoint("before_finish_commit")  # every outcome written, the transaction still open
+    return statuses, released, retry_at
+
+
+def attempt_of(row: Row[Any]) -> Attempt:
+    return Attempt(
+        attempt=row.attempt,
+        attempt_floor=row.attempt_floor,
+        max_attempts=row.max_attempts,
+        cancel_requested=bool(row.cancel_requested),
+    )
+
+
+def ended_attempt_values(
+    result: Any, progress: float | None, verdict: Verdict, t: float
+) -> dict[str, Any]:
+    """The columns an ended attempt writes, for a worker's report and a callback alike."""
+    values: dict[str, Any] = {
+        "message": verdict.message,
+        "result": result,
+        "lease_token": None,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "finished_at": t,
+    }
+    if progress is not None:
+        values["progress"] = progress
+    if verdict.retry_delay is not None:
+        values.update(run_after=t + verdict.retry_delay, finished_at=None)
+    return values
+
+
+def _record_finished(
+    conn: Connection, finished: list[tuple[Row[Any], Done]], log_limit: int, t: float
+) -> int:
+    """FINISHED jobs: one executemany, then one release of all their next jobs."""
+    conn.execute(
+        _FINISH_MANY,
+        [
+            {
+                "b_id": row.id,
+                "b_token": item.token,
+                "b_message": item.outcome.message,
+                "b_result": item.outcome.result,
+                "b_progress": item.outcome.progress,
+                "b_at": t,
+            }
+            for row, item in finished
+        ],
+    )
+    record(conn, Transition.FINISH, (row for row, _ in finished), t)
+    for row, item in finished:
+        if item.outcome.log:
+            append_log(conn, row.id, item.outcome.log, log_limit)
+    return release_finished(conn, [row.id for row, _ in finished], t)

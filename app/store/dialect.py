@@ -1,0 +1,139 @@
+"""Every difference between SQLite and PostgreSQL that the store has to know about.
+
+Engines and their per-connection settings, which errors are worth retrying, how job ids
+are drawn, and the INSERT that can say ON CONFLICT. (Migrations keep their own: the
+lock around them and SQLite's table rebuilds live in app/store/schema.py and the
+revisions.) Everything else in the store is portable SQLAlchemy Core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Table, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+# Transient failures worth retrying a whole transaction for: serialization failure,
+# deadlock, and the server going away (admin/crash shutdown, not accepting connections).
+_RETRYABLE_SQLSTATES = {"40001", "40P01", "57P01", "57P02", "57P03"}
+# SQLite: how long one attempt waits in SQLite's busy handler for another process's lock;
+# write() and read() retry within their overall wait, so this only sets the granularity.
+_SQLITE_BUSY_MS = 500
+
+
+def postgres_engine(url: str, pool_size: int) -> Engine:
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def is_transient(exc: DBAPIError, *, sqlite: bool) -> bool:
+    """Whether running the whole transaction again may succeed."""
+    if sqlite:
+        return "locked" in str(exc.orig) or "busy" in str(exc.orig)
+    if exc.connection_invalidated:
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate is None:  # raised by the client library: connecting or connection lost
+        return isinstance(exc, OperationalError)
+    return sqlstate in _RETRYABLE_SQLSTATES or sqlstate.startswith("08")
+
+
+def insert_ignoring_conflicts(conn: Connection, table: Table) -> Any:
+    """The dialect's INSERT, which has ON CONFLICT DO NOTHING (the generic one has not)."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+_SQLITE_TOP_JOB_ID = text(
+    "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'jobs'), 0),"
+    " coalesce((SELECT max(id) FROM jobs), 0))"
+)
+
+
+def allocate_job_ids(conn: Connection, count: int) -> list[int]:
+    """Reserve ``count`` new job ids inside a write transaction.
+
+    PostgreSQL draws them from the id sequence; on SQLite the write transaction holds the
+    database's only write lock, so the ids above the highest ever issued are ours. That is
+    AUTOINCREMENT's counter in sqlite_sequence, not max(id): retention may have deleted the
+    newest jobs, and their ids must not come back. Inserting the ids moves the counter on.
+    """
+    if conn.dialect.name == "sqlite":
+        top = conn.execute(_SQLITE_TOP_JOB_ID).scalar_one()
+        return list(range(top + 1, top + 1 + count))
+    drawn = conn.execute(
+        text("SELECT nextval(pg_get_serial_sequence('jobs', 'id')) FROM generate_series(1, :n)"),
+        {"n": count},
+    )
+    return sorted(drawn.scalars())
+
+
+def sqlite_engine(url: str, synchronous: str, write_option: str) -> Engine:
+    """SQLite in WAL mode; connections marked ``write_option`` begin IMMEDIATE."""
+    database = make_url(url).database
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, pool_size=16, max_overflow=16, pool_timeout=60)
+    mode = synchronous.upper()
+    if mode not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+        raise ValueError(f"invalid sqlite_synchronous {synchronous!r}")
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's begin event issue BEGIN itself (pysqlite's own is deferred-only).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={mode}")
+        cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get(write_option, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+class DriverConnection:
+    """A pooled connection's driver connection in autocommit mode, for one-statement reads
+    on a hot path: no SQLAlchemy transaction, no pool checkout per call. SQLite's
+    connections are autocommit already (BEGIN is issued by jobchain); a PostgreSQL one is
+    switched, and switched back before it returns to the pool."""
+
+    def __init__(self, engine: Engine):
+        self._pooled = engine.raw_connection()
+        driver = self._pooled.driver_connection
+        if driver is None:
+            raise RuntimeError("the pool returned a connection without a driver connection")
+        self._driver: Any = driver
+        self._postgres = engine.dialect.name == "postgresql"
+        if self._postgres:
+            self._driver.autocommit = True
+
+    def fetch_one(
+        self, sql: str, positions: Sequence[str] | None, params: Mapping[str, Any]
+    ) -> tuple[Any, ...] | None:
+        """Run compiled ``sql`` with ``params`` (ordered by ``positions`` for a positional
+        paramstyle); the first row or None."""
+        args: Any = [params[name] for name in positions] if positions else dict(params)
+        cursor = self._driver.cursor()
+        try:
+            cursor.execute(sql, args)
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+        return tuple(row) if row is not None else None
+
+    def close(self) -> None:
+        try:
+            if self._postgres:
+                self._driver.autocommit = False
+        finally:
+            self._pooled.close()
