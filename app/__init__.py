@@ -1,13 +1,19 @@
 """jobchain: submit a tree of jobs; each starts when its parent ends.
 
 The packages, from the bottom up (each package's docstring says what it may import):
-``store`` (every SQL statement), ``security`` (roles and tokens), ``services`` (what a
-submission goes through, whoever submits), ``api`` (the JSON API) and ``admin`` (the
-console), assembled by ``web`` into the Flask app; ``cli`` is the ``jobchain`` command.
-The modules at this level are the engine: ``statuses``, ``payload`` and ``join_plan`` (the
-rules of a chain), ``worker``, ``background``, ``housekeeping`` and ``scheduling`` (what
-runs jobs and fires schedules), ``server`` and ``worker_process`` (the two kinds of
-process). Importing this package loads no Flask, so a process that only runs jobs need not.
+
+- ``domain``: the pure rules (statuses and the transition table, what an outcome means,
+  when a join decides, the payload and its join plan, cron). No SQL, no Flask.
+- ``store``: every SQL statement, split along its seams (claims, completion, actions,
+  recovery, release, joins, reads), the SQLite/PostgreSQL differences in ``dialect``.
+- ``runner``: what runs in the background of a process (worker pool, housekeeping, the
+  schedule loop, the ``jobchain worker`` process). Imports no Flask, waitress or requests.
+- ``security`` (roles, tokens, signatures), ``services`` (the submit service), ``api``
+  (the JSON API) and ``admin`` (the console), assembled by ``web`` into the Flask app;
+  ``server`` is ``jobchain serve`` (the API plus a runner); ``cli`` is the command.
+
+``failpoints`` (crash-test hooks) and ``runtime`` (what a process holds) sit beside them.
+Importing this package loads no Flask, so a process that only runs jobs need not.
 """
 
 from __future__ import annotations

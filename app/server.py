@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 from types import FrameType
@@ -12,9 +11,10 @@ from typing import Any
 from sqlalchemy.engine import make_url
 from waitress.server import create_server
 
-from app.background import Background
+from app.runner.background import Background
+from app.runner.process_setup import StartupError, configure_logging, load_job_modules
 from app.runtime import Runtime
-from app.security.tokens import ADMIN_TOKEN_FILE, ensure_admin_token
+from app.security.admin_token import ADMIN_TOKEN_FILE, ensure_admin_token
 from app.store.tokens import TokenConfigError
 from app.web import create_app
 from config import Settings
@@ -22,10 +22,6 @@ from jobs import REGISTRY
 from jobs.external import CALLBACK_BASE
 
 log = logging.getLogger("jobchain.server")
-
-
-class StartupError(Exception):
-    """The service could not start (bad job module, port in use); shown without a traceback."""
 
 
 def serve(settings: Settings) -> None:
@@ -83,36 +79,6 @@ def serve(settings: Settings) -> None:
         runtime.db.dispose()
         log.info("stopped")
     sys.exit(0)
-
-
-def load_job_modules(modules: tuple[str, ...]) -> None:
-    """Import the user's job modules, resolving them from the current directory too.
-
-    A console script's ``sys.path`` starts with its own bin directory, not the working
-    directory, so ``JOBCHAIN_JOB_MODULES=examples.pricing_jobs`` would not import from a
-    checkout; ``python -m`` puts the working directory first, and so do we.
-    """
-    if not modules:
-        return
-    cwd = os.getcwd()
-    if cwd not in sys.path and "" not in sys.path:
-        sys.path.insert(0, cwd)
-    for module in modules:
-        try:
-            REGISTRY.load_modules([module])
-        except Exception as exc:
-            raise StartupError(
-                f"cannot load job module {module!r} (JOBCHAIN_JOB_MODULES): "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
-
-
-def configure_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # APScheduler logs every reaper run at INFO; only its problems are worth seeing.
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 def _announce(server: Any, settings: Settings) -> None:

@@ -7,9 +7,10 @@ it at PostgreSQL instead: the URL names a server and an existing database to con
 (e.g. ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``); every scenario runs in a
 fresh throw-away database created next to it and dropped afterwards.
 
-Every scenario gets a fresh database, the real :class:`app.worker.WorkerPool` and the real
-:class:`app.store.database.Database` (built by :class:`app.runtime.Runtime`, as
-``jobchain serve`` does). Completion is detected by polling a count query every few
+Every scenario gets a fresh database, the real
+:class:`app.runner.worker_pool.WorkerPool` and the real
+:class:`app.store.database.Database` (built by :class:`app.runtime.Runtime`, as ``jobchain
+serve`` does). Completion is detected by polling a count query every few
 milliseconds; latencies come from the rows' own ``started_at`` / ``finished_at`` (epoch
 seconds written by the claim and finish transactions), wall times from
 ``time.perf_counter``.
@@ -60,13 +61,13 @@ import sqlalchemy
 from sqlalchemy import create_engine, event, func, select, text
 from sqlalchemy.engine import make_url
 
-from app.payload import JobSpec, Limits, PayloadError, parse_tree
+from app.domain.payload import JobSpec, Limits, PayloadError, parse_tree
+from app.domain.statuses import Status
+from app.runner.worker_pool import WorkerPool
 from app.runtime import Runtime
-from app.statuses import Status
-from app.store import lifecycle, submission
+from app.store import claims, completion, submission
 from app.store.database import Database
 from app.store.tables import jobs
-from app.worker import WorkerPool
 from config import Settings
 
 NOT_DONE = [
@@ -213,7 +214,7 @@ class Stats:
         event.listen(engine, "commit", on_commit)
         event.listen(engine, "rollback", on_rollback)
 
-        real_claim, real_finish = lifecycle.claim, lifecycle.finish
+        real_claim, real_finish = claims.claim, completion.finish
 
         def claim(*args: Any, **kwargs: Any) -> Any:
             t0 = time.perf_counter()
@@ -232,12 +233,12 @@ class Stats:
                 self.finish_seconds += time.perf_counter() - t0
             return got
 
-        lifecycle.claim = claim
-        lifecycle.finish = finish
+        claims.claim = claim
+        completion.finish = finish
 
         def detach() -> None:
-            lifecycle.claim = real_claim
-            lifecycle.finish = real_finish
+            claims.claim = real_claim
+            completion.finish = real_finish
             event.remove(engine, "before_cursor_execute", before)
             event.remove(engine, "commit", on_commit)
             event.remove(engine, "rollback", on_rollback)

@@ -36,11 +36,11 @@ from typing import Any
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
-from app.payload import Limits, parse_tree
+from app.domain.payload import Limits, parse_tree
+from app.runner.worker_process import READY_LINE
 from app.store import schema, submission
 from app.store.database import Database
 from app.store.tables import jobs
-from app.worker_process import READY_LINE
 from jobs import REGISTRY
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

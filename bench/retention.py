@@ -22,12 +22,12 @@ from typing import Any
 
 from sqlalchemy import create_engine, func, select, text
 
-from app.payload import Limits, parse_tree
-from app.statuses import TERMINAL
+from app.domain.payload import Limits, parse_tree
+from app.domain.statuses import TERMINAL
+from app.runner.worker_pool import WorkerPool
 from app.store import retention, schema, submission
 from app.store.database import Database
 from app.store.tables import jobs
-from app.worker import WorkerPool
 from bench.cross_process import DEFAULT_URL, fresh_database
 from config import Settings
 from jobs import REGISTRY

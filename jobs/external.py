@@ -14,8 +14,6 @@ import threading
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests
-
 from jobs.context import JobContext, JobFailed
 from jobs.registry import job_type
 
@@ -89,6 +87,8 @@ def external(ctx: JobContext) -> AwaitCallback | None:
 
 def _notify(ctx: JobContext, url: str, headers: dict[str, str], body: dict[str, Any]) -> bool:
     """POST until a 2xx; retry connection errors, 429 and 5xx. False if aborted meanwhile."""
+    import requests  # here, not at import: a worker process loads requests only if needed
+
     problem = ""
     for attempt in range(1, NOTIFY_TRIES + 1):
         try:

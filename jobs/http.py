@@ -7,10 +7,11 @@ of the response body is read and stored, so a large response can't bloat the job
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import requests
+if TYPE_CHECKING:
+    import requests
 
 from jobs.context import JobContext, JobFailed
 from jobs.registry import job_type
@@ -88,6 +89,8 @@ def _read_body(response: requests.Response) -> tuple[Any, bool]:
 @job_type("HTTP", role="admin")
 def http(ctx: JobContext) -> Any:
     """Sends one HTTP request (url, method, json, headers, timeout, expectStatus)."""
+    import requests  # here, not at import: a worker process loads requests only if it runs one
+
     url, method, headers, timeout, expected = _parameters(ctx.parameters)
     if ctx.should_abort():
         return None

@@ -17,12 +17,12 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from app.runner.worker_pool import WorkerPool
 from app.runtime import Runtime
 from app.store import schema
 from app.store.database import Database
 from app.store.tables import metadata
 from app.web import create_app
-from app.worker import WorkerPool
 from config import Settings
 from jobs import REGISTRY
 from tests.helpers import ADMIN_TOKEN, CALLBACK_SECRET, LiveServer

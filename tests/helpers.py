@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from waitress import create_server
 
-from app.statuses import TERMINAL
+from app.domain.statuses import TERMINAL
 from app.store import queries
 from app.store.database import Database
 from jobs import REGISTRY

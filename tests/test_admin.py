@@ -20,11 +20,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import delete
 
 from app.admin import timeline
-from app.payload import Limits, parse_tree
+from app.domain.payload import Limits, parse_tree
+from app.runner.schedule_loop import next_fire_after
 from app.runtime import Runtime
-from app.scheduling import next_fire_after
 from app.security.roles import is_console, required_role
-from app.store import lifecycle, queries, schedules, submission, tokens
+from app.store import actions, queries, schedules, submission, tokens
 from app.store.database import Database, now
 from app.store.tables import jobs
 from app.web import create_app
@@ -377,7 +377,7 @@ def test_chain_page_shows_skip_reasons_and_join_arrivals(client: FlaskClient, db
         },
     )
     x = queries.get_job(db, root)["next_job_ids"][2]  # type: ignore[index]
-    lifecycle.cancel(db, x)
+    actions.cancel(db, x)
     log_in(client)
     page = client.get(f"/admin/chains/{root}").text
     assert "0 of 2 arrived" in page

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from app.payload import Limits, parse_tree
+from app.domain.payload import Limits, parse_tree
+from app.runner.schedule_loop import fire_due
 from app.runtime import Runtime
-from app.scheduling import fire_due
 from app.store import queries, schedules, submission, tokens
 from app.store.database import Database, now
 from jobs import REGISTRY

@@ -8,9 +8,9 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import update
 
-from app.payload import Limits, parse_tree
+from app.domain.payload import Limits, parse_tree
 from app.runtime import Runtime
-from app.store import console, lifecycle, queries, submission
+from app.store import actions, console, queries, submission
 from app.store.console import JobQuery
 from app.store.database import Database
 from app.store.tables import jobs
@@ -31,7 +31,7 @@ def mixed(db: Database) -> list[int]:
     for i in range(10):
         root = submit(db, {"targetObject": f"{i}.NOOP", "nextJobs": [{"targetObject": "x.FAIL"}]})
         if i % 3 == 0:
-            lifecycle.cancel(db, root)
+            actions.cancel(db, root)
         submit(db, {"targetObject": f"lonely-{i}.SLEEP", "parameters": {"seconds": 0}})
         submit(db, {"targetObject": "155.NOOP"})
     with db.read() as conn:

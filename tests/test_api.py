@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 import requests
 
-from app.payload import unwrap
+from app.domain.payload import unwrap
+from app.runner.worker_pool import WorkerPool
 from app.runtime import Runtime
 from app.store import queries
 from app.store.database import Database
 from app.web import create_app
-from app.worker import WorkerPool
 from tests.helpers import AUTH, LiveServer, flatten, wait_for_chain, wait_for_status
 
 JOB_FIELDS = {

@@ -27,8 +27,9 @@ from flask import Flask
 from app.cli import cli
 from app.cli.client import ApiClient
 from app.runtime import Runtime
+from app.security.admin_token import ensure_admin_token
 from app.security.roles import required_role
-from app.security.tokens import TokenVerifier, ensure_admin_token
+from app.security.tokens import TokenVerifier
 from app.store import tokens
 from app.store.database import Database
 from app.store.tokens import ROLES, TokenConfigError

@@ -15,8 +15,8 @@ from click.testing import CliRunner, Result
 
 from app.cli import cli
 from app.cli.client import ApiClient
-from app.server import load_job_modules
-from app.worker import WorkerPool
+from app.runner.process_setup import load_job_modules
+from app.runner.worker_pool import WorkerPool
 from tests.helpers import ADMIN_TOKEN, LiveServer, flatten, wait_until
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

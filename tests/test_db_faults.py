@@ -17,11 +17,11 @@ import pytest
 import requests
 from sqlalchemy import event, func, select, text
 
-from app.statuses import Status, Transition
-from app.store import lifecycle
+from app.domain.statuses import Status, Transition
+from app.runner.worker_pool import WorkerPool
+from app.store import claims, completion
 from app.store.database import Database, DatabaseUnavailable, limit_wait, reset_wait
 from app.store.tables import job_events, jobs
-from app.worker import WorkerPool
 from config import Settings
 from tests.conftest import TEST_SETTINGS
 from tests.helpers import AUTH, LiveServer, wait_until
@@ -124,7 +124,7 @@ def test_a_finish_whose_commit_fails_is_replayed_once(db: Database) -> None:
     """The connection dies as COMMIT is sent: complete() runs again; its guards make the
     second run record the job once and claim the released child once."""
     root = submit(db, {"targetObject": "a.NOOP", "nextJobs": [{"targetObject": "b.NOOP"}]})
-    (claim,) = lifecycle.claim(db, owner="w", lease_seconds=30)
+    (claim,) = claims.claim(db, owner="w", lease_seconds=30)
     killer = db.engine.execution_options(isolation_level="AUTOCOMMIT")
     commits: list[int] = []
 
@@ -136,31 +136,33 @@ def test_a_finish_whose_commit_fails_is_replayed_once(db: Database) -> None:
             with killer.connect() as other:
                 other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
 
-    done = lifecycle.Done(claim.id, claim.lease_token, lifecycle.Outcome(failed=False))
-    completion = lifecycle.complete(db, [done], owner="w", claim_limit=5)
+    done = completion.Done(claim.id, claim.lease_token, completion.Outcome(failed=False))
+    recorded_now = completion.record_and_claim(db, [done], owner="w", claim_limit=5)
     event.remove(db.engine, "commit", _kill_first_commit)
 
     assert len(commits) >= 2
-    assert [c.target_object for c in completion.claims] == ["b.NOOP"]
-    assert completion.claims[0].id != root
+    assert [c.target_object for c in recorded_now.claims] == ["b.NOOP"]
+    assert recorded_now.claims[0].id != root
     chained_events = [r for r in events_of(db) if r[1] in {"finish", "claim"}]
     assert sorted(chained_events) == sorted(
-        [(root, "claim"), (root, "finish"), (completion.claims[0].id, "claim")]
+        [(root, "claim"), (root, "finish"), (recorded_now.claims[0].id, "claim")]
     )
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_call_repeated_after_a_lost_answer_takes_over_its_claims(db: Database) -> None:
-    """A worker whose complete() committed but raised (the answer was lost for longer than
+    """A worker whose record_and_claim() committed but raised (the answer was lost for longer than
     the database wait) calls again with the same token: nothing is recorded twice and the
     jobs the first call claimed are handed to it, not left to expire."""
     root = submit(
         db, {"targetObject": "a.NOOP", "nextJobs": [{"targetObject": f"{i}.NOOP"} for i in "bc"]}
     )
-    (claim,) = lifecycle.claim(db, owner="w", lease_seconds=30)
-    done = [lifecycle.Done(claim.id, claim.lease_token, lifecycle.Outcome(failed=False))]
-    first = lifecycle.complete(db, done, owner="w", claim_limit=1, claim_token="t-1")
-    again = lifecycle.complete(db, done, owner="w", claim_limit=1, claim_token="t-1", again=True)
+    (claim,) = claims.claim(db, owner="w", lease_seconds=30)
+    done = [completion.Done(claim.id, claim.lease_token, completion.Outcome(failed=False))]
+    first = completion.record_and_claim(db, done, owner="w", claim_limit=1, claim_token="t-1")
+    again = completion.record_and_claim(
+        db, done, owner="w", claim_limit=1, claim_token="t-1", again=True
+    )
     assert again.claims == first.claims and len(first.claims) == 1
     assert again.statuses == {root: None}  # already recorded: the guard makes it a no-op
     assert sorted(reason for _, reason in events_of(db)).count("claim") == 2

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.payload import Limits, parse_tree
+from app.domain.payload import Limits, parse_tree
+from app.runner.worker_pool import WorkerPool
 from app.store import queries, submission
 from app.store.database import Database
-from app.worker import WorkerPool
 from jobs import REGISTRY
 from tests.helpers import flatten, wait_for_chain
 

@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 import requests
 
-from app.housekeeping import start_housekeeping
+from app.runner.housekeeping import start_housekeeping
+from app.runner.worker_pool import WorkerPool
 from app.runtime import Runtime
 from app.security.signatures import sign
 from app.store import queries
 from app.store.database import Database
-from app.worker import WorkerPool
 from config import Settings
 from jobs import external as external_job
 from tests.helpers import (

@@ -147,7 +147,7 @@ def test_a_key_within_the_ttl_still_counts(live: LiveServer, db: Database) -> No
 
 
 def test_housekeeping_purges_expired_keys_only(live: LiveServer, db: Database) -> None:
-    from app.housekeeping import purge_idempotency_keys
+    from app.runner.housekeeping import purge_idempotency_keys
 
     for key in ("old-1", "old-2", "fresh"):
         assert submit(live, TREE, key).status_code == 201

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from app.statuses import TRANSITIONS, Transition, sources, target
-from app.store import join_reads, joins, lifecycle, queries
+from app.domain.statuses import TRANSITIONS, Transition, sources, target
+from app.runner.worker_pool import WorkerPool
+from app.store import actions, join_reads, joins, queries
 from app.store.database import Database
-from app.worker import WorkerPool
 from tests.helpers import flatten, wait_for_chain, wait_until
 from tests.test_joins import submit
 
@@ -111,7 +111,7 @@ def test_a_cancelled_upstream_join_arrives_cancelled(
     tree = queries.get_tree(db, root)
     assert tree is not None
     for branch in ("a1.NOOP", "a2.NOOP"):  # both branches of k1, before any worker runs
-        assert lifecycle.cancel(db, job(tree, branch)["id"]).value == "CANCELLED"
+        assert actions.cancel(db, job(tree, branch)["id"]).value == "CANCELLED"
     request.getfixturevalue("pool")
     tree = wait_for_chain(db, root)
     assert join_state(db, "k1")["state"] == "CANCELLED"
@@ -127,7 +127,7 @@ def test_a_retried_parent_two_joins_up_finishes_the_chain(db: Database, pool: Wo
     assert job(tree, "X.NOOP")["status"] == "SKIPPED"
     assert join_state(db, "k2")["state"] == "FAILED"
 
-    lifecycle.retry(db, job(tree, "a2.FLAKY")["id"])
+    actions.retry(db, job(tree, "a2.FLAKY")["id"])
     tree = wait_for_chain(db, root)
     assert job(tree, "a2.FLAKY")["attempt"] == 2
     assert job(tree, "X.NOOP")["status"] == "FINISHED"
@@ -141,8 +141,8 @@ def test_a_retried_parent_two_joins_up_finishes_the_chain(db: Database, pool: Wo
 def test_a_join_node_cannot_be_retried(db: Database, pool: WorkerPool) -> None:
     root = submit(db, two_joins(a2="FAIL"))
     tree = wait_for_chain(db, root)
-    with pytest.raises(lifecycle.Conflict, match="JOIN node"):
-        lifecycle.retry(db, join_nodes(tree, "k1")[0]["id"])
+    with pytest.raises(actions.Conflict, match="JOIN node"):
+        actions.retry(db, join_nodes(tree, "k1")[0]["id"])
 
 
 def test_every_event_follows_the_transition_table(db: Database, pool: WorkerPool) -> None:
@@ -150,7 +150,7 @@ def test_every_event_follows_the_transition_table(db: Database, pool: WorkerPool
     a JOIN node released by a finished parent is logged as an arrival like any other."""
     root = submit(db, two_joins(a2="FLAKY"))
     tree = wait_for_chain(db, root)
-    lifecycle.retry(db, job(tree, "a2.FLAKY")["id"])
+    actions.retry(db, job(tree, "a2.FLAKY")["id"])
     tree = wait_for_chain(db, root)
     moves = {t.value: t for t in TRANSITIONS}
     seen: set[Transition] = set()

@@ -16,9 +16,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from app.join_plan import plan_joins
-from app.statuses import Status
-from app.store import join_reads, lifecycle, submission
+from app.domain.join_plan import plan_joins
+from app.domain.statuses import Status
+from app.store import actions, claims, completion, join_reads, submission
 from app.store.database import Database
 from app.store.tables import job_events, jobs
 from tests.test_joins import spec
@@ -36,27 +36,27 @@ def wide_fan_in(width: int) -> dict[str, Any]:
     return {"targetObject": "A.NOOP", "nextJobs": branches}
 
 
-def claim_all(db: Database, count: int) -> list[lifecycle.Claim]:
-    claims = lifecycle.claim(db, "test", lease_seconds=60, limit=count)
-    assert len(claims) == count
-    return claims
+def claim_all(db: Database, count: int) -> list[claims.Claim]:
+    claimed_now = claims.claim(db, "test", lease_seconds=60, limit=count)
+    assert len(claimed_now) == count
+    return claimed_now
 
 
-def finish_together(db: Database, claims: list[lifecycle.Claim]) -> list[lifecycle.Claim]:
+def finish_together(db: Database, claims: list[claims.Claim]) -> list[claims.Claim]:
     """Finish every claimed parent at once, each claiming one job after it like a worker;
     returns what those transactions claimed for a thread to run (JOIN nodes arrive inside)."""
     barrier = threading.Barrier(len(claims))
     errors: list[BaseException] = []
-    taken: list[lifecycle.Claim] = []
+    taken: list[claims.Claim] = []
 
-    def run(claim: lifecycle.Claim) -> None:
+    def run(claim: claims.Claim) -> None:
         try:
             barrier.wait(timeout=30)
-            done = lifecycle.Done(claim.id, claim.lease_token, lifecycle.Outcome(failed=False))
-            completion = lifecycle.complete(
+            done = completion.Done(claim.id, claim.lease_token, completion.Outcome(failed=False))
+            recorded_now = completion.record_and_claim(
                 db, [done], owner="test", claim_limit=1, lease_seconds=60
             )
-            taken.extend(completion.claims)
+            taken.extend(recorded_now.claims)
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 
@@ -69,9 +69,9 @@ def finish_together(db: Database, claims: list[lifecycle.Claim]) -> list[lifecyc
     return taken
 
 
-def finish_in_turn(db: Database, claims: list[lifecycle.Claim]) -> None:
+def finish_in_turn(db: Database, claims: list[claims.Claim]) -> None:
     for claim in claims:
-        lifecycle.finish(db, claim.id, claim.lease_token, lifecycle.Outcome(failed=False))
+        completion.finish(db, claim.id, claim.lease_token, completion.Outcome(failed=False))
 
 
 def b_releases(db: Database, root_id: int) -> tuple[str, int]:
@@ -116,9 +116,9 @@ def _finish_in_process(url: str, claims: list[tuple[int, str]], start: Any) -> N
     db = Database(url)
     start.wait(30)
     for job_id, token in claims:
-        done = lifecycle.Done(job_id, token, lifecycle.Outcome(failed=False))
-        for claim in lifecycle.complete(db, [done], owner="p", claim_limit=1).claims:
-            lifecycle.finish(db, claim.id, claim.lease_token, lifecycle.Outcome(failed=False))
+        done = completion.Done(job_id, token, completion.Outcome(failed=False))
+        for claim in completion.record_and_claim(db, [done], owner="p", claim_limit=1).claims:
+            completion.finish(db, claim.id, claim.lease_token, completion.Outcome(failed=False))
     db.dispose()
 
 
@@ -147,7 +147,7 @@ def test_arrivals_from_many_processes_fire_once(db: Database) -> None:
 # -- a retry racing its JOIN node's arrival ---------------------------------------------
 
 RETRY_REPETITIONS = 100
-OK = lifecycle.Outcome(failed=False)
+OK = completion.Outcome(failed=False)
 
 
 def retry_race_setup(db: Database) -> tuple[int, int]:
@@ -167,19 +167,19 @@ def retry_race_setup(db: Database) -> tuple[int, int]:
     root_id = submission.submit(db, tree, plan_joins(tree))
     finish_in_turn(db, claim_all(db, 1))
     a1, a2 = claim_all(db, 2)
-    lifecycle.complete(  # a1 ends; its JOIN node is claimed and arrives in the same commit
-        db, [lifecycle.Done(a1.id, a1.lease_token, OK)], owner="t", claim_limit=1
+    completion.record_and_claim(  # a1 ends; its JOIN node is claimed and arrives in the same commit
+        db, [completion.Done(a1.id, a1.lease_token, OK)], owner="t", claim_limit=1
     )
-    lifecycle.finish(db, a2.id, a2.lease_token, lifecycle.Outcome(failed=True, message="no"))
+    completion.finish(db, a2.id, a2.lease_token, completion.Outcome(failed=True, message="no"))
     return root_id, a2.id
 
 
-def drain(db: Database, root_id: int, taken: list[lifecycle.Claim]) -> None:
+def drain(db: Database, root_id: int, taken: list[claims.Claim]) -> None:
     """Run the chain to its end: every job claimed finishes successfully."""
     pending = list(taken)
     for _ in range(20):
         finish_in_turn(db, pending)
-        pending = lifecycle.claim(db, "t", lease_seconds=60, limit=10)
+        pending = claims.claim(db, "t", lease_seconds=60, limit=10)
         if not pending and b_releases(db, root_id)[0] == Status.FINISHED.value:
             return
     raise AssertionError(f"chain {root_id} did not end")
@@ -223,8 +223,8 @@ def test_retry_racing_the_join_nodes_claim_rearms_it_in_threads(db: Database) ->
     for _ in range(RETRY_REPETITIONS):
         root_id, a2 = retry_race_setup(db)
         _, taken = at_once(
-            partial(lifecycle.retry, db, a2),
-            partial(lifecycle.claim, db, "racer", lease_seconds=60, limit=1),
+            partial(actions.retry, db, a2),
+            partial(claims.claim, db, "racer", lease_seconds=60, limit=1),
         )
         drain(db, root_id, taken)
         check_retry_race(db, root_id)
@@ -234,8 +234,8 @@ def _claim_on_signal(url: str, rounds: int, go: Any, claimed: Any) -> None:
     db = Database(url)
     for _ in range(rounds):
         go.wait(timeout=60)
-        claims = lifecycle.claim(db, "racer", lease_seconds=60, limit=1)
-        claimed.put([(c.id, c.lease_token) for c in claims])
+        claimed_now = claims.claim(db, "racer", lease_seconds=60, limit=1)
+        claimed.put([(c.id, c.lease_token) for c in claimed_now])
     db.dispose()
 
 
@@ -249,9 +249,9 @@ def test_retry_racing_the_join_nodes_claim_rearms_it_across_processes(db: Databa
         for _ in range(RETRY_REPETITIONS):
             root_id, a2 = retry_race_setup(db)
             go.wait(timeout=60)
-            lifecycle.retry(db, a2)
+            actions.retry(db, a2)
             taken = [
-                lifecycle.Claim(
+                claims.Claim(
                     id=job_id,
                     root_id=root_id,
                     target_object="",

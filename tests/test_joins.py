@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from app.join_plan import plan_joins
-from app.payload import Limits, PayloadError, parse_tree
-from app.store import join_reads, join_setup, joins, lifecycle, submission
+from app.domain.join_plan import plan_joins
+from app.domain.payload import Limits, PayloadError, parse_tree
+from app.runner.worker_pool import WorkerPool
+from app.store import actions, join_reads, join_setup, joins, submission
 from app.store.database import Database
-from app.worker import WorkerPool
 from jobs import REGISTRY, JobContext, JobFailed, job_type
 from tests.helpers import flatten, wait_for_chain, wait_until
 
@@ -253,7 +253,7 @@ def test_retried_parent_arrives_again_and_the_join_fires(db: Database, pool: Wor
     assert by_target(tree)["B.NOOP"]["status"] == "SKIPPED"
     assert the_join(db)["state"] == "FAILED"
 
-    lifecycle.retry(db, by_target(tree)["A1.FLAKY"]["id"])
+    actions.retry(db, by_target(tree)["A1.FLAKY"]["id"])
     tree = wait_for_chain(db, root)
     assert by_target(tree)["A1.FLAKY"]["attempt"] == 2
     assert by_target(tree)["B.NOOP"]["status"] == "FINISHED"
@@ -285,7 +285,7 @@ def test_retry_rearms_joins_below_the_jobs_it_revives(db: Database, pool: Worker
     assert by_target(tree)["Y.NOOP"]["status"] == "SKIPPED"
     assert by_target(tree)["B.NOOP"]["status"] == "SKIPPED"
 
-    lifecycle.retry(db, by_target(tree)["X.FLAKY"]["id"])
+    actions.retry(db, by_target(tree)["X.FLAKY"]["id"])
     tree = wait_for_chain(db, root)
     assert {t: n["status"] for t, n in by_target(tree).items()} == dict.fromkeys(
         ["A.NOOP", "X.FLAKY", "Y.NOOP", "A2.NOOP", "B.NOOP"], "FINISHED"

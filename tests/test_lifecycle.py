@@ -14,10 +14,11 @@ import pytest
 from sqlalchemy import func, select, update
 
 from app.domain.outcome import RetryPolicy
-from app.statuses import TRANSITIONS, Status, allowed
-from app.store import lifecycle, queries, transitions
+from app.domain.statuses import TRANSITIONS, Status, allowed
+from app.store import actions, claims, completion, queries, recovery, transitions
+from app.store.claims import Claim
+from app.store.completion import Outcome
 from app.store.database import Database, now
-from app.store.lifecycle import Claim, Outcome
 from app.store.tables import job_events, jobs
 from tests.test_engine_chain import submit
 
@@ -89,9 +90,9 @@ def event_count(db: Database) -> int:
 
 def claim_job(db: Database, job_id: int, lease: float = LEASE, owner: str = "w1") -> Claim:
     """Claim the next due job and check it is ``job_id``."""
-    claims = lifecycle.claim(db, owner, lease)
-    assert [c.id for c in claims] == [job_id]
-    return claims[0]
+    claimed_now = claims.claim(db, owner, lease)
+    assert [c.id for c in claimed_now] == [job_id]
+    return claimed_now[0]
 
 
 def make_due(db: Database, job_id: int) -> None:
@@ -152,18 +153,18 @@ def test_claim_takes_only_due_dispatchable_jobs_and_writes_the_claim_event(db: D
     assert history(db, root)[-1] == (WFD, PROCESSING, "claim")
     assert last_event(db, root)["attempt"] == 1
     # Neither the running root nor its waiting child can be claimed.
-    assert lifecycle.claim(db, "w2", LEASE, limit=10) == []
+    assert claims.claim(db, "w2", LEASE, limit=10) == []
     assert status(db, child) == WFP
 
 
 def test_claim_takes_oldest_first_and_respects_limit(db: Database) -> None:
     roots = [submit(db, node(f"{i}.NOOP")) for i in range(5)]
-    first = lifecycle.claim(db, "w", LEASE, limit=3)
+    first = claims.claim(db, "w", LEASE, limit=3)
     assert [c.id for c in first] == roots[:3]
     assert len({c.lease_token for c in first}) == 1  # one claim, one token
-    rest = lifecycle.claim(db, "w", LEASE, limit=3)
+    rest = claims.claim(db, "w", LEASE, limit=3)
     assert [c.id for c in rest] == roots[3:]
-    assert lifecycle.claim(db, "w", LEASE, limit=3) == []
+    assert claims.claim(db, "w", LEASE, limit=3) == []
 
 
 # -- finishing and releasing next jobs --------------------------------------------------
@@ -173,7 +174,7 @@ def test_finished_parent_releases_all_next_jobs_in_one_transaction(db: Database)
     root = submit(db, node("1.NOOP", node("a.NOOP", node("c.NOOP")), node("b.NOOP")))
     ids = ids_by_target(db, root)
     claim = claim_job(db, root)
-    assert lifecycle.finish(db, root, claim.lease_token, OK) == Status.FINISHED
+    assert completion.finish(db, root, claim.lease_token, OK) == Status.FINISHED
     assert statuses(db, ids) == {"1.NOOP": FINISHED, "a.NOOP": WFD, "b.NOOP": WFD, "c.NOOP": WFP}
     row = job(db, root)
     assert row["result"] == {"ok": True}
@@ -185,7 +186,7 @@ def test_finished_parent_releases_all_next_jobs_in_one_transaction(db: Database)
         assert history(db, ids[name])[-1] == (WFP, WFD, "parent finished")
         assert last_event(db, ids[name])["at"] == finish_at
     # Both children are claimable now, in submission order.
-    assert [c.id for c in lifecycle.claim(db, "w", LEASE, limit=5)] == [
+    assert [c.id for c in claims.claim(db, "w", LEASE, limit=5)] == [
         ids["a.NOOP"],
         ids["b.NOOP"],
     ]
@@ -203,7 +204,7 @@ def test_failed_parent_starts_error_handlers_and_skips_the_rest(db: Database) ->
     )
     ids = ids_by_target(db, root)
     claim = claim_job(db, root)
-    assert lifecycle.finish(db, root, claim.lease_token, BOOM) == Status.FAILED
+    assert completion.finish(db, root, claim.lease_token, BOOM) == Status.FAILED
     assert statuses(db, ids) == {
         "1.NOOP": FAILED,
         "err.NOOP": WFD,
@@ -229,32 +230,32 @@ def test_finish_with_a_stale_or_wrong_token_changes_nothing(db: Database) -> Non
     child = ids_by_target(db, root)["a.NOOP"]
     claim = claim_job(db, root)
     before = event_count(db)
-    assert lifecycle.finish(db, root, "not-the-token", OK) is None
-    assert not lifecycle.heartbeat(db, root, "not-the-token", LEASE).still_held
+    assert completion.finish(db, root, "not-the-token", OK) is None
+    assert not claims.heartbeat(db, root, "not-the-token", LEASE).still_held
     assert status(db, root) == PROCESSING and status(db, child) == WFP
     assert event_count(db) == before
-    assert lifecycle.finish(db, root, claim.lease_token, OK) == Status.FINISHED
+    assert completion.finish(db, root, claim.lease_token, OK) == Status.FINISHED
     after = event_count(db)
     # A second finish with the (now spent) token is a no-op too.
-    assert lifecycle.finish(db, root, claim.lease_token, BOOM) is None
-    assert lifecycle.heartbeat(db, root, claim.lease_token, LEASE) == lifecycle.Heartbeat(
+    assert completion.finish(db, root, claim.lease_token, BOOM) is None
+    assert claims.heartbeat(db, root, claim.lease_token, LEASE) == claims.Heartbeat(
         still_held=False, cancel_requested=False
     )
     assert status(db, root) == FINISHED and status(db, child) == WFD
     assert event_count(db) == after
     # Finishing a job that was never claimed, or does not exist, is a no-op as well.
-    assert lifecycle.finish(db, child, claim.lease_token, OK) is None
-    assert lifecycle.finish(db, 999_999, claim.lease_token, OK) is None
+    assert completion.finish(db, child, claim.lease_token, OK) is None
+    assert completion.finish(db, 999_999, claim.lease_token, OK) is None
 
 
 def test_heartbeat_renews_the_lease_and_stores_progress_and_log(db: Database) -> None:
     root = submit(db, node("1.NOOP"))
     claim = claim_job(db, root, lease=EXPIRED)
-    beat = lifecycle.heartbeat(
+    beat = claims.heartbeat(
         db, root, claim.lease_token, LEASE, progress=42.0, message="half", log="line 1\n"
     )
-    assert beat == lifecycle.Heartbeat(still_held=True, cancel_requested=False)
-    lifecycle.heartbeat(db, root, claim.lease_token, LEASE, log="line 2\n")
+    assert beat == claims.Heartbeat(still_held=True, cancel_requested=False)
+    claims.heartbeat(db, root, claim.lease_token, LEASE, log="line 2\n")
     row = job(db, root)
     assert row["progress"] == 42.0
     assert row["message"] == "half"
@@ -262,7 +263,7 @@ def test_heartbeat_renews_the_lease_and_stores_progress_and_log(db: Database) ->
     log = queries.get_log(db, root)
     assert log is not None and log["lines"] == ["line 1", "line 2"]
     # The renewed lease is no longer expired: the reaper leaves the job alone.
-    assert lifecycle.reap_expired_leases(db) == 0
+    assert recovery.reap_expired_leases(db) == 0
     assert status(db, root) == PROCESSING
     # Heartbeats are not transitions: only submit and claim are in the history.
     assert [h[2] for h in history(db, root)] == ["submit", "claim"]
@@ -281,12 +282,12 @@ def test_a_failed_event_write_rolls_back_the_status_change(
 
     monkeypatch.setattr(transitions, "record_event_rows", broken)  # every event row
     with pytest.raises(RuntimeError):
-        lifecycle.finish(db, root, claim.lease_token, OK)
+        completion.finish(db, root, claim.lease_token, OK)
     monkeypatch.undo()
     assert status(db, root) == PROCESSING
     assert status(db, child) == WFP
     assert event_count(db) == before
-    assert lifecycle.finish(db, root, claim.lease_token, OK) == Status.FINISHED
+    assert completion.finish(db, root, claim.lease_token, OK) == Status.FINISHED
 
 
 # -- the transition table itself ------------------------------------------------------------
@@ -320,7 +321,7 @@ def test_guarded_updates_follow_the_transition_table(db: Database) -> None:
 def test_cancel_waiting_root_cancels_the_whole_tree(db: Database) -> None:
     root = submit(db, node("1.NOOP", node("a.NOOP", node("c.NOOP")), node("b.NOOP")))
     ids = ids_by_target(db, root)
-    assert lifecycle.cancel(db, root) == Status.CANCELLED
+    assert actions.cancel(db, root) == Status.CANCELLED
     assert set(statuses(db, ids).values()) == {CANCELLED}
     assert job(db, root)["message"] == "cancelled by request"
     assert job(db, root)["blocked_by"] is None
@@ -330,7 +331,7 @@ def test_cancel_waiting_root_cancels_the_whole_tree(db: Database) -> None:
         assert row["message"] == f"cancelled: job {root} was cancelled"
         assert row["blocked_by"] == root
         assert history(db, ids[name])[-1] == (WFP, CANCELLED, "cancel")
-    assert lifecycle.claim(db, "w", LEASE, limit=10) == []
+    assert claims.claim(db, "w", LEASE, limit=10) == []
     assert_histories_consistent(db)
 
 
@@ -339,7 +340,7 @@ def test_cancel_mid_chain_leaves_the_rest_of_the_tree_running(db: Database) -> N
         db, node("1.NOOP", node("a.NOOP", node("b.NOOP", node("c.NOOP"))), node("d.NOOP"))
     )
     ids = ids_by_target(db, root)
-    assert lifecycle.cancel(db, ids["a.NOOP"]) == Status.CANCELLED
+    assert actions.cancel(db, ids["a.NOOP"]) == Status.CANCELLED
     assert statuses(db, ids) == {
         "1.NOOP": WFD,
         "a.NOOP": CANCELLED,
@@ -350,7 +351,7 @@ def test_cancel_mid_chain_leaves_the_rest_of_the_tree_running(db: Database) -> N
     assert job(db, ids["c.NOOP"])["blocked_by"] == ids["a.NOOP"]
     cancelled_events = len(history(db, ids["a.NOOP"]))
     claim = claim_job(db, root)
-    assert lifecycle.finish(db, root, claim.lease_token, OK) == Status.FINISHED
+    assert completion.finish(db, root, claim.lease_token, OK) == Status.FINISHED
     assert statuses(db, ids)["d.NOOP"] == WFD
     assert statuses(db, ids)["a.NOOP"] == CANCELLED
     assert len(history(db, ids["a.NOOP"])) == cancelled_events
@@ -361,39 +362,39 @@ def test_cancel_dispatchable_job_in_retry_backoff(db: Database) -> None:
     root = submit(db, node("1.NOOP", node("a.NOOP"), maxAttempts=3))
     child = ids_by_target(db, root)["a.NOOP"]
     claim = claim_job(db, root)
-    lifecycle.finish(db, root, claim.lease_token, BOOM, RetryPolicy(60))
+    completion.finish(db, root, claim.lease_token, BOOM, RetryPolicy(60))
     assert status(db, root) == WFD
-    assert lifecycle.cancel(db, root) == Status.CANCELLED
+    assert actions.cancel(db, root) == Status.CANCELLED
     assert status(db, child) == CANCELLED
     make_due(db, root)
-    assert lifecycle.claim(db, "w", LEASE) == []
+    assert claims.claim(db, "w", LEASE) == []
 
 
 def test_cancel_running_job_requests_a_stop_then_ends_cancelled(db: Database) -> None:
     root = submit(db, node("1.NOOP", node("a.NOOP", node("b.NOOP")), maxAttempts=3))
     ids = ids_by_target(db, root)
     claim = claim_job(db, root)
-    assert lifecycle.cancel(db, root) == Status.PROCESSING
+    assert actions.cancel(db, root) == Status.PROCESSING
     row = job(db, root)
     assert row["status"] == PROCESSING and row["cancel_requested"] is True
     assert history(db, root)[-1] == (PROCESSING, PROCESSING, "cancel requested")
     # Its not-yet-started descendants are cancelled at once.
     assert statuses(db, ids) == {"1.NOOP": PROCESSING, "a.NOOP": CANCELLED, "b.NOOP": CANCELLED}
     # The worker hears of it with its next heartbeat.
-    beat = lifecycle.heartbeat(db, root, claim.lease_token, LEASE)
-    assert beat == lifecycle.Heartbeat(still_held=True, cancel_requested=True)
+    beat = claims.heartbeat(db, root, claim.lease_token, LEASE)
+    assert beat == claims.Heartbeat(still_held=True, cancel_requested=True)
     # Cancelling again is harmless and writes nothing.
     before = event_count(db)
-    assert lifecycle.cancel(db, root) == Status.PROCESSING
+    assert actions.cancel(db, root) == Status.PROCESSING
     assert event_count(db) == before
     # Even a failure with attempts left ends CANCELLED: no automatic retry after a cancel.
-    assert lifecycle.finish(db, root, claim.lease_token, BOOM) == Status.CANCELLED
+    assert completion.finish(db, root, claim.lease_token, BOOM) == Status.CANCELLED
     row = job(db, root)
     assert row["message"] == "cancelled while running"
     assert row["lease_owner"] is None
     assert history(db, root)[-1] == (PROCESSING, CANCELLED, "cancel")
     assert statuses(db, ids) == {"1.NOOP": CANCELLED, "a.NOOP": CANCELLED, "b.NOOP": CANCELLED}
-    assert lifecycle.claim(db, "w", LEASE, limit=10) == []
+    assert claims.claim(db, "w", LEASE, limit=10) == []
     assert_histories_consistent(db)
 
 
@@ -401,8 +402,8 @@ def test_cancel_running_job_that_then_succeeds_still_ends_cancelled(db: Database
     root = submit(db, node("1.NOOP", node("a.NOOP")))
     child = ids_by_target(db, root)["a.NOOP"]
     claim = claim_job(db, root)
-    lifecycle.cancel(db, root)
-    assert lifecycle.finish(db, root, claim.lease_token, OK) == Status.CANCELLED
+    actions.cancel(db, root)
+    assert completion.finish(db, root, claim.lease_token, OK) == Status.CANCELLED
     assert status(db, child) == CANCELLED
 
 
@@ -412,26 +413,26 @@ def test_cancel_of_an_ended_job_is_a_conflict(db: Database, end: str) -> None:
     child = ids_by_target(db, root)["a.NOOP"]
     claim = claim_job(db, root)
     if end == SKIPPED:
-        lifecycle.finish(db, root, claim.lease_token, BOOM)
+        completion.finish(db, root, claim.lease_token, BOOM)
         target = child
     else:
         target = root
         if end == CANCELLED:
-            lifecycle.cancel(db, root)
-        lifecycle.finish(db, root, claim.lease_token, BOOM if end == FAILED else OK)
+            actions.cancel(db, root)
+        completion.finish(db, root, claim.lease_token, BOOM if end == FAILED else OK)
     assert status(db, target) == end
     before = event_count(db)
-    with pytest.raises(lifecycle.Conflict):
-        lifecycle.cancel(db, target)
+    with pytest.raises(actions.Conflict):
+        actions.cancel(db, target)
     assert status(db, target) == end
     assert event_count(db) == before
 
 
 def test_cancel_and_retry_of_a_missing_job_is_not_found(db: Database) -> None:
-    with pytest.raises(lifecycle.NotFound):
-        lifecycle.cancel(db, 424242)
-    with pytest.raises(lifecycle.NotFound):
-        lifecycle.retry(db, 424242)
+    with pytest.raises(actions.NotFound):
+        actions.cancel(db, 424242)
+    with pytest.raises(actions.NotFound):
+        actions.retry(db, 424242)
 
 
 # -- retry -------------------------------------------------------------------------------
@@ -447,11 +448,11 @@ def test_retry_of_a_job_that_did_not_fail_or_get_cancelled_is_a_conflict(
     if current in {PROCESSING, FINISHED, SKIPPED}:
         claim = claim_job(db, root)
         if current != PROCESSING:
-            lifecycle.finish(db, root, claim.lease_token, OK if current == FINISHED else BOOM)
+            completion.finish(db, root, claim.lease_token, OK if current == FINISHED else BOOM)
     assert status(db, target) == current
     before = event_count(db)
-    with pytest.raises(lifecycle.Conflict):
-        lifecycle.retry(db, target)
+    with pytest.raises(actions.Conflict):
+        actions.retry(db, target)
     assert status(db, target) == current
     assert event_count(db) == before
 
@@ -472,10 +473,10 @@ def test_retry_mid_chain_brings_back_exactly_what_the_job_blocked(db: Database) 
     ids = ids_by_target(db, root)
     a = ids["a.NOOP"]
     # e is cancelled by the user on its own (its child f with it) before a even starts.
-    assert lifecycle.cancel(db, ids["e.NOOP"]) == Status.CANCELLED
-    lifecycle.finish(db, root, claim_job(db, root).lease_token, OK)
+    assert actions.cancel(db, ids["e.NOOP"]) == Status.CANCELLED
+    completion.finish(db, root, claim_job(db, root).lease_token, OK)
     claim = claim_job(db, a)
-    assert lifecycle.finish(db, a, claim.lease_token, BOOM) == Status.FAILED
+    assert completion.finish(db, a, claim.lease_token, BOOM) == Status.FAILED
     assert statuses(db, ids) == {
         "1.NOOP": FINISHED,
         "a.NOOP": FAILED,
@@ -486,7 +487,7 @@ def test_retry_mid_chain_brings_back_exactly_what_the_job_blocked(db: Database) 
         "f.NOOP": CANCELLED,
     }
 
-    assert lifecycle.retry(db, a) == Status.WAITING_FOR_DISPATCH
+    assert actions.retry(db, a) == Status.WAITING_FOR_DISPATCH
     assert statuses(db, ids) == {
         "1.NOOP": FINISHED,
         "a.NOOP": WFD,
@@ -510,15 +511,15 @@ def test_retry_mid_chain_brings_back_exactly_what_the_job_blocked(db: Database) 
     assert job(db, ids["f.NOOP"])["blocked_by"] == ids["e.NOOP"]
 
     # The chain goes on: the handler (released by the failure) and then a's second attempt.
-    lifecycle.finish(db, ids["handler.NOOP"], claim_job(db, ids["handler.NOOP"]).lease_token, OK)
+    completion.finish(db, ids["handler.NOOP"], claim_job(db, ids["handler.NOOP"]).lease_token, OK)
     claim = claim_job(db, a)
     assert claim.attempt == 2
-    assert lifecycle.finish(db, a, claim.lease_token, OK) == Status.FINISHED
+    assert completion.finish(db, a, claim.lease_token, OK) == Status.FINISHED
     assert status(db, ids["b.NOOP"]) == WFD
     assert status(db, ids["c.NOOP"]) == WFP
     assert status(db, ids["e.NOOP"]) == CANCELLED
-    lifecycle.finish(db, ids["b.NOOP"], claim_job(db, ids["b.NOOP"]).lease_token, OK)
-    lifecycle.finish(db, ids["c.NOOP"], claim_job(db, ids["c.NOOP"]).lease_token, OK)
+    completion.finish(db, ids["b.NOOP"], claim_job(db, ids["b.NOOP"]).lease_token, OK)
+    completion.finish(db, ids["c.NOOP"], claim_job(db, ids["c.NOOP"]).lease_token, OK)
     assert statuses(db, ids) == {
         "1.NOOP": FINISHED,
         "a.NOOP": FINISHED,
@@ -534,14 +535,14 @@ def test_retry_mid_chain_brings_back_exactly_what_the_job_blocked(db: Database) 
 def test_retry_of_a_cancelled_root_revives_its_cancelled_subtree(db: Database) -> None:
     root = submit(db, node("1.NOOP", node("a.NOOP", node("b.NOOP"))))
     ids = ids_by_target(db, root)
-    lifecycle.cancel(db, root)
-    assert lifecycle.retry(db, root) == Status.WAITING_FOR_DISPATCH
+    actions.cancel(db, root)
+    assert actions.retry(db, root) == Status.WAITING_FOR_DISPATCH
     assert statuses(db, ids) == {"1.NOOP": WFD, "a.NOOP": WFP, "b.NOOP": WFP}
     assert history(db, root)[-1] == (CANCELLED, WFD, "retry")
     assert history(db, ids["b.NOOP"])[-1] == (CANCELLED, WFP, "blocker retried")
     for target in ("1.NOOP", "a.NOOP", "b.NOOP"):
         claim = claim_job(db, ids[target])
-        assert lifecycle.finish(db, ids[target], claim.lease_token, OK) == Status.FINISHED
+        assert completion.finish(db, ids[target], claim.lease_token, OK) == Status.FINISHED
     assert_histories_consistent(db)
 
 
@@ -549,17 +550,17 @@ def test_retry_of_a_job_cancelled_while_running(db: Database) -> None:
     root = submit(db, node("1.NOOP", node("a.NOOP")))
     child = ids_by_target(db, root)["a.NOOP"]
     claim = claim_job(db, root)
-    lifecycle.cancel(db, root)
-    lifecycle.finish(db, root, claim.lease_token, OK)
+    actions.cancel(db, root)
+    completion.finish(db, root, claim.lease_token, OK)
     assert status(db, root) == CANCELLED
-    lifecycle.retry(db, root)
+    actions.retry(db, root)
     row = job(db, root)
     assert row["status"] == WFD and row["cancel_requested"] is False
     assert status(db, child) == WFP
     claim = claim_job(db, root)
     assert claim.attempt == 2
-    assert not lifecycle.heartbeat(db, root, claim.lease_token, LEASE).cancel_requested
-    assert lifecycle.finish(db, root, claim.lease_token, OK) == Status.FINISHED
+    assert not claims.heartbeat(db, root, claim.lease_token, LEASE).cancel_requested
+    assert completion.finish(db, root, claim.lease_token, OK) == Status.FINISHED
     assert status(db, child) == WFD
 
 
@@ -569,13 +570,13 @@ def test_retry_of_a_job_cancelled_before_its_parent_ended_waits_for_the_parent(
     root = submit(db, node("1.NOOP", node("a.NOOP", node("b.NOOP"))))
     ids = ids_by_target(db, root)
     claim = claim_job(db, root)
-    lifecycle.cancel(db, ids["a.NOOP"])
-    assert lifecycle.retry(db, ids["a.NOOP"]) == Status.WAITING_FOR_PARENT
+    actions.cancel(db, ids["a.NOOP"])
+    assert actions.retry(db, ids["a.NOOP"]) == Status.WAITING_FOR_PARENT
     # Its parent is still running: the retried job must not run before the parent ends.
     assert statuses(db, ids) == {"1.NOOP": PROCESSING, "a.NOOP": WFP, "b.NOOP": WFP}
     assert history(db, ids["a.NOOP"])[-1] == (CANCELLED, WFP, "retry")
-    assert lifecycle.claim(db, "w", LEASE, limit=10) == []
-    lifecycle.finish(db, root, claim.lease_token, OK)
+    assert claims.claim(db, "w", LEASE, limit=10) == []
+    completion.finish(db, root, claim.lease_token, OK)
     assert statuses(db, ids) == {"1.NOOP": FINISHED, "a.NOOP": WFD, "b.NOOP": WFP}
     assert_histories_consistent(db)
 
@@ -601,7 +602,7 @@ def test_automatic_retries_back_off_then_fail_then_user_retry_gives_a_fresh_budg
         assert (claim.attempt, claim.max_attempts) == (attempt, 3)
         t = now()
         assert (
-            lifecycle.finish(db, root, claim.lease_token, BOOM, policy)
+            completion.finish(db, root, claim.lease_token, BOOM, policy)
             == Status.WAITING_FOR_DISPATCH
         )
         row = job(db, root)
@@ -613,27 +614,27 @@ def test_automatic_retries_back_off_then_fail_then_user_retry_gives_a_fresh_budg
         assert last_event(db, root)["attempt"] == attempt
         assert status(db, child) == WFP
         # Not due yet.
-        assert lifecycle.claim(db, "w", LEASE) == []
+        assert claims.claim(db, "w", LEASE) == []
         make_due(db, root)
 
     claim = claim_job(db, root)
     assert claim.attempt == 3
-    assert lifecycle.finish(db, root, claim.lease_token, BOOM, policy) == Status.FAILED
+    assert completion.finish(db, root, claim.lease_token, BOOM, policy) == Status.FAILED
     assert job(db, root)["message"] == "boom"
     assert status(db, child) == SKIPPED
 
-    lifecycle.retry(db, root)
+    actions.retry(db, root)
     assert status(db, child) == WFP
     claim = claim_job(db, root)
     assert (claim.attempt, claim.max_attempts) == (4, 6)
     # attempt 4 is the first of the fresh budget: retried again, with the first delay.
     assert (
-        lifecycle.finish(db, root, claim.lease_token, BOOM, policy) == Status.WAITING_FOR_DISPATCH
+        completion.finish(db, root, claim.lease_token, BOOM, policy) == Status.WAITING_FOR_DISPATCH
     )
     assert job(db, root)["message"] == "boom (attempt 4 failed; retry in 10 s)"
     make_due(db, root)
     claim = claim_job(db, root)
-    assert lifecycle.finish(db, root, claim.lease_token, OK, policy) == Status.FINISHED
+    assert completion.finish(db, root, claim.lease_token, OK, policy) == Status.FINISHED
     assert job(db, root)["attempt"] == 5
     assert status(db, child) == WFD
     assert [h[2] for h in history(db, root)].count("automatic retry") == 3
@@ -647,7 +648,7 @@ def test_reaper_reruns_an_expired_job_with_attempts_left(db: Database) -> None:
     root = submit(db, node("1.NOOP", node("a.NOOP"), maxAttempts=2))
     child = ids_by_target(db, root)["a.NOOP"]
     stale = claim_job(db, root, lease=EXPIRED, owner="gone")
-    assert lifecycle.reap_expired_leases(db) == 1
+    assert recovery.reap_expired_leases(db) == 1
     row = job(db, root)
     assert row["status"] == WFD
     assert row["lease_owner"] is None and row["lease_expires_at"] is None
@@ -656,16 +657,16 @@ def test_reaper_reruns_an_expired_job_with_attempts_left(db: Database) -> None:
     assert status(db, child) == WFP
     # The vanished worker's late writes are fenced off.
     before = event_count(db)
-    assert lifecycle.finish(db, root, stale.lease_token, OK) is None
-    assert not lifecycle.heartbeat(db, root, stale.lease_token, LEASE).still_held
+    assert completion.finish(db, root, stale.lease_token, OK) is None
+    assert not claims.heartbeat(db, root, stale.lease_token, LEASE).still_held
     assert event_count(db) == before
     assert status(db, root) == WFD
     claim = claim_job(db, root)
     assert claim.attempt == 2
-    assert lifecycle.finish(db, root, stale.lease_token, OK) is None
-    assert lifecycle.finish(db, root, claim.lease_token, OK) == Status.FINISHED
+    assert completion.finish(db, root, stale.lease_token, OK) is None
+    assert completion.finish(db, root, claim.lease_token, OK) == Status.FINISHED
     assert status(db, child) == WFD
-    assert lifecycle.reap_expired_leases(db) == 0
+    assert recovery.reap_expired_leases(db) == 0
     assert_histories_consistent(db)
 
 
@@ -677,7 +678,7 @@ def test_reaper_fails_an_expired_job_without_attempts_left_and_the_chain_goes_on
     )
     ids = ids_by_target(db, root)
     stale = claim_job(db, root, lease=EXPIRED)
-    assert lifecycle.reap_expired_leases(db) == 1
+    assert recovery.reap_expired_leases(db) == 1
     assert statuses(db, ids) == {
         "1.NOOP": FAILED,
         "err.NOOP": WFD,
@@ -688,10 +689,10 @@ def test_reaper_fails_an_expired_job_without_attempts_left_and_the_chain_goes_on
     assert job(db, root)["finished_at"] is not None
     assert history(db, root)[-1] == (PROCESSING, FAILED, "lease expired, interrupted")
     assert job(db, ids["b.NOOP"])["message"] == f"skipped: job {root} (1.NOOP) failed"
-    assert lifecycle.finish(db, root, stale.lease_token, OK) is None
+    assert completion.finish(db, root, stale.lease_token, OK) is None
     assert status(db, root) == FAILED
     # Interrupted is an ordinary failure: a user retry runs it again.
-    lifecycle.retry(db, root)
+    actions.retry(db, root)
     assert statuses(db, ids)["a.NOOP"] == WFP
     assert_histories_consistent(db)
 
@@ -700,13 +701,13 @@ def test_reaper_cancels_an_expired_job_whose_cancel_was_requested(db: Database) 
     root = submit(db, node("1.NOOP", node("a.NOOP"), maxAttempts=5))
     child = ids_by_target(db, root)["a.NOOP"]
     claim_job(db, root, lease=EXPIRED)
-    lifecycle.cancel(db, root)
-    assert lifecycle.reap_expired_leases(db) == 1
+    actions.cancel(db, root)
+    assert recovery.reap_expired_leases(db) == 1
     assert status(db, root) == CANCELLED
     assert job(db, root)["message"] == "cancelled (worker vanished)"
     assert history(db, root)[-1] == (PROCESSING, CANCELLED, "cancel")
     assert status(db, child) == CANCELLED
-    assert lifecycle.claim(db, "w", LEASE, limit=10) == []
+    assert claims.claim(db, "w", LEASE, limit=10) == []
     assert_histories_consistent(db)
 
 
@@ -714,10 +715,10 @@ def test_reaper_leaves_live_leases_alone_and_respects_its_limit(db: Database) ->
     live = submit(db, node("live.NOOP"))
     claim_job(db, live)
     dead = [submit(db, node(f"{i}.NOOP", maxAttempts=2)) for i in range(3)]
-    claims = lifecycle.claim(db, "w", EXPIRED, limit=3)
-    assert [c.id for c in claims] == dead
-    assert lifecycle.reap_expired_leases(db, limit=2) == 2
-    assert lifecycle.reap_expired_leases(db, limit=2) == 1
-    assert lifecycle.reap_expired_leases(db) == 0
+    claimed_now = claims.claim(db, "w", EXPIRED, limit=3)
+    assert [c.id for c in claimed_now] == dead
+    assert recovery.reap_expired_leases(db, limit=2) == 2
+    assert recovery.reap_expired_leases(db, limit=2) == 1
+    assert recovery.reap_expired_leases(db) == 0
     assert status(db, live) == PROCESSING
     assert all(status(db, d) == WFD for d in dead)

@@ -41,7 +41,8 @@ from sqlalchemy.engine import make_url
 from app.cli import cli
 from app.runtime import Runtime
 from app.store import schema
-from app.store.database import Database, allocate_job_ids
+from app.store.database import Database
+from app.store.dialect import allocate_job_ids
 from app.store.tables import api_tokens, job_events, jobs, joins, metadata, schedules
 from config import Settings
 from tests.conftest import POSTGRES_ADMIN_URL

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from app.payload import JobSpec, Limits, PayloadError, parse_tree, split_target
+from app.domain.payload import JobSpec, Limits, PayloadError, parse_tree, split_target
 
 KNOWN = {"NOOP", "FAIL", "LPG"}
 DEFAULT = Limits()

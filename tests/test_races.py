@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from app.statuses import Status
-from app.store import lifecycle
+from app.domain.statuses import Status
+from app.store import actions, claims, completion, recovery
+from app.store.claims import Claim
 from app.store.database import Database
-from app.store.lifecycle import Claim
 from app.store.tables import job_events, jobs
 from tests.test_engine_chain import submit
 from tests.test_lifecycle import (
@@ -91,10 +91,10 @@ def claim_until_empty(db: Database, owner: str, limit: int) -> list[Claim]:
     """Claim until nothing is left to claim (a skip-locked miss is retried)."""
     taken: list[Claim] = []
     while True:
-        claims = lifecycle.claim(db, owner, LEASE, limit=limit)
-        assert len(claims) <= limit, f"asked for {limit} jobs, got {len(claims)}"
-        taken.extend(claims)
-        if not claims and waiting_for_dispatch(db) == 0:
+        claimed_now = claims.claim(db, owner, LEASE, limit=limit)
+        assert len(claimed_now) <= limit, f"asked for {limit} jobs, got {len(claimed_now)}"
+        taken.extend(claimed_now)
+        if not claimed_now and waiting_for_dispatch(db) == 0:
             return taken
 
 
@@ -107,17 +107,17 @@ def test_concurrent_claims_take_every_job_exactly_once(db: Database) -> None:
     per_thread = race(*[partial(claim_until_empty, db, f"worker-{i}", 1 + i % 3) for i in range(8)])
     for result in per_thread:
         assert not isinstance(result, Exception), result
-    claims = [c for taken in per_thread for c in taken]
-    claimed = Counter(c.id for c in claims)
+    claimed_now = [c for taken in per_thread for c in taken]
+    claimed = Counter(c.id for c in claimed_now)
     assert [job_id for job_id, n in claimed.items() if n > 1] == []
     assert sorted(claimed) == ids
-    assert all(c.attempt == 1 for c in claims)
+    assert all(c.attempt == 1 for c in claimed_now)
     with db.read() as conn:
         rows = conn.execute(select(jobs.c.id, jobs.c.status, jobs.c.lease_token)).all()
         claim_events = conn.execute(
             select(func.count()).select_from(job_events).where(job_events.c.reason == "claim")
         ).scalar_one()
-    token_of = {c.id: c.lease_token for c in claims}
+    token_of = {c.id: c.lease_token for c in claimed_now}
     assert {r.status for r in rows} == {"PROCESSING"}
     assert all(r.lease_token == token_of[r.id] for r in rows)
     assert claim_events == total
@@ -137,8 +137,8 @@ def test_double_finish_with_the_same_token_has_one_winner(db: Database, second: 
         token = claim_job(db, root).lease_token
         other = OK if second == "same outcome" else BOOM
         results = race(
-            partial(lifecycle.finish, db, root, token, OK),
-            partial(lifecycle.finish, db, root, token, other),
+            partial(completion.finish, db, root, token, OK),
+            partial(completion.finish, db, root, token, other),
             rotate=round_,
         )
         winners = [r for r in results if r is not None]
@@ -162,7 +162,7 @@ def test_double_finish_with_the_same_token_has_one_winner(db: Database, second: 
         # Drain what was released so the next round claims its own root.
         for child in children:
             if status(db, child) == "WAITING_FOR_DISPATCH":
-                lifecycle.cancel(db, child)
+                actions.cancel(db, child)
     assert_histories_consistent(db)
 
 
@@ -180,8 +180,8 @@ def test_cancel_racing_finish_never_leaves_a_mixed_tree(db: Database) -> None:
         ids = ids_by_target(db, root)
         token = claim_job(db, root).lease_token
         cancelled, finished = race(
-            partial(lifecycle.cancel, db, root),
-            partial(lifecycle.finish, db, root, token, OK),
+            partial(actions.cancel, db, root),
+            partial(completion.finish, db, root, token, OK),
             rotate=round_,
         )
         end = statuses(db, ids)
@@ -192,7 +192,7 @@ def test_cancel_racing_finish_never_leaves_a_mixed_tree(db: Database) -> None:
             assert end == {k: "CANCELLED" for k in ids}
         else:
             # The finish came first: the job had ended, the cancel was refused.
-            assert isinstance(cancelled, lifecycle.Conflict), cancelled
+            assert isinstance(cancelled, actions.Conflict), cancelled
             assert finished == Status.FINISHED
             assert end == {
                 "1.NOOP": "FINISHED",
@@ -200,8 +200,8 @@ def test_cancel_racing_finish_never_leaves_a_mixed_tree(db: Database) -> None:
                 "b.NOOP": "WAITING_FOR_PARENT",
                 "err.NOOP": "WAITING_FOR_DISPATCH",
             }
-            lifecycle.cancel(db, ids["a.NOOP"])
-            lifecycle.cancel(db, ids["err.NOOP"])
+            actions.cancel(db, ids["a.NOOP"])
+            actions.cancel(db, ids["err.NOOP"])
         seen[end["1.NOOP"]] += 1
     assert sum(seen.values()) == 30
     assert_histories_consistent(db)
@@ -222,9 +222,9 @@ def test_reapers_racing_a_late_finish_act_once(db: Database, max_attempts: int) 
         ids = ids_by_target(db, root)
         stale = claim_job(db, root, lease=EXPIRED, owner="vanished").lease_token
         reaped_1, reaped_2, finished = race(
-            partial(lifecycle.reap_expired_leases, db),
-            partial(lifecycle.reap_expired_leases, db),
-            partial(lifecycle.finish, db, root, stale, OK),
+            partial(recovery.reap_expired_leases, db),
+            partial(recovery.reap_expired_leases, db),
+            partial(completion.finish, db, root, stale, OK),
             rotate=round_,
         )
         assert not isinstance(reaped_1, Exception) and not isinstance(reaped_2, Exception)
@@ -238,7 +238,7 @@ def test_reapers_racing_a_late_finish_act_once(db: Database, max_attempts: int) 
                 "a.NOOP": "WAITING_FOR_DISPATCH",
                 "err.NOOP": "WAITING_FOR_DISPATCH",
             }
-            lifecycle.cancel(db, ids["a.NOOP"])
+            actions.cancel(db, ids["a.NOOP"])
         else:
             assert finished is None
             assert reaped_1 + reaped_2 == 1
@@ -248,7 +248,7 @@ def test_reapers_racing_a_late_finish_act_once(db: Database, max_attempts: int) 
                     "a.NOOP": "WAITING_FOR_PARENT",
                     "err.NOOP": "WAITING_FOR_PARENT",
                 }
-                lifecycle.cancel(db, root)
+                actions.cancel(db, root)
             else:
                 assert end == {
                     "1.NOOP": "FAILED",
@@ -257,7 +257,7 @@ def test_reapers_racing_a_late_finish_act_once(db: Database, max_attempts: int) 
                 }
                 assert count_events(db, ids["a.NOOP"], "skip") == 1
         if status(db, ids["err.NOOP"]) == "WAITING_FOR_DISPATCH":
-            lifecycle.cancel(db, ids["err.NOOP"])
+            actions.cancel(db, ids["err.NOOP"])
     assert waiting_for_dispatch(db) == 0
     assert_histories_consistent(db)
 

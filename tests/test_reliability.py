@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from app import failpoints
-from app.payload import Limits, parse_tree
+from app.domain.payload import Limits, parse_tree
+from app.runner.worker_pool import WorkerPool
 from app.store import schema, submission
 from app.store.database import Database
-from app.worker import WorkerPool
 from bench.reliability import scenarios, workload
 from bench.reliability.api import Accepted, ApiLog
 from bench.reliability.invariants import Report, check

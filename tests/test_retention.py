@@ -7,7 +7,8 @@ from typing import Any
 
 from sqlalchemy import event, func, insert, select, update
 
-from app.housekeeping import start_housekeeping
+from app.runner.housekeeping import start_housekeeping
+from app.runner.worker_pool import WorkerPool
 from app.store import queries, retention
 from app.store.database import Database, now
 from app.store.tables import (
@@ -20,7 +21,6 @@ from app.store.tables import (
     schedule_fires,
     schedules,
 )
-from app.worker import WorkerPool
 from tests.helpers import flatten, wait_for_chain, wait_until
 from tests.test_engine_chain import submit
 

@@ -24,20 +24,15 @@ from sqlalchemy import select, update
 import app.cli.root
 from app.cli import cli
 from app.cli.client import ApiClient
+from app.domain.cron import InvalidSchedule, cron_schedule
+from app.domain.statuses import Status
+from app.runner.schedule_loop import ScheduleLoop, fire_due, next_fire_after
+from app.runner.worker_pool import WorkerPool
 from app.runtime import Runtime
-from app.scheduling import (
-    InvalidSchedule,
-    ScheduleLoop,
-    cron_schedule,
-    fire_due,
-    next_fire_after,
-)
-from app.statuses import Status
 from app.store import schedules, schema
 from app.store.database import Database
 from app.store.tables import jobs, schedule_fires
 from app.store.tables import schedules as schedules_table
-from app.worker import WorkerPool
 from config import Settings
 from jobs import REGISTRY
 from tests.helpers import AUTH, LiveServer, wait_for_chain, wait_until

@@ -17,12 +17,12 @@ import pytest
 from click.testing import CliRunner
 
 from app.cli import cli
-from app.payload import Limits, parse_tree
+from app.domain.payload import Limits, parse_tree
+from app.runner.process_setup import StartupError, load_job_modules
+from app.runner.worker_pool import WorkerPool
 from app.runtime import Runtime
-from app.server import StartupError, load_job_modules
-from app.store import lifecycle, queries, submission
+from app.store import actions, queries, submission
 from app.store.database import Database
-from app.worker import WorkerPool
 from config import Settings
 from jobs import REGISTRY
 from tests.helpers import flatten, wait_for_chain, wait_for_status, wait_until
@@ -150,7 +150,7 @@ def test_lpg_reports_progress_while_running_and_stops_when_cancelled(
     assert 0 <= percent < 100
     assert message in {"loading articles", "applying discounts", "rounding prices"}
 
-    assert lifecycle.cancel(db, root) == "PROCESSING"
+    assert actions.cancel(db, root) == "PROCESSING"
     pool.request_abort(root)
     wait_for_status(db, root, "CANCELLED", timeout=5)
     log = queries.get_log(db, root)

@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from app.statuses import Status
-from app.store import lifecycle, queries
+from app.domain.statuses import Status
+from app.runner.worker_process import READY_LINE
+from app.store import claims, completion, queries
 from app.store.database import Database
 from app.store.wakeups import APPLICATION_NAME
-from app.worker_process import READY_LINE
 from tests.helpers import wait_until
 from tests.test_engine_chain import submit
 
@@ -111,14 +111,14 @@ def test_a_child_released_in_one_process_starts_at_once_in_another(
 ) -> None:
     root = submit(db, {"targetObject": "a.NOOP", "nextJobs": [{"targetObject": "b.NOOP"}]})
     # This process plays the worker on machine A: it holds the root...
-    (claim,) = lifecycle.claim(db, owner="machine-a", lease_seconds=60)
+    (claim,) = claims.claim(db, owner="machine-a", lease_seconds=60)
     assert claim.id == root
     start_worker("machine-b")  # ...while machine B starts, finds nothing and idles 30 s
     wait_until(lambda: listening(db), what="machine B to LISTEN")
     child = job(db, root)["next_job_ids"][0]
 
-    done = lifecycle.Done(claim.id, claim.lease_token, lifecycle.Outcome(failed=False))
-    lifecycle.complete(db, [done])  # releases the child and notifies
+    done = completion.Done(claim.id, claim.lease_token, completion.Outcome(failed=False))
+    completion.record_and_claim(db, [done])  # releases the child and notifies
 
     wait_until(
         lambda: job(db, child)["status"] == Status.FINISHED, timeout=FAST, what="B runs the child"

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
+from app.runner.worker_pool import WorkerPool
 from app.runtime import Runtime
-from app.store import lifecycle, queries
+from app.store import actions, queries, recovery
 from app.store.database import Database
 from app.store.tables import jobs
-from app.worker import WorkerPool
 from jobs import REGISTRY, JobContext, JobFailed
 from jobs.context import MAX_RESULT_BYTES
 from jobs.registry import JobFunction
@@ -101,7 +101,7 @@ def test_running_sleep_cancelled_ends_cancelled_quickly(
     )
     wait_for_status(db, root, "PROCESSING")
     started = time.monotonic()
-    assert lifecycle.cancel(db, root) == "PROCESSING"
+    assert actions.cancel(db, root) == "PROCESSING"
     if via == "request_abort":
         # What the API does when this process runs the job: no heartbeat round trip.
         assert pool.request_abort(root)
@@ -346,7 +346,7 @@ def test_a_worker_that_lost_its_lease_is_fenced_off(
     db.write(
         lambda conn: conn.execute(update(jobs).where(jobs.c.id == root).values(lease_expires_at=0))
     )
-    assert lifecycle.reap_expired_leases(db) == 1
+    assert recovery.reap_expired_leases(db) == 1
     wait_for_status(db, root, "FINISHED", timeout=10)
     # The stale attempt was told to stop (not left running for its full 30 s).
     assert first_returned.wait(5)
@@ -399,7 +399,7 @@ def test_idle_workers_are_woken_by_submit_release_and_retry(
     # A user retry wakes them too.
     failing = submit(db, {"targetObject": name})
     wait_for_status(db, failing, "FAILED")
-    lifecycle.retry(db, failing)
+    actions.retry(db, failing)
     wait_for_status(db, failing, "FINISHED", timeout=10)
     assert time.monotonic() - started < 8.0
 

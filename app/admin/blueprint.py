@@ -14,7 +14,7 @@ from werkzeug.wrappers import Response
 
 from app.admin import access
 from app.api.shared import runtime
-from app.statuses import TERMINAL, Status
+from app.domain.statuses import TERMINAL, Status
 
 admin = Blueprint(
     "admin",

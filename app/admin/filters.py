@@ -16,7 +16,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, vali
 from werkzeug.datastructures import MultiDict
 
 from app.api.shared import MAX_ID
-from app.statuses import Status
+from app.domain.statuses import Status
 from app.store.console import JobQuery
 
 PAGE_SIZE = 50

@@ -11,9 +11,9 @@ from app.admin.access import flash
 from app.admin.blueprint import admin, page, runtime
 from app.admin.rerun import NothingToRerun, rerun_from
 from app.api.shared import MAX_ID
-from app.payload import PayloadError
-from app.statuses import CANCELLABLE, RETRYABLE, Status
-from app.store import console, lifecycle, queries
+from app.domain.payload import PayloadError
+from app.domain.statuses import CANCELLABLE, RETRYABLE, Status
+from app.store import actions, console, queries
 from app.store.join_reads import get_join
 from app.store.join_setup import JoinConflict
 
@@ -71,10 +71,10 @@ def job(job_id: int) -> Any:
 def cancel(job_id: int) -> Any:
     rt = runtime()
     try:
-        status = lifecycle.cancel(rt.db, _valid(job_id))
-    except lifecycle.NotFound:
+        status = actions.cancel(rt.db, _valid(job_id))
+    except actions.NotFound:
         abort(404, f"no job {job_id}")
-    except lifecycle.Conflict as exc:
+    except actions.Conflict as exc:
         return _outcome(job_id, str(exc), "error")
     if status == Status.PROCESSING and rt.pool is not None:
         rt.pool.request_abort(job_id)  # type: ignore[attr-defined]
@@ -85,10 +85,10 @@ def cancel(job_id: int) -> Any:
 @admin.post("/jobs/<int:job_id>/retry")
 def retry(job_id: int) -> Any:
     try:
-        status = lifecycle.retry(runtime().db, _valid(job_id))
-    except lifecycle.NotFound:
+        status = actions.retry(runtime().db, _valid(job_id))
+    except actions.NotFound:
         abort(404, f"no job {job_id}")
-    except lifecycle.Conflict as exc:
+    except actions.Conflict as exc:
         return _outcome(job_id, str(exc), "error")
     return _outcome(job_id, f"Retrying job {job_id}: it is {status} again.")
 

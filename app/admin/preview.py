@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.payload import Limits, PayloadError, unwrap
+from app.domain.payload import Limits, PayloadError, unwrap
 from app.runtime import Runtime
 from app.services.submit import CheckedChain, SubmitService
 

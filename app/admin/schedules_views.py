@@ -9,7 +9,7 @@ from flask import abort, redirect, url_for
 from app.admin.access import flash
 from app.admin.blueprint import admin, page, runtime
 from app.api.shared import MAX_ID
-from app.scheduling import next_fire_after
+from app.runner.schedule_loop import next_fire_after
 from app.store import schedules
 from app.store.database import now
 

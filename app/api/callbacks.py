@@ -19,11 +19,11 @@ from app.api.errors import ApiError, error_response
 from app.api.schemas import JobSchema
 from app.api.shared import MAX_ID, job_not_found, parse_json, runtime, valid_job_id
 from app.domain.outcome import RetryPolicy
-from app.payload import StrictInteger, StrictNumber, flatten
+from app.domain.payload import StrictInteger, StrictNumber, flatten
+from app.domain.statuses import Status
 from app.runtime import Runtime
 from app.security.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, verify
-from app.statuses import Status
-from app.store import external, lifecycle, queries
+from app.store import actions, external, queries
 from app.store.database import now
 from jobs.context import result_problem
 from jobs.external import CALLBACK_BASE
@@ -149,9 +149,9 @@ def job_callback(job_id: int) -> Response | tuple[Response, int]:
     retry = RetryPolicy(rt.settings.retry_base_seconds, rt.settings.retry_max_seconds)
     try:
         external.apply_callback(rt.db, job_id, callback, retry)
-    except lifecycle.NotFound:
+    except actions.NotFound:
         raise job_not_found(job_id) from None
-    except lifecycle.Conflict as exc:
+    except actions.Conflict as exc:
         raise ApiError(409, "conflict", str(exc)) from None
     job = queries.get_job(rt.db, job_id)
     if job is None:

@@ -10,10 +10,10 @@ from marshmallow import Schema, ValidationError, fields, validate
 from app.api.errors import ApiError
 from app.api.schemas import JobEventSchema, JobLogSchema, JobSchema, JobTypeSchema, dump_tree
 from app.api.shared import MAX_ID, job_not_found, json_body, printable, runtime, valid_job_id
-from app.payload import PayloadError
+from app.domain.payload import PayloadError
+from app.domain.statuses import Status
 from app.services.submit import IdempotentRequest, RoleDenied, SubmitService
-from app.statuses import Status
-from app.store import idempotency, lifecycle, queries
+from app.store import actions, idempotency, queries
 from app.store.join_setup import JoinConflict
 
 jobs_api = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -199,7 +199,7 @@ def cancel_job(job_id: int) -> Response:
         409: {description: Already ended, content: {application/json: {schema: Error}}}
     """
     rt = runtime()
-    status = _guarded(lambda: lifecycle.cancel(rt.db, valid_job_id(job_id)))
+    status = _guarded(lambda: actions.cancel(rt.db, valid_job_id(job_id)))
     if status == Status.PROCESSING and rt.pool is not None:
         rt.pool.request_abort(job_id)  # type: ignore[attr-defined]
     return jsonify(JobSchema().dump(_job_or_404(job_id)))
@@ -217,7 +217,7 @@ def retry_job(job_id: int) -> Response:
         404: {description: No such job, content: {application/json: {schema: Error}}}
         409: {description: Not FAILED or CANCELLED, content: {application/json: {schema: Error}}}
     """
-    _guarded(lambda: lifecycle.retry(runtime().db, valid_job_id(job_id)))
+    _guarded(lambda: actions.retry(runtime().db, valid_job_id(job_id)))
     return jsonify(JobSchema().dump(_job_or_404(job_id)))
 
 
@@ -276,7 +276,7 @@ def _job_or_404(job_id: int) -> dict[str, Any]:
 def _guarded(action: Any) -> Any:
     try:
         return action()
-    except lifecycle.NotFound as exc:
+    except actions.NotFound as exc:
         raise job_not_found(int(str(exc))) from None
-    except lifecycle.Conflict as exc:
+    except actions.Conflict as exc:
         raise ApiError(409, "conflict", str(exc)) from None

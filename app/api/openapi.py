@@ -31,7 +31,7 @@ from app.api.schemas import (
     JobTypeListSchema,
     JobTypeSchema,
 )
-from app.payload import ChainedJobInfoSchema
+from app.domain.payload import ChainedJobInfoSchema
 from app.security.tokens import document_security
 
 SCHEMAS = {

@@ -15,8 +15,9 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate
 from app.api.errors import ApiError
 from app.api.schemas import EpochDateTime
 from app.api.shared import MAX_ID, json_body, printable, runtime
-from app.payload import ChainedJobInfoSchema, PayloadError, StrictBoolean, unwrap
-from app.scheduling import InvalidSchedule, cron_schedule, next_fire_after
+from app.domain.cron import InvalidSchedule, cron_schedule
+from app.domain.payload import ChainedJobInfoSchema, PayloadError, StrictBoolean, unwrap
+from app.runner.schedule_loop import next_fire_after
 from app.services.submit import SubmitService
 from app.store import schedules
 from app.store.database import now

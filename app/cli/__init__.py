@@ -3,7 +3,7 @@
 ``tokens`` and ``db``; ``client`` is the HTTP client of the API the commands call and
 ``shared`` what the groups share. Modules here may import click, requests, ``app.store`` (the
 ``tokens`` and ``db`` commands work on the database directly), ``app.security``,
-``app.statuses`` and ``config``; ``service`` imports the server modules only when its
+``app.domain.statuses`` and ``config``; ``service`` imports the server modules only when its
 commands run. Nothing in the service imports this package.
 """
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import requests
+if TYPE_CHECKING:
+    import requests
 
 API_PREFIX = "/api/v1"
 # Non-JSON error bodies (a proxy's HTML page, say) are cut to this many characters.
@@ -46,6 +47,8 @@ class ApiClient:
             base = base[: -len(API_PREFIX)]
         self.base_url = base
         self.timeout = timeout
+        import requests  # here, not at import: `jobchain worker` never loads it
+
         self.session = requests.Session()
         if token:
             self.session.headers["Authorization"] = f"Bearer {token}"
@@ -70,6 +73,8 @@ class ApiClient:
         """Status and decoded body. Kept apart from the ``raise`` in :meth:`_call` so that an
         error's traceback does not hold the response, whose open file would keep the
         kept-alive socket open (and a test server waiting for it) after :meth:`close`."""
+        import requests
+
         try:
             response = self.session.request(
                 method, f"{self.base_url}{API_PREFIX}{path}", timeout=self.timeout, **kwargs

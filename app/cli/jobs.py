@@ -12,7 +12,7 @@ import click
 
 from app.cli.client import ApiClient
 from app.cli.shared import api_call
-from app.statuses import TERMINAL, Status
+from app.domain.statuses import TERMINAL, Status
 
 # ``submit --wait`` exit codes, so scripts can tell a failed chain from a slow one.
 EXIT_CHAIN_FAILED = 1

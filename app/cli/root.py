@@ -11,7 +11,7 @@ from app.cli.jobs import JOB_COMMANDS
 from app.cli.schedules import schedules
 from app.cli.service import SERVICE_COMMANDS
 from app.cli.tokens import tokens
-from app.security.tokens import read_admin_token
+from app.security.admin_token import read_admin_token
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 

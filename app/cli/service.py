@@ -29,7 +29,7 @@ def serve(
     host: str | None, port: int | None, workers: int | None, database_url: str | None
 ) -> None:
     """Start the API, the workers and housekeeping in this process."""
-    from app.server import StartupError
+    from app.runner.process_setup import StartupError
     from app.server import serve as run_server
 
     settings = Settings.from_env(host=host, port=port, workers=workers, database_url=database_url)
@@ -51,8 +51,8 @@ def serve(
 )
 def worker(workers: int | None, database_url: str | None) -> None:
     """Run jobs (and housekeeping and schedules) without an API; run as many as you like."""
-    from app.server import StartupError
-    from app.worker_process import run_worker
+    from app.runner.process_setup import StartupError
+    from app.runner.worker_process import run_worker
 
     settings = Settings.from_env(workers=workers, database_url=database_url)
     try:

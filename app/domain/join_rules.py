@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from app.statuses import Status
+from app.domain.statuses import Status
 
 WAITING, FIRED, FAILED, CANCELLED = "WAITING", "FIRED", "FAILED", "CANCELLED"
 TRIGGERS = ("all_success", "all_done", "one_success", "one_failed")

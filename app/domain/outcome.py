@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.statuses import Transition
+from app.domain.statuses import Transition
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,9 @@ the role needed. The tokens themselves are stored by ``app/store/tokens.py``.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -23,12 +20,10 @@ from app.security.roles import allows, is_console, required_role
 from app.store import tokens
 from app.store.database import Database
 from app.store.tokens import ROLES, ApiToken
-from config.settings import DEFAULT_DATA_DIR
 
 log = logging.getLogger("jobchain.auth")
 
 # Written by `jobchain serve` on a first start, read by the CLI when no token is given.
-ADMIN_TOKEN_FILE = DEFAULT_DATA_DIR / "admin-token"
 # How long a verified token is trusted without asking the database again: a busy client
 # costs one query per second, and a revocation takes effect within this time.
 CACHE_SECONDS = 1.0
@@ -174,41 +169,3 @@ def document_security(document: dict[str, Any]) -> None:
                 responses.setdefault(
                     "403", {"description": f"The token's role is below {role}", "content": error}
                 )
-
-
-# -- the first start -------------------------------------------------------------------------
-
-
-def ensure_admin_token(db: Database, path: Path = ADMIN_TOKEN_FILE) -> str | None:
-    """On a first start (no active token at all, none seeded) create an admin token and
-    write it to ``path`` with mode 0600, so `make run` needs no set-up. Returns the new
-    secret for the caller to print once; None when tokens already exist."""
-    created = tokens.create_first_admin(db, "first-start admin")
-    if created is None:
-        return None
-    _, secret = created
-    write_secret(path, secret)
-    return secret
-
-
-def write_secret(path: Path, secret: str) -> None:
-    """Write ``secret`` to ``path`` readable by the owner only, never world-readable even
-    for a moment (mkstemp creates 0600) and never half-written (atomic rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as out:
-            out.write(secret + "\n")
-        os.chmod(temporary, 0o600)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def read_admin_token(path: Path = ADMIN_TOKEN_FILE) -> str | None:
-    """The token saved by a first start, for CLI calls made without --token; None if absent."""
-    try:
-        return path.read_text().strip() or None
-    except OSError:
-        return None

@@ -1,8 +1,8 @@
 """Submitting a chain, whoever submits it: ``POST /api/v1/jobs``, the console's submit page
 and its "re-run from here", and every schedule fire.
 
-The policy is one pipeline: parse the payload (``app/payload.py``, with the configured
-limits and the registered job types), plan its joins (``app/join_plan.py``), check that the
+The policy is one pipeline: parse the payload (``app/domain/payload.py``, with the configured
+limits and the registered job types), plan its joins (``app/domain/join_plan.py``), check that the
 submitter's role may submit every job type in it (``app/security/roles.py``), store the tree
 in one transaction (``app/store/submission.py``; with an Idempotency-Key,
 ``app/store/idempotency.py``). Each step raises what its caller turns into an answer:
@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from app.join_plan import JoinPlan, plan_joins
-from app.payload import JobSpec, Limits, PayloadError, parse_tree
+from app.domain.join_plan import JoinPlan, plan_joins
+from app.domain.payload import JobSpec, Limits, PayloadError, parse_tree
 from app.runtime import Runtime
 from app.security.roles import allows
 from app.store import idempotency, submission

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.payload import Limits, parse_tree
+from app.domain.payload import Limits, parse_tree
 from app.runtime import Runtime
 from app.store import submission
 from bench.peers.measure import Context, Runner, create_database, drop_database, main

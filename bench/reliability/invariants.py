@@ -37,7 +37,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, select
 
-from app.statuses import TERMINAL, Status, Transition
+from app.domain.statuses import TERMINAL, Status, Transition
 from app.store.tables import job_events, jobs, join_arrivals, joins
 from bench.reliability.api import Accepted, ApiLog
 

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.statuses import TERMINAL, Status
+from app.domain.statuses import TERMINAL, Status
 from app.store.tables import job_events, jobs, join_arrivals, joins
 
 TERMINAL_VALUES = [status.value for status in TERMINAL]

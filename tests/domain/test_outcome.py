@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.domain.outcome import Attempt, RetryPolicy, Verdict, decide_outcome
-from app.statuses import Transition
+from app.domain.statuses import Transition
 
 POLICY = RetryPolicy(base_seconds=2.0, max_seconds=5.0)
 RUNNING_CANCEL = "cancelled while running"

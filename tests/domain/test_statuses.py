@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.domain.join_rules import DECISION_STATUS
-from app.statuses import (
+from app.domain.statuses import (
     JOIN_ENDINGS,
     NOT_STARTED,
     TERMINAL,

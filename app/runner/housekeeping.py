@@ -8,7 +8,7 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from app.store import external, idempotency, joins, lifecycle, retention
+from app.store import external, idempotency, joins, recovery, retention
 from app.store.database import Database
 from config import Settings
 
@@ -23,7 +23,7 @@ DAY_SECONDS = 86_400.0
 
 def reap(db: Database) -> None:
     """Recover jobs whose worker vanished, and fail joins past their deadline."""
-    recovered = lifecycle.reap_expired_leases(db)
+    recovered = recovery.reap_expired_leases(db)
     if recovered:
         log.warning("recovered %d job(s) with expired leases", recovered)
     expired = joins.expire(db)

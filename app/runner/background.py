@@ -10,10 +10,10 @@ import logging
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from app.housekeeping import start_housekeeping
+from app.runner.housekeeping import start_housekeeping
+from app.runner.schedule_loop import ScheduleLoop
+from app.runner.worker_pool import WorkerPool
 from app.runtime import Runtime
-from app.scheduling import ScheduleLoop
-from app.worker import WorkerPool
 
 log = logging.getLogger("jobchain.background")
 

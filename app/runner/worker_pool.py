@@ -24,7 +24,7 @@ from typing import Any, overload
 
 from app.domain.outcome import RetryPolicy
 from app.failpoints import failpoint
-from app.store import external, lifecycle
+from app.store import claims, completion, external, recovery
 from app.store.callback_deadline import callback_timeout
 from app.store.database import Database, now
 from config import Settings
@@ -54,19 +54,26 @@ ERROR_BACKOFF_SECONDS = 1.0
 class Lane:
     """One worker thread's jobs: claimed but not started, and done but not yet recorded."""
 
-    held: deque[lifecycle.Claim] = field(default_factory=deque)
-    done: list[lifecycle.Done] = field(default_factory=list)
+    held: deque[claims.Claim] = field(default_factory=deque)
+    done: list[completion.Done] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     batch: int = 1
     # The first job of the batch just claimed starts as claimed; every later one waited,
     # and is checked for a cancel before it starts.
     first_of_batch: int | None = None
+    # The thread's own connection for that check (None: a pooled transaction per check).
+    start_checks: claims.StartChecks | None = None
 
-    def take(self) -> lifecycle.Claim | None:
+    def may_start(self, db: Database, claim: claims.Claim) -> bool:
+        if self.start_checks is not None:
+            return self.start_checks.may_start(claim)
+        return claims.start_check(db, claim)
+
+    def take(self) -> claims.Claim | None:
         with self.lock:
             return self.held.popleft() if self.held else None
 
-    def drain(self) -> tuple[list[lifecycle.Claim], list[lifecycle.Done]]:
+    def drain(self) -> tuple[list[claims.Claim], list[completion.Done]]:
         with self.lock:
             held, done = list(self.held), self.done
             self.held.clear()
@@ -76,7 +83,7 @@ class Lane:
 
 @dataclass
 class Running:
-    claim: lifecycle.Claim
+    claim: claims.Claim
     ctx: JobContext
     deadline: float | None
     lane: Lane
@@ -155,14 +162,18 @@ class WorkerPool:
     # -- claiming and running ------------------------------------------------------------
 
     def _work_loop(self) -> None:
-        lane = Lane()
-        while not self._stopping.is_set():
-            try:
-                self._work_step(lane)
-            except Exception:  # e.g. the database stayed unreachable: back off, carry on
-                log.exception("worker loop failed; going on in %g s", ERROR_BACKOFF_SECONDS)
-                self._stopping.wait(ERROR_BACKOFF_SECONDS)
-        self._hand_back(lane)
+        lane = Lane(start_checks=claims.StartChecks(self.db))
+        try:
+            while not self._stopping.is_set():
+                try:
+                    self._work_step(lane)
+                except Exception:  # e.g. the database stayed unreachable: back off, carry on
+                    log.exception("worker loop failed; going on in %g s", ERROR_BACKOFF_SECONDS)
+                    self._stopping.wait(ERROR_BACKOFF_SECONDS)
+            self._hand_back(lane)
+        finally:
+            if lane.start_checks is not None:
+                lane.start_checks.close()
 
     def _work_step(self, lane: Lane) -> None:
         claim = lane.take()
@@ -174,12 +185,12 @@ class WorkerPool:
         waited = claim.id != lane.first_of_batch
         lane.first_of_batch = None
         began = time.monotonic()
-        if waited and not lifecycle.start_check(self.db, claim):
+        if waited and not lane.may_start(self.db, claim):
             # Cancelled (or its lease lost) while it waited: it never starts.
             with lane.lock:
                 lane.done.append(
-                    lifecycle.Done(
-                        claim.id, claim.lease_token, lifecycle.Outcome(False, started=False)
+                    completion.Done(
+                        claim.id, claim.lease_token, completion.Outcome(False, started=False)
                     )
                 )
             return
@@ -200,7 +211,7 @@ class WorkerPool:
         token = str(uuid.uuid4())  # one fencing token for every try of this flush
         for attempt in range(5):
             try:
-                completion = lifecycle.complete(
+                recorded = completion.record_and_claim(
                     self.db,
                     done,
                     owner=self.owner,
@@ -218,14 +229,14 @@ class WorkerPool:
                     return False
         else:
             return False
-        if completion.retry_at is not None:
+        if recorded.retry_at is not None:
             due = self._next_due
-            self._next_due = completion.retry_at if due is None else min(due, completion.retry_at)
+            self._next_due = recorded.retry_at if due is None else min(due, recorded.retry_at)
         with lane.lock:
-            lane.held.extend(completion.claims)
-            if completion.claims:
-                lane.first_of_batch = completion.claims[0].id
-        return bool(completion.claims)
+            lane.held.extend(recorded.claims)
+            if recorded.claims:
+                lane.first_of_batch = recorded.claims[0].id
+        return bool(recorded.claims)
 
     def _hand_back(self, lane: Lane) -> None:
         """Record what the lane finished and return what it never started."""
@@ -236,7 +247,7 @@ class WorkerPool:
             self._flush(lane, claim_limit=0)
         if held:
             try:
-                lifecycle.release_unstarted(self.db, held)
+                recovery.release_unstarted(self.db, held)
             except Exception:  # their leases expire and the reaper hands them back
                 log.exception("handing back %d unstarted job(s) failed", len(held))
 
@@ -253,7 +264,7 @@ class WorkerPool:
             if generation == self._generation and not self._stopping.is_set():
                 self._wakeups.wait(timeout)
 
-    def _run(self, claim: lifecycle.Claim, lane: Lane) -> None:
+    def _run(self, claim: claims.Claim, lane: Lane) -> None:
         failpoint("after_claim")  # claimed (committed), not started
         ctx = JobContext(
             job_id=claim.id,
@@ -286,11 +297,11 @@ class WorkerPool:
                     del self._running[claim.id]
             ctx.close()
 
-    def _execute(self, running: Running) -> lifecycle.Outcome:
+    def _execute(self, running: Running) -> completion.Outcome:
         ctx = running.ctx
         job_type = self.registry.get(ctx.job_type)
         if job_type is None:
-            return lifecycle.Outcome(failed=True, message=f"unknown job type {ctx.job_type!r}")
+            return completion.Outcome(failed=True, message=f"unknown job type {ctx.job_type!r}")
         try:
             result = job_type.run(ctx)
         except JobFailed as exc:
@@ -304,18 +315,18 @@ class WorkerPool:
             return self._await_callback(running)
         problem = result_problem(result)
         if problem:
-            return lifecycle.Outcome(failed=True, message=problem)
+            return completion.Outcome(failed=True, message=problem)
         percent, message = ctx.snapshot_progress()
-        return lifecycle.Outcome(failed=False, result=result, message=message, progress=percent)
+        return completion.Outcome(failed=False, result=result, message=message, progress=percent)
 
-    def _failure(self, running: Running, message: str, result: Any) -> lifecycle.Outcome:
+    def _failure(self, running: Running, message: str, result: Any) -> completion.Outcome:
         if running.timed_out_at is not None:
             message = f"timed out after {running.claim.timeout_seconds:g} s"
         if result_problem(result):
             result = None
-        return lifecycle.Outcome(failed=True, message=message, result=result)
+        return completion.Outcome(failed=True, message=message, result=result)
 
-    def _await_callback(self, running: Running) -> lifecycle.Outcome:
+    def _await_callback(self, running: Running) -> completion.Outcome:
         """EXTERNAL: hand the job to its callback deadline, so no thread waits for it.
 
         Nothing is left to report afterwards. If the hand-over fails, the worker's lease
@@ -335,17 +346,17 @@ class WorkerPool:
             )
         except Exception:
             log.exception("handing job %s to its callback failed", claim.id)
-        return lifecycle.Outcome(failed=False)
+        return completion.Outcome(failed=False)
 
-    def _done(self, running: Running, outcome: lifecycle.Outcome) -> lifecycle.Done:
-        full = lifecycle.Outcome(
+    def _done(self, running: Running, outcome: completion.Outcome) -> completion.Done:
+        full = completion.Outcome(
             failed=outcome.failed,
             message=_text(outcome.message),
             result=outcome.result,
             progress=outcome.progress,
             log=_text(running.ctx.output.drain()),
         )
-        return lifecycle.Done(running.claim.id, running.claim.lease_token, full)
+        return completion.Done(running.claim.id, running.claim.lease_token, full)
 
     # -- leases, progress, cancellation and timeouts ------------------------------------
 
@@ -381,7 +392,7 @@ class WorkerPool:
             return
         job.last_beat = clock
         percent, message = job.ctx.snapshot_progress()
-        beat = lifecycle.heartbeat(
+        beat = claims.heartbeat(
             self.db,
             job.claim.id,
             job.claim.lease_token,

@@ -13,9 +13,9 @@ from types import FrameType
 
 from sqlalchemy.engine import make_url
 
-from app.background import Background
+from app.runner.background import Background
+from app.runner.process_setup import configure_logging, load_job_modules
 from app.runtime import Runtime
-from app.server import configure_logging, load_job_modules
 from config import Settings
 from jobs import REGISTRY
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.domain.join_rules import TRIGGERS
-from app.payload import JobSpec, PayloadError
+from app.domain.payload import JobSpec, PayloadError
 
 JOIN_TYPES = frozenset({"JOIN", "CF"})
 _PARAMETERS = {"expect", "trigger", "batch", "timeoutSeconds"}
