@@ -28,6 +28,7 @@ from app.store.graphs import (
 from app.store.tables import asset_dependencies, assets
 
 ASSET_EDITABLE = frozenset({"name", "description", "job", "cron", "timezone"})
+ASSET_DEFAULTS = {"description": None, "cron": None, "timezone": "UTC"}
 
 
 class UnknownAsset(Exception):
@@ -72,7 +73,7 @@ def create_asset(db: Database, model_id: int, values: Mapping[str, Any]) -> int:
         if not lock_model(conn, model_id):
             raise ModelNotFound(model_id)
         t = now()
-        row = {**values, "model_id": model_id, "created_at": t, "updated_at": t}
+        row = {**ASSET_DEFAULTS, **values, "model_id": model_id, "created_at": t, "updated_at": t}
         asset_id: int = conn.execute(insert(assets).values(row).returning(assets.c.id)).scalar_one()
         return asset_id
 
@@ -258,12 +259,13 @@ def replace_graph(
         for asset in new_assets:
             asset_id = current.get(asset["name"])
             if asset_id is None:
-                row = {**asset, "model_id": model_id, "created_at": t, "updated_at": t}
+                row = {**ASSET_DEFAULTS, **asset, "model_id": model_id}
+                row.update(created_at=t, updated_at=t)
                 asset_id = conn.execute(
                     insert(assets).values(row).returning(assets.c.id)
                 ).scalar_one()
             else:
-                values = {**asset, "updated_at": t}
+                values = {**ASSET_DEFAULTS, **asset, "updated_at": t}
                 conn.execute(update(assets).where(assets.c.id == asset_id).values(values))
             ids[asset["name"]] = asset_id
         _replace_edges(conn, model_id, [(ids[up], ids[down]) for up, down in edges])
