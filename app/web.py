@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     from app.api.callbacks import integration_api
     from app.api.jobs import jobs_api
     from app.api.joins import joins_api
+    from app.api.models import models_api
     from app.api.openapi import build_spec
     from app.api.schedules import schedules_api
     from app.security.tokens import install_auth
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.register_blueprint(jobs_api)
     app.register_blueprint(joins_api)
     app.register_blueprint(schedules_api)
+    app.register_blueprint(models_api)
     install_console(app)  # /admin: a session cookie instead of a bearer token
     register_error_handlers(app)
     # Every request is checked by one policy (app/security/roles.py); seeds

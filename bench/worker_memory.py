@@ -3,8 +3,9 @@
 Run ``python -m bench.worker_memory`` from a checkout (``--tree DIR`` measures another
 checkout's code with this one's script, e.g. an older commit in a ``git worktree``). It
 starts ``python -m app.cli worker`` on a fresh SQLite database, reads the process's PSS
-(``/proc/PID/smaps_rollup``) once it is ready, then stores N independent NOOP jobs (one transaction each,
-while the worker runs them), samples PSS every 10 ms until all have finished, and prints both with the modules it loaded.
+(``/proc/PID/smaps_rollup``) once it is ready, then stores N independent NOOP jobs (one
+transaction each, while the worker runs them), samples PSS every 10 ms until all have
+finished, and prints both with the web-stack modules the worker loaded.
 """
 
 from __future__ import annotations

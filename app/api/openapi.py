@@ -11,6 +11,22 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from apispec.yaml_utils import load_operations_from_docstring
 from flask import Flask
 
+from app.api.graph_schemas import (
+    AssetInputDocSchema,
+    AssetListSchema,
+    AssetPatchSchema,
+    AssetSchema,
+    DependencyInputSchema,
+    DependencyListSchema,
+    DependencySchema,
+    GraphInputDocSchema,
+    GraphSchema,
+    ModelInputSchema,
+    ModelListSchema,
+    ModelPatchSchema,
+    ModelSchema,
+    OrderSchema,
+)
 from app.api.jobs import ListArgsSchema
 from app.api.joins import JoinSchema
 from app.api.schedules import (
@@ -51,6 +67,20 @@ SCHEMAS = {
     "ScheduleList": ScheduleListSchema,
     "ScheduleInput": ScheduleInputDocSchema,
     "SchedulePatch": SchedulePatchSchema,
+    "Model": ModelSchema,
+    "ModelList": ModelListSchema,
+    "ModelInput": ModelInputSchema,
+    "ModelPatch": ModelPatchSchema,
+    "Asset": AssetSchema,
+    "AssetList": AssetListSchema,
+    "AssetInput": AssetInputDocSchema,
+    "AssetPatch": AssetPatchSchema,
+    "Dependency": DependencySchema,
+    "DependencyList": DependencyListSchema,
+    "DependencyInput": DependencyInputSchema,
+    "Order": OrderSchema,
+    "Graph": GraphSchema,
+    "GraphInput": GraphInputDocSchema,
 }
 
 

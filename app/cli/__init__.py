@@ -1,10 +1,10 @@
 """The ``jobchain`` command, one module per command group: ``root`` (the group, --url and
 --token), ``service`` (serve, worker), ``jobs`` (submit, status, cancel, ...), ``schedules``,
-``tokens`` and ``db``; ``client`` is the HTTP client of the API the commands call and
-``shared`` what the groups share. Modules here may import click, requests, ``app.store`` (the
-``tokens`` and ``db`` commands work on the database directly), ``app.security``,
-``app.domain.statuses`` and ``config``; ``service`` imports the server modules only when its
-commands run. Nothing in the service imports this package.
+``models`` and ``deps`` (dependency graphs), ``tokens`` and ``db``; ``client`` is the HTTP
+client of the API the commands call and ``shared`` what the groups share. Modules here may
+import click, requests, ``app.store`` (the ``tokens`` and ``db`` commands work on the
+database directly), ``app.security``, ``app.domain.statuses`` and ``config``; ``service`` imports
+the server modules only when its commands run. Nothing in the service imports this package.
 """
 
 from app.cli.root import cli, main

@@ -136,6 +136,43 @@ class ApiClient:
     def delete_schedule(self, schedule_id: int) -> None:
         self._call("DELETE", f"/schedules/{schedule_id}")
 
+    # -- dependency graphs (app/cli/models.py, app/cli/deps.py) ----------------------------
+
+    def models(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/models")["items"]
+
+    def model(self, model_id: int) -> dict[str, Any]:
+        return self._call("GET", f"/models/{model_id}")
+
+    def create_model(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", "/models", json=body)
+
+    def update_model(self, model_id: int, changes: dict[str, Any]) -> dict[str, Any]:
+        return self._call("PATCH", f"/models/{model_id}", json=changes)
+
+    def assets(self, model_id: int, transitive: bool = False) -> list[dict[str, Any]]:
+        params = {"transitive": "true"} if transitive else None
+        return self._call("GET", f"/models/{model_id}/assets", params=params)["items"]
+
+    def graph(self, model_id: int) -> dict[str, Any]:
+        return self._call("GET", f"/models/{model_id}/graph")
+
+    def put_graph(self, model_id: int, graph: dict[str, Any]) -> dict[str, Any]:
+        return self._call("PUT", f"/models/{model_id}/graph", json=graph)
+
+    def order(self, model_id: int) -> dict[str, Any]:
+        return self._call("GET", f"/models/{model_id}/order")
+
+    def dependencies(self, model_id: int) -> list[dict[str, Any]]:
+        return self._call("GET", f"/models/{model_id}/dependencies")["items"]
+
+    def add_dependency(self, model_id: int, upstream_id: int, downstream_id: int) -> dict[str, Any]:
+        body = {"upstreamId": upstream_id, "downstreamId": downstream_id}
+        return self._call("POST", f"/models/{model_id}/dependencies", json=body)
+
+    def delete_dependency(self, model_id: int, dependency_id: int) -> None:
+        self._call("DELETE", f"/models/{model_id}/dependencies/{dependency_id}")
+
 
 def _reason(exc: requests.RequestException) -> str:
     """The OS-level cause ("Connection refused") instead of urllib3's nested repr."""

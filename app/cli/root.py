@@ -7,7 +7,9 @@ import click
 
 from app.cli.client import ApiClient
 from app.cli.db import db
+from app.cli.deps import deps
 from app.cli.jobs import JOB_COMMANDS
+from app.cli.models import models
 from app.cli.schedules import schedules
 from app.cli.service import SERVICE_COMMANDS
 from app.cli.tokens import tokens
@@ -38,7 +40,7 @@ def cli(ctx: click.Context, url: str, token: str | None) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-for command in (*SERVICE_COMMANDS, *JOB_COMMANDS, schedules, tokens, db):
+for command in (*SERVICE_COMMANDS, *JOB_COMMANDS, schedules, models, deps, tokens, db):
     cli.add_command(command)
 
 

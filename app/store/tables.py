@@ -208,3 +208,51 @@ schedule_fires = Table(
     Column("message", Text, nullable=True),
     UniqueConstraint("schedule_id", "fire_time", name="uq_schedule_fire"),
 )
+
+# -- dependency graphs -------------------------------------------------------------------
+
+# A model: a named graph of assets. Graph changes lock its row (app/store/graph_changes.py).
+models = Table(
+    "models",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("description", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+# An asset: what one job (a single ChainedJobInfo node, stored as submitted) refreshes.
+assets = Table(
+    "assets",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("model_id", Id, ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("job", JSON, nullable=False),
+    Column("cron", String(255), nullable=True),
+    Column("timezone", String(64), nullable=False),
+    # The root job of the asset's latest refresh (set by runs); refreshing while not terminal.
+    Column("last_job_id", Id, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("model_id", "name", name="uq_asset_name"),
+    sqlite_autoincrement=True,
+)
+
+# "downstream depends on upstream": the downstream's refresh waits for the upstream's.
+asset_dependencies = Table(
+    "asset_dependencies",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("model_id", Id, ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    Column("upstream_id", Id, ForeignKey("assets.id", ondelete="CASCADE"), nullable=False),
+    Column("downstream_id", Id, ForeignKey("assets.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("upstream_id", "downstream_id", name="uq_asset_dependency"),
+    Index("ix_asset_dependencies_model", "model_id", "id"),
+    Index("ix_asset_dependencies_downstream", "downstream_id"),
+    sqlite_autoincrement=True,
+)
