@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint docs bench bench-peers reliability clean
+.PHONY: run test test-fast lint docs bench bench-peers reliability clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ $(CHROMIUM):
 test: lint docs $(CHROMIUM)
 	$(BIN)/pytest
 
+# The pure rules only (tests/domain: no database, no server), in about a second.
+test-fast: $(STAMP)
+	$(BIN)/pytest tests/domain -q
+
 bench: $(STAMP)
 	$(BIN)/python -m bench.core
 
@@ -43,7 +47,7 @@ bench-peers: $(STAMP)
 
 # The long forms of the reliability battery (minutes); `make test` runs the short forms.
 reliability: $(STAMP)
-	$(BIN)/python -m bench.reliability
+	$(BIN)/python -m tests.reliability
 
 clean:
 	rm -rf $(VENV) var site .pytest_cache .mypy_cache .ruff_cache

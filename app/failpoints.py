@@ -5,7 +5,7 @@ moment a process dies. Killing a process from outside (``kill -9``) only hits ra
 the dangerous ones (between a claim and the job's start, inside the finish transaction right
 before its commit, just after it, in the middle of a join arrival) are a few microseconds
 wide. Like the failpoints of TiKV or FoundationDB's simulation, the code marks those
-moments with ``failpoint("name")`` and the reliability battery (``bench/reliability``)
+moments with ``failpoint("name")`` and the reliability battery (``tests/reliability``)
 starts workers that exit exactly there.
 
 Off unless the process is started with ``JOBCHAIN_FAILPOINTS``, read once at import::

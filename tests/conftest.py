@@ -28,7 +28,7 @@ from jobs import REGISTRY
 from tests.helpers import ADMIN_TOKEN, CALLBACK_SECRET, LiveServer
 
 # Browser fixtures for the console tests (one chromium per session, a context per test).
-pytest_plugins = ["tests.browser"]
+pytest_plugins = ["tests.admin.browser"]
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "JOBCHAIN_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

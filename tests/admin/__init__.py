@@ -1,0 +1,1 @@
+"""The console: its pages, its queries, and a real browser."""

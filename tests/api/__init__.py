@@ -1,0 +1,1 @@
+"""The JSON API over real HTTP: jobs, auth, callbacks, idempotency, schedules."""

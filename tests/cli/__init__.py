@@ -1,0 +1,1 @@
+"""The jobchain command against a real server."""

@@ -1,0 +1,1 @@
+"""Whole processes: crashes, restarts, the deployment, the reliability battery's short forms."""

@@ -1,0 +1,1 @@
+"""Worker threads and job types, with a real database and real worker pools."""

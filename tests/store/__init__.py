@@ -1,0 +1,1 @@
+"""The store on SQLite and PostgreSQL: transitions, claims, joins, races, faults, migrations."""
