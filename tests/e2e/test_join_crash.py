@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.cli.client import ApiClient
-from tests import test_crash
+from tests.e2e import test_crash
 from tests.e2e.test_crash import ServeProcess, Start, reasons, wait_for_chain_end
 from tests.helpers import flatten, wait_until
 from tests.store.test_joins import fan_in
