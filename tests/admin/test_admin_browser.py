@@ -72,7 +72,9 @@ def test_find_a_failure_retry_it_and_watch_the_chain_finish(
     page.get_by_role("button", name="Filter").click()
     row = page.locator(f"#job-{failed}")
     expect(row).to_contain_text("source locked by another session")
-    expect(page.locator("table.jobs tbody tr")).to_have_count(1)
+    # The failed job, and the join it failed: both of the join's nodes end FAILED with it.
+    expect(page.locator("table.jobs tbody tr")).to_have_count(3)
+    expect(page.locator("table.jobs tbody tr", has_text="month.JOIN")).to_have_count(2)
     screenshot(page, "jobs-filtered")
 
     row.get_by_role("link", name=f"chain {root}").click()
