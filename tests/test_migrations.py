@@ -245,7 +245,8 @@ def test_sqlite_migrations_make_the_ddl_of_tables_py(sqlite_url: str, tmp_path: 
             for table in metadata.tables.values()
             if table.kwargs.get("sqlite_autoincrement")
         }
-        == set(NEVER_REUSED)
+        # 0004's alert tables are born AUTOINCREMENT: their ids leave the database too.
+        == set(NEVER_REUSED) | {"notification_rules", "notification_deliveries"}
     )
 
 
