@@ -9,6 +9,9 @@ call                                       role         why
 =========================================  ===========  =====================================
 GET/HEAD/OPTIONS /health, /openapi.json    (none)       health checks and API docs stay open
   (also under /api/v1)
+GET /metrics                               (own check)  loopback, or JOBCHAIN_METRICS_TOKEN
+                                                          (app/metrics/endpoint.py)
+anything under /api/v1/notification-rules  admin        alert targets are an admin's business
 GET, HEAD, OPTIONS anything else           reader       reading jobs, joins, schedules
 POST /api/v1/jobs (exactly)                submitter    submitting a chain
 POST /api/v1/jobs/<id>/callback            integration  external systems reporting back
@@ -39,6 +42,9 @@ from app.store.tokens import ROLES
 __all__ = ["READ_METHODS", "ROLES", "allows", "is_console", "required_role"]
 
 OPEN_PATHS = frozenset({"/health", "/api/v1/health", "/openapi.json", "/api/v1/openapi.json"})
+# Not a bearer-token path: the endpoint checks its own token (or loopback).
+METRICS_PATH = "/metrics"
+ADMIN_ONLY_PREFIX = "/api/v1/notification-rules"
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SUBMIT_PATH = "/api/v1/jobs"
 CALLBACK_PATH = re.compile(r"/api/v1/jobs/[^/]+/callback")
@@ -51,6 +57,10 @@ CONSOLE_READER_POSTS = frozenset({"/admin/logout", "/admin/submit/check"})
 def required_role(method: str, path: str) -> str | None:
     """The lowest role allowed to make this call; None if it is open to anyone."""
     method = method.upper()
+    if method in READ_METHODS and path == METRICS_PATH:
+        return None
+    if path == ADMIN_ONLY_PREFIX or path.startswith(ADMIN_ONLY_PREFIX + "/"):
+        return "admin"
     if method in READ_METHODS:
         return None if path in OPEN_PATHS or CONSOLE_OPEN.fullmatch(path) else "reader"
     if method == "POST" and path == SUBMIT_PATH:

@@ -235,9 +235,7 @@ notification_deliveries = Table(
     "notification_deliveries",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    Column(
-        "rule_id", Id, ForeignKey("notification_rules.id", ondelete="CASCADE"), nullable=False
-    ),
+    Column("rule_id", Id, ForeignKey("notification_rules.id", ondelete="CASCADE"), nullable=False),
     # What happened, e.g. "job_event:123", "join:7:1733390000.5", "fire:42".
     Column("event_key", String(255), nullable=False),
     Column("event_kind", String(32), nullable=False),

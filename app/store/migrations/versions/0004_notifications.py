@@ -57,9 +57,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("rule_id", "event_key", name="uq_notification_rule_event"),
         sqlite_autoincrement=True,
     )
-    op.create_index(
-        "ix_notification_due", "notification_deliveries", ["status", "next_attempt_at"]
-    )
+    op.create_index("ix_notification_due", "notification_deliveries", ["status", "next_attempt_at"])
     op.create_table(
         "notification_cursors",
         sa.Column("source", sa.String(32), primary_key=True),
