@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     from app.api.callbacks import integration_api
     from app.api.jobs import jobs_api
     from app.api.joins import joins_api
+    from app.api.notifications import notifications_api
     from app.api.openapi import build_spec
     from app.api.schedules import schedules_api
     from app.metrics.endpoint import install_metrics
@@ -37,6 +38,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.register_blueprint(jobs_api)
     app.register_blueprint(joins_api)
     app.register_blueprint(schedules_api)
+    app.register_blueprint(notifications_api)
     install_console(app)  # /admin: a session cookie instead of a bearer token
     install_metrics(app, rt)  # /metrics: its own token, or loopback only
     register_error_handlers(app)

@@ -13,6 +13,13 @@ from flask import Flask
 
 from app.api.jobs import ListArgsSchema
 from app.api.joins import JoinSchema
+from app.api.notifications import (
+    DeliveryListSchema,
+    RuleInputSchema,
+    RuleListSchema,
+    RulePatchSchema,
+    RuleSchema,
+)
 from app.api.schedules import (
     ScheduleInputDocSchema,
     ScheduleListSchema,
@@ -51,6 +58,11 @@ SCHEMAS = {
     "ScheduleList": ScheduleListSchema,
     "ScheduleInput": ScheduleInputDocSchema,
     "SchedulePatch": SchedulePatchSchema,
+    "NotificationRule": RuleSchema,
+    "NotificationRuleList": RuleListSchema,
+    "NotificationRuleInput": RuleInputSchema,
+    "NotificationRulePatch": RulePatchSchema,
+    "NotificationDeliveryList": DeliveryListSchema,
 }
 
 

@@ -207,6 +207,8 @@ schedule_fires = Table(
     # Why a fire started no chain (its payload no longer validates), else NULL.
     Column("message", Text, nullable=True),
     UniqueConstraint("schedule_id", "fire_time", name="uq_schedule_fire"),
+    # Alerts filtered by schedule: which schedule started a chain (0004).
+    Index("ix_schedule_fires_root", "root_job_id"),
 )
 
 # Alerts (app/alerts): what to tell whom, and each notification owed. One delivery per
@@ -226,6 +228,8 @@ notification_rules = Table(
     Column("target_object", String(255), nullable=True),
     Column("schedule", String(255), nullable=True),
     Column("enabled", Boolean, nullable=False),
+    # Events before this (creation, or the last time it was enabled) are not its business.
+    Column("active_since", Float, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     sqlite_autoincrement=True,

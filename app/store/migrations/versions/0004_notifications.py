@@ -1,4 +1,5 @@
-"""Alerts: notification rules, the deliveries they owe, and the matcher's read cursors.
+"""Alerts: notification rules, the deliveries they owe, the matcher's read cursors, and
+schedule fires by chain (for rules filtered by schedule).
 
 Revision ID: 0004_notifications
 Revises: 0003_unique_ids_arrival_outcome
@@ -30,6 +31,7 @@ def upgrade() -> None:
         sa.Column("target_object", sa.String(255), nullable=True),
         sa.Column("schedule", sa.String(255), nullable=True),
         sa.Column("enabled", sa.Boolean(), nullable=False),
+        sa.Column("active_since", sa.Float(), nullable=False),
         sa.Column("created_at", sa.Float(), nullable=False),
         sa.Column("updated_at", sa.Float(), nullable=False),
         sqlite_autoincrement=True,
@@ -65,9 +67,11 @@ def upgrade() -> None:
         sa.Column("gaps", sa.JSON(), nullable=False),
         sa.Column("updated_at", sa.Float(), nullable=False),
     )
+    op.create_index("ix_schedule_fires_root", "schedule_fires", ["root_job_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_schedule_fires_root", table_name="schedule_fires")
     op.drop_table("notification_cursors")
     op.drop_index("ix_notification_due", table_name="notification_deliveries")
     op.drop_table("notification_deliveries")
