@@ -14,6 +14,8 @@ WITHOUT_FLASK = [
     "app.services.submit",
     "app.security.roles",
     "app.security.signatures",
+    "app.alerts.dispatcher",
+    "app.background",
 ]
 
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-JOB_FAILED = "job_failed"  # a job ended FAILED (after its last attempt, interrupted, join)
+JOB_FAILED = "job_failed"  # a job ended FAILED (after its last attempt, or interrupted)
 CHAIN_FAILED = "chain_failed"  # a chain has nothing left to run and a job of it failed
 JOIN_FAILED = "join_failed"  # a join did not succeed (its rule failed, or it timed out)
 SCHEDULE_FIRE_FAILED = "schedule_fire_failed"  # a fire could not start its chain

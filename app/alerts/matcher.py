@@ -107,7 +107,9 @@ def job_alerts(conn: Connection, rows: Sequence[Any], kinds: set[str]) -> list[E
     ended_roots: dict[int, float] = {}
     failed_joins: dict[int, Any] = {}
     for row in rows:
-        if row.to_status == Status.FAILED.value and row.from_status != Status.FAILED.value:
+        failed = row.to_status == Status.FAILED.value and row.from_status != row.to_status
+        # A failed join is one join_failed event, not one job_failed per JOIN node.
+        if failed and row.reason != Transition.JOIN_FAILED.value:
             found.append(_job_event(JOB_FAILED, row))
         if row.reason in LEASE_REASONS:
             found.append(_job_event(LEASE_EXPIRED, row))

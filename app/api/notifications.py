@@ -59,7 +59,7 @@ class RuleInputSchema(Schema):
     )
     enabled = StrictBoolean(load_default=True)
 
-    @validates_schema
+    @validates_schema(skip_on_field_errors=False)
     def _target_fits_channel(self, data: dict[str, Any], **_: Any) -> None:
         if "channel" in data and "target" in data:
             problem = target_problem(data["channel"], data["target"])
