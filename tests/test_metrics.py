@@ -4,8 +4,10 @@ database gauges, and who may scrape (loopback only by default, or a bearer token
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import requests
@@ -130,3 +132,31 @@ def test_without_a_token_only_loopback_may_scrape(runtime: Runtime) -> None:
     away = client.get("/metrics", environ_base={"REMOTE_ADDR": "10.1.2.3"})
     assert away.status_code == 403
     assert away.get_json()["error"]["code"] == "forbidden"
+
+
+def test_the_deploy_examples_use_only_metrics_that_exist(
+    runtime: Runtime, live: LiveServer, pool: WorkerPool
+) -> None:
+    """The Grafana dashboard and the Prometheus rules name real series."""
+    scrape(live)
+    root = requests.post(f"{live.url}/api/v1/jobs", json=CHAIN, headers=AUTH, timeout=10)
+    wait_for_chain(runtime.db, root.json()["id"])
+    requests.post(f"{live.url}/api/v1/jobs/1/callback", json={}, headers=AUTH, timeout=10)
+
+    def with_run_times() -> str | None:
+        text = scrape(live).text
+        return text if "jobchain_job_run_seconds_bucket{" in text else None
+
+    text = wait_until(with_run_times, what="run times in a scrape")
+    exported = {name for name, _ in samples(text)}
+    # Families with no sample yet still declare themselves with # HELP.
+    exported |= set(re.findall(r"^# HELP (\w+)", text, re.MULTILINE))
+    deploy = Path(__file__).parent.parent / "deploy"
+    for path in (
+        deploy / "grafana" / "jobchain-dashboard.json",
+        deploy / "prometheus" / "jobchain-alerts.yml",
+    ):
+        named = set(re.findall(r"\bjobchain_[a-z_]+", path.read_text()))
+        assert named, path
+        missing = {n for n in named if n not in exported and f"{n}_total" not in exported}
+        assert not missing, f"{path.name} names {missing}"
