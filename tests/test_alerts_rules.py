@@ -222,3 +222,18 @@ def test_lease_expiries_and_refused_fires(runtime: Runtime, matcher: Matcher) ->
     [(_, kind, fire)] = [f for f in found if f[0] == fires]
     assert kind == "schedule_fire_failed"
     assert fire["schedule"] == "nightly" and "GONE" in fire["message"]
+
+
+def test_settled_deliveries_are_purged_after_retention(db: Database) -> None:
+    rule_id = make_rule(db, "r", "job_failed")
+    owed_rows = [
+        {"rule_id": rule_id, "event_key": f"job_event:{i}", "event_kind": "job_failed",
+         "payload": {}}
+        for i in range(3)
+    ]  # fmt: skip
+    db.write(lambda conn: notifications.add_deliveries(conn, owed_rows, 100.0))
+    [first, *_] = notifications.claim_due(db, 3, 60.0)
+    assert notifications.record_attempt(db, first, None, None)  # delivered
+    assert notifications.purge_settled(db, older_than=50.0) == 0  # not old enough
+    assert notifications.purge_settled(db, older_than=now()) == 1  # pending ones stay
+    assert sorted(s for s in notifications.delivery_counts(db)) == ["pending"]

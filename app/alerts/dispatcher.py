@@ -5,20 +5,22 @@ It never runs on a worker's thread and holds no lock while it sends: a receiver 
 slow or down costs this thread time, never a job. Each pass records the deliveries new
 events owe, claims the ones due (any process's), sends them a few at a time and records
 each attempt: delivered, retried after ``base * 2 ** (n - 1)`` seconds (capped), or failed
-for good after ``notify_max_attempts``.
+for good after ``notify_max_attempts``. Settled records are deleted after ``retention_days``,
+as finished chains are.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from app.alerts.matcher import Matcher
 from app.alerts.senders import DeliveryError, Senders
 from app.store import notifications
-from app.store.database import Database
+from app.store.database import Database, now
 from config import Settings
 
 log = logging.getLogger("jobchain.alerts")
@@ -27,6 +29,9 @@ SENDERS = 4
 CLAIM = 8
 # Passes in a row while there is still due work, before waiting again.
 MAX_ROUNDS = 50
+# Settled deliveries (delivered, failed) are kept as long as finished chains, then deleted.
+PURGE_INTERVAL_SECONDS = 60.0
+DAY_SECONDS = 86_400.0
 
 
 class Dispatcher:
@@ -42,6 +47,7 @@ class Dispatcher:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._purged_at = 0.0
 
     def start(self) -> Dispatcher:
         self._thread = threading.Thread(target=self._run, name="jobchain-alerts", daemon=True)
@@ -62,6 +68,7 @@ class Dispatcher:
     def run_once(self) -> int:
         """Match new events, then send what is due; returns how many attempts were made."""
         self.matcher.match()
+        self._purge()
         attempted = 0
         for _ in range(MAX_ROUNDS):
             due = notifications.claim_due(self.db, CLAIM, self.hold_seconds)
@@ -72,6 +79,15 @@ class Dispatcher:
             if self._stopping.is_set():
                 break
         return attempted
+
+    def _purge(self) -> None:
+        days = self.settings.retention_days
+        if days <= 0 or time.monotonic() - self._purged_at < PURGE_INTERVAL_SECONDS:
+            return
+        self._purged_at = time.monotonic()
+        purged = notifications.purge_settled(self.db, now() - days * DAY_SECONDS)
+        if purged:
+            log.info("alerts: deleted %d settled delivery record(s) past retention", purged)
 
     def _attempt(self, delivery: dict[str, Any]) -> None:
         try:

@@ -209,6 +209,27 @@ def recent_deliveries(
         return [dict(r._mapping) for r in conn.execute(query)]
 
 
+def purge_settled(db: Database, older_than: float, limit: int = 1000) -> int:
+    """Delete delivered and failed deliveries created before ``older_than`` (a batch)."""
+
+    def work(conn: Connection) -> int:
+        ids = list(
+            conn.execute(
+                select(deliveries.c.id)
+                .where(
+                    deliveries.c.status.in_([DELIVERED, FAILED]),
+                    deliveries.c.created_at < older_than,
+                )
+                .limit(limit)
+            ).scalars()
+        )
+        if ids:
+            conn.execute(delete(deliveries).where(deliveries.c.id.in_(ids)))
+        return len(ids)
+
+    return db.write(work)
+
+
 def delivery_counts(db: Database) -> dict[str, int]:
     with db.read() as conn:
         found = conn.execute(
