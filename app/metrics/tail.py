@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -144,7 +145,13 @@ class EventTail:
     def start(self) -> EventTail:
         if self.may_run():
             self.poll()  # places the cursors: counting starts now
-        self._thread = threading.Thread(target=self._run, name="jobchain-metrics", daemon=True)
+        # The thread holds the tail weakly: once its app is gone, the thread ends.
+        self._thread = threading.Thread(
+            target=_run,
+            args=(weakref.ref(self), self.interval, self._stop),
+            name="jobchain-metrics",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -177,10 +184,15 @@ class EventTail:
             self._fires.advance((f.id for f in fires), now())
             return read + len(fires)
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                if self.may_run():
-                    self.poll()
-            except Exception:  # the database may be away for a while: try again later
-                log.warning("metrics: reading the event log failed", exc_info=True)
+
+def _run(ref: weakref.ReferenceType[EventTail], interval: float, stop: threading.Event) -> None:
+    while not stop.wait(interval):
+        tail = ref()
+        if tail is None:
+            return
+        try:
+            if tail.may_run():
+                tail.poll()
+        except Exception:  # the database may be away for a while: try again later
+            log.warning("metrics: reading the event log failed", exc_info=True)
+        del tail
