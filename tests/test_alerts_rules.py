@@ -237,3 +237,21 @@ def test_settled_deliveries_are_purged_after_retention(db: Database) -> None:
     assert notifications.purge_settled(db, older_than=50.0) == 0  # not old enough
     assert notifications.purge_settled(db, older_than=now()) == 1  # pending ones stay
     assert sorted(s for s in notifications.delivery_counts(db)) == ["pending"]
+
+
+def test_a_backlog_is_matched_a_batch_at_a_time_missing_nothing(runtime: Runtime) -> None:
+    db = runtime.db
+    make_rule(db, "all", "job_failed")
+    matcher = Matcher(db, batch=7)
+    matcher.match()  # cursors placed
+    root = SubmitService.for_runtime(runtime).submit({"targetObject": "1.NOOP"}, "admin").root_id
+    t = now()
+    db.write(
+        lambda conn: record_event_rows(
+            conn, [(root, i) for i in range(1, 51)], Status.PROCESSING, Status.FAILED, t,
+            Transition.FAIL,
+        )
+    )  # fmt: skip
+    assert matcher.match() == 50
+    assert matcher.match() == 0
+    assert sorted(p["attempt"] for _, _, p in owed(db)) == list(range(1, 51))

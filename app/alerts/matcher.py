@@ -31,6 +31,8 @@ from app.store.database import Database, now
 
 EVENTS, FIRES = "job_events", "schedule_fires"
 BATCH = 2000
+# Batches matched in a row at most, before the dispatcher sends what they owe.
+MAX_PASSES = 10
 # Without any enabled rule the cursors are only moved to the head this often.
 IDLE_ADVANCE_SECONDS = 60.0
 LEASE_REASONS = {Transition.RERUN.value, Transition.INTERRUPT.value}
@@ -58,7 +60,13 @@ class Matcher:
             return 0
         if not behind:
             return 0
-        return self.db.write(lambda conn: self._pass(conn, heads))
+        added = 0
+        for _ in range(MAX_PASSES):  # a backlog is caught up a batch at a time
+            new, full = self.db.write(lambda conn: self._pass(conn, heads))
+            added += new
+            if not full:
+                break
+        return added
 
     def _skip_to(self, conn: Connection, heads: Mapping[str, int]) -> None:
         for source, head in heads.items():
@@ -66,7 +74,8 @@ class Matcher:
             cursor.last_id, cursor.gaps = max(cursor.last_id, head), {}
             alert_sources.save_cursor(conn, source, cursor, now())
 
-    def _pass(self, conn: Connection, heads: Mapping[str, int]) -> int:
+    def _pass(self, conn: Connection, heads: Mapping[str, int]) -> tuple[int, bool]:
+        """Match one batch; returns (deliveries added, whether a batch was full)."""
         t = now()
         rules = notifications.enabled_rules(conn)  # under the lock: the rules as of now
         events_cursor = alert_sources.lock_cursor(conn, EVENTS, heads[EVENTS])
@@ -97,7 +106,7 @@ class Matcher:
         fires_cursor.advance((f.id for f in fires), t)
         alert_sources.save_cursor(conn, EVENTS, events_cursor, t)
         alert_sources.save_cursor(conn, FIRES, fires_cursor, t)
-        return added
+        return added, len(rows) == self.batch or len(fires) == self.batch
 
 
 def job_alerts(conn: Connection, rows: Sequence[Any], kinds: set[str]) -> list[Event]:

@@ -116,7 +116,7 @@ def add_deliveries(conn: Connection, owed: Iterable[Mapping[str, Any]], at: floa
     stmt = dialect.insert(deliveries).on_conflict_do_nothing(
         index_elements=["rule_id", "event_key"]
     )
-    return int(conn.execute(stmt, rows).rowcount or 0)
+    return len(conn.execute(stmt.returning(deliveries.c.id), rows).all())
 
 
 def claim_due(db: Database, limit: int, hold_seconds: float) -> list[dict[str, Any]]:
