@@ -166,3 +166,28 @@ def test_two_dispatchers_at_once_deliver_each_notification_once(
     assert sorted(b["jobId"] for b in webhook.bodies()) == failing
     ids = {h["X-Jobchain-Delivery"] for h, _ in webhook.requests}
     assert len(ids) == 20
+
+
+def test_an_email_waits_for_the_smtp_server_to_come_back(
+    runtime: Runtime, pool: WorkerPool
+) -> None:
+    late = SmtpServer()  # not listening yet
+    rule(runtime.db, "mail", "email", "ops@example.com", "job_failed")
+    sender = Dispatcher(runtime.db, replace(runtime.settings, smtp_port=late.port)).start()
+    try:
+        submit(runtime, {"targetObject": "9.FAIL"})
+        wait_until(
+            lambda: any(d["attempts"] >= 2 for d in deliveries(runtime.db)),
+            what="two refused attempts",
+        )
+        [refused] = deliveries(runtime.db)
+        assert refused["status"] == "pending" and "Connection" in refused["last_error"]
+        late.controller.start()
+        try:
+            wait_until(lambda: all_delivered(runtime.db, 1), what="the e-mail delivered")
+            [mail] = late.messages
+            assert mail["Subject"] == "[jobchain] job_failed: 9.FAIL"
+        finally:
+            late.controller.stop()
+    finally:
+        sender.stop()
