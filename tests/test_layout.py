@@ -27,6 +27,8 @@ WITHOUT_WEB_STACK = [
     "app.security.roles",
     "app.security.signatures",
     "app.cli",  # `jobchain worker` goes through the command group
+    "app.alerts.dispatcher",
+    "app.runner.background",
 ]
 
 

@@ -173,6 +173,27 @@ class ApiClient:
     def delete_dependency(self, model_id: int, dependency_id: int) -> None:
         self._call("DELETE", f"/models/{model_id}/dependencies/{dependency_id}")
 
+    # -- notification rules (app/cli/alerts.py) -------------------------------------------
+
+    def alert_rules(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/notification-rules")["items"]
+
+    def alert_rule(self, rule_id: int) -> dict[str, Any]:
+        return self._call("GET", f"/notification-rules/{rule_id}")
+
+    def create_alert_rule(self, rule: Any) -> dict[str, Any]:
+        return self._call("POST", "/notification-rules", json=rule)
+
+    def update_alert_rule(self, rule_id: int, changes: dict[str, Any]) -> dict[str, Any]:
+        return self._call("PATCH", f"/notification-rules/{rule_id}", json=changes)
+
+    def delete_alert_rule(self, rule_id: int) -> None:
+        self._call("DELETE", f"/notification-rules/{rule_id}")
+
+    def alert_deliveries(self, rule_id: int, limit: int = 20) -> list[dict[str, Any]]:
+        path = f"/notification-rules/{rule_id}/deliveries"
+        return self._call("GET", path, params={"limit": limit})["items"]
+
 
 def _reason(exc: requests.RequestException) -> str:
     """The OS-level cause ("Connection refused") instead of urllib3's nested repr."""

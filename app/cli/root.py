@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import click
 
+from app.cli.alerts import alerts
 from app.cli.client import ApiClient
 from app.cli.db import db
 from app.cli.deps import deps
@@ -40,7 +41,7 @@ def cli(ctx: click.Context, url: str, token: str | None) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-for command in (*SERVICE_COMMANDS, *JOB_COMMANDS, schedules, models, deps, tokens, db):
+for command in (*SERVICE_COMMANDS, *JOB_COMMANDS, schedules, models, deps, alerts, tokens, db):
     cli.add_command(command)
 
 

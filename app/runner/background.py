@@ -10,6 +10,7 @@ import logging
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from app.alerts.dispatcher import Dispatcher
 from app.runner.housekeeping import start_housekeeping
 from app.runner.schedule_loop import ScheduleLoop
 from app.runner.worker_pool import WorkerPool
@@ -27,6 +28,8 @@ class Background:
         runtime.pool = self.pool
         self.schedule_loop = ScheduleLoop(runtime.db, runtime.registry, runtime.settings)
         self._scheduler: BackgroundScheduler | None = None
+        # Alerts: matched and sent on a thread of their own, never a worker's.
+        self.alerts = Dispatcher(runtime.db, runtime.settings)
 
     def start(self) -> Background:
         settings = self.runtime.settings
@@ -38,6 +41,7 @@ class Background:
         )
         self.pool.start()
         self.schedule_loop.start()  # its first check fires what came due while we were down
+        self.alerts.start()
         return self
 
     def stop(self, grace_seconds: float) -> None:
@@ -45,4 +49,5 @@ class Background:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
         self.schedule_loop.stop()
+        self.alerts.stop()
         self.pool.stop(grace_seconds)

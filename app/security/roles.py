@@ -9,6 +9,10 @@ call                                       role         why
 =========================================  ===========  =====================================
 GET/HEAD/OPTIONS /health, /openapi.json    (none)       health checks and API docs stay open
   (also under /api/v1)
+GET /metrics                               (own check)  loopback, or JOBCHAIN_METRICS_TOKEN
+                                                          (app/metrics/endpoint.py)
+anything under /api/v1/notification-rules  admin        alert targets are an admin's business
+  and /admin/alerts
 GET, HEAD, OPTIONS anything else           reader       reading jobs, joins, schedules
 POST /api/v1/jobs (exactly)                submitter    submitting a chain
 POST /api/v1/jobs/<id>/callback            integration  external systems reporting back
@@ -39,6 +43,9 @@ from app.store.tokens import ROLES
 __all__ = ["READ_METHODS", "ROLES", "allows", "is_console", "required_role"]
 
 OPEN_PATHS = frozenset({"/health", "/api/v1/health", "/openapi.json", "/api/v1/openapi.json"})
+# Not a bearer-token path: the endpoint checks its own token (or loopback).
+METRICS_PATH = "/metrics"
+ADMIN_ONLY_PREFIXES = ("/api/v1/notification-rules", "/admin/alerts")
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SUBMIT_PATH = "/api/v1/jobs"
 CALLBACK_PATH = re.compile(r"/api/v1/jobs/[^/]+/callback")
@@ -51,6 +58,10 @@ CONSOLE_READER_POSTS = frozenset({"/admin/logout", "/admin/submit/check"})
 def required_role(method: str, path: str) -> str | None:
     """The lowest role allowed to make this call; None if it is open to anyone."""
     method = method.upper()
+    if method in READ_METHODS and path == METRICS_PATH:
+        return None
+    if any(path == p or path.startswith(p + "/") for p in ADMIN_ONLY_PREFIXES):
+        return "admin"
     if method in READ_METHODS:
         return None if path in OPEN_PATHS or CONSOLE_OPEN.fullmatch(path) else "reader"
     if method == "POST" and path == SUBMIT_PATH:

@@ -45,7 +45,9 @@ BAD_TOKEN = "jc_not-a-token-anyone-was-given"
 
 def expected_role(method: str, path: str) -> str | None:
     """The spec: reads need reader, submitting submitter, callbacks integration, anything
-    else admin; health and the OpenAPI document are open."""
+    else admin; health and the OpenAPI document are open. Alert rules are admin's alone."""
+    if path.startswith("/api/v1/notification-rules"):
+        return "admin"
     if method in SAFE_METHODS:
         return None if path in OPEN else "reader"
     if method == "POST" and path == "/api/v1/jobs":
@@ -291,6 +293,11 @@ def test_verifier_caches_valid_tokens_only_briefly(db: Database) -> None:
         ("PATCH", "/api/v1/schedules/3", "admin"),
         ("DELETE", "/api/v1/tokens/1", "admin"),
         ("POST", "/api/v1/something-new", "admin"),
+        ("GET", "/api/v1/notification-rules", "admin"),
+        ("GET", "/api/v1/notification-rules/1/deliveries", "admin"),
+        ("GET", "/api/v1/notification-rules-x", "reader"),
+        ("GET", "/metrics", None),
+        ("POST", "/metrics", "admin"),
     ],
 )
 def test_policy_table(method: str, path: str, role: str | None) -> None:
