@@ -1,7 +1,8 @@
 """The admin console at /admin: server-rendered pages over the store, for operators.
 
 Pages: jobs (filtered, keyset-paginated, live), a chain (tree, joins, timeline, live), a
-job (history, log, actions), submit (check and preview before storing) and schedules.
+job (history, log, actions), submit (check and preview before storing), schedules, and
+models (a model's dependency graph, an asset's dependencies added and deleted).
 """
 
 from __future__ import annotations
@@ -9,11 +10,18 @@ from __future__ import annotations
 from flask import Flask
 
 # The view modules add their routes to the blueprint when imported.
-from app.admin import chain_views, jobs_views, login_views, schedules_views, submit_views
+from app.admin import (
+    chain_views,
+    jobs_views,
+    login_views,
+    models_views,
+    schedules_views,
+    submit_views,
+)
 from app.admin.access import configure
 from app.admin.blueprint import admin
 
-VIEWS = (chain_views, jobs_views, login_views, schedules_views, submit_views)
+VIEWS = (chain_views, jobs_views, login_views, models_views, schedules_views, submit_views)
 
 
 def install_console(app: Flask) -> None:
