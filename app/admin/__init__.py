@@ -1,8 +1,9 @@
 """The admin console at /admin: server-rendered pages over the store, for operators.
 
 Pages: jobs (filtered, keyset-paginated, live), a chain (tree, joins, timeline, live), a
-job (history, log, actions), submit (check and preview before storing), schedules and
-alerts (admins only).
+job (history, log, actions), submit (check and preview before storing), schedules, models
+(a model's dependency graph, an asset's dependencies added and deleted) and alerts (admins
+only).
 """
 
 from __future__ import annotations
@@ -15,13 +16,22 @@ from app.admin import (
     chain_views,
     jobs_views,
     login_views,
+    models_views,
     schedules_views,
     submit_views,
 )
 from app.admin.access import configure
 from app.admin.blueprint import admin
 
-VIEWS = (alerts_views, chain_views, jobs_views, login_views, schedules_views, submit_views)
+VIEWS = (
+    alerts_views,
+    chain_views,
+    jobs_views,
+    login_views,
+    models_views,
+    schedules_views,
+    submit_views,
+)
 
 
 def install_console(app: Flask) -> None:

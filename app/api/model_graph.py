@@ -29,6 +29,7 @@ from app.api.shared import MAX_ID, json_body, runtime
 from app.domain import graphs as rules
 from app.domain.payload import flatten, unwrap
 from app.store import graph_changes, graphs
+from app.store.database import Database
 
 # A graph file is checked whole; these bound the work (the body size bounds it too).
 MAX_GRAPH_ASSETS = 10_000
@@ -56,14 +57,25 @@ def add_dependency(model_id: int) -> tuple[Response, int, dict[str, str]]:
         409: {description: The dependency exists, content: {application/json: {schema: Error}}}
     """
     data = load(DependencyInputSchema(), json_body(), "invalid_dependency", "dependency")
-    up, down = data["upstreamId"], data["downstreamId"]
-    for asset_id in (up, down):
+    db = runtime().db
+    dependency_id = store_dependency(db, model_id, data["upstreamId"], data["downstreamId"])
+    found = graph_changes.get_dependency(db, model_id, dependency_id)
+    location = {"Location": f"/api/v1/models/{model_id}/dependencies/{dependency_id}"}
+    return jsonify(DependencySchema().dump(found)), 201, location
+
+
+def store_dependency(db: Database, model_id: int, upstream_id: int, downstream_id: int) -> int:
+    """Store "downstream depends on upstream" through the store's checks (under the model's
+    lock: app/store/graph_changes.py); returns its id. Each refusal is raised as the API
+    answers it (ApiError): the console shows the same messages.
+    """
+    for asset_id in (upstream_id, downstream_id):
         if asset_id > MAX_ID:
             raise unknown_asset(asset_id)
     if model_id > MAX_ID:
         raise model_not_found(model_id)
     try:
-        dependency_id = graph_changes.add_dependency(runtime().db, model_id, up, down)
+        return graph_changes.add_dependency(db, model_id, upstream_id, downstream_id)
     except graphs.ModelNotFound:
         raise model_not_found(model_id) from None
     except graph_changes.UnknownAsset as exc:
@@ -80,14 +92,12 @@ def add_dependency(model_id: int) -> tuple[Response, int, dict[str, str]]:
         raise ApiError(
             409,
             "duplicate_dependency",
-            f"asset {down} already depends on asset {up} (dependency {exc.dependency_id})",
+            f"asset {downstream_id} already depends on asset {upstream_id} "
+            f"(dependency {exc.dependency_id})",
             {"dependencyId": exc.dependency_id},
         ) from None
     except graph_changes.DependencyCycle as exc:
         raise cycle_error(exc.cycle) from None
-    found = graph_changes.get_dependency(runtime().db, model_id, dependency_id)
-    location = {"Location": f"/api/v1/models/{model_id}/dependencies/{dependency_id}"}
-    return jsonify(DependencySchema().dump(found)), 201, location
 
 
 @models_api.get("/models/<int:model_id>/dependencies")

@@ -10,7 +10,7 @@ from sqlalchemy import update
 
 from app.domain.payload import Limits, parse_tree
 from app.runtime import Runtime
-from app.store import actions, console, queries, submission
+from app.store import actions, console, graph_changes, graphs, queries, submission
 from app.store.console import JobQuery
 from app.store.database import Database
 from app.store.tables import jobs
@@ -163,6 +163,7 @@ def test_every_console_query_uses_an_index(runtime: Runtime) -> None:
     (walking the primary key newest first under a LIMIT is a bounded index walk)."""
     db = runtime.db
     root = submit(db, {"targetObject": "A.NOOP", "nextJobs": [{"targetObject": "k.FAIL"}]})
+    model, asset = model_with_two_assets(db, root)
     app = create_app(runtime=runtime)
     client: FlaskClient = app.test_client()
     login(client, ADMIN_TOKEN)
@@ -177,7 +178,9 @@ def test_every_console_query_uses_an_index(runtime: Runtime) -> None:
         "/admin/jobs?since=2020-01-01T00:00&type=FAIL&q=x",
         f"/admin/chains/{root}",
         f"/admin/jobs/{root}",
-    ]  # (the schedules page lists every schedule: reading them all is its point)
+        f"/admin/models/{model}",
+        f"/admin/models/{model}/assets/{asset}",
+    ]  # (the schedules and models pages list them all: reading them all is their point)
     flagged = []
     for path in paths:
         with statements(db.engine) as seen:
@@ -189,9 +192,22 @@ def test_every_console_query_uses_an_index(runtime: Runtime) -> None:
     assert not flagged, "\n".join(flagged)
 
 
+def model_with_two_assets(db: Database, refresh: int) -> tuple[int, int]:
+    """A model whose asset "report" depends on "load", refreshed by job ``refresh``."""
+    model = graphs.create_model(db, "m", None)
+    load, report = (
+        graph_changes.create_asset(db, model, {"name": n, "job": {"targetObject": "A.NOOP"}})
+        for n in ("load", "report")
+    )
+    graph_changes.add_dependency(db, model, load, report)
+    db.write(lambda conn: graph_changes.record_refreshes(conn, {load: refresh}))
+    return model, report
+
+
 def test_every_page_renders_on_both_databases(runtime: Runtime) -> None:
     db = runtime.db
     root = submit(db, {"targetObject": "A.NOOP", "nextJobs": [{"targetObject": "k.JOIN"}]})
+    model, asset = model_with_two_assets(db, root)
     client: FlaskClient = create_app(runtime=runtime).test_client()
     login(client, ADMIN_TOKEN)
     for path in (
@@ -201,5 +217,8 @@ def test_every_page_renders_on_both_databases(runtime: Runtime) -> None:
         f"/admin/jobs/{root}",
         "/admin/submit",
         "/admin/schedules",
+        "/admin/models",
+        f"/admin/models/{model}",
+        f"/admin/models/{model}/assets/{asset}",
     ):
         assert client.get(path).status_code == 200, path

@@ -17,38 +17,49 @@ function localize(root) {
   }
 }
 
+// Fetch the page's live part again and put it in place, keeping the scroll position.
+// Resolves to false when the answer was not used (graph.js calls it after a change too).
+async function refreshLive(live) {
+  try {
+    const response = await fetch(window.location.href, {
+      headers: { [FETCH_HEADER]: "fragment" }, credentials: "same-origin",
+    });
+    if (response.redirected || response.status === 401) {
+      window.location.reload();  // logged out: the login page
+      return false;
+    }
+    if (!response.ok) return false;
+    const x = window.scrollX, y = window.scrollY;
+    live.innerHTML = await response.text();
+    localize(live);
+    window.scrollTo(x, y);
+    live.dispatchEvent(new CustomEvent("console:refreshed", { bubbles: true }));
+    return true;
+  } catch (error) {
+    return false;  // the server is restarting or the network blinked: try again later
+  }
+}
+
 function liveRefresh(live) {
   const toggle = document.getElementById("auto-refresh");
   const interval = () => {
     const marker = live.querySelector("[data-refresh-seconds]");
     return marker ? Number(marker.dataset.refreshSeconds) * 1000 : 0;
   };
+  let timer = 0;
   const tick = async () => {
-    if ((!toggle || toggle.checked) && !document.hidden) {
-      try {
-        const response = await fetch(window.location.href, {
-          headers: { [FETCH_HEADER]: "fragment" }, credentials: "same-origin",
-        });
-        if (response.redirected || response.status === 401) {
-          window.location.reload();  // logged out: the login page
-          return;
-        }
-        if (response.ok) {
-          const x = window.scrollX, y = window.scrollY;
-          live.innerHTML = await response.text();
-          localize(live);
-          window.scrollTo(x, y);
-          live.dispatchEvent(new CustomEvent("console:refreshed", { bubbles: true }));
-        }
-      } catch (error) {
-        // The server is restarting or the network blinked: try again at the next tick.
-      }
-    }
-    const next = interval();
-    if (next > 0) window.setTimeout(tick, next);
+    timer = 0;
+    if ((!toggle || toggle.checked) && !document.hidden) await refreshLive(live);
+    schedule();
   };
-  const first = interval();
-  if (first > 0) window.setTimeout(tick, first);
+  const schedule = () => {
+    window.clearTimeout(timer);
+    const next = interval();
+    timer = next > 0 ? window.setTimeout(tick, next) : 0;
+  };
+  // A refresh made by the page itself may start (or end) the need to refresh.
+  live.addEventListener("console:refreshed", () => { if (!timer) schedule(); });
+  schedule();
 }
 
 function confirmations() {
