@@ -334,7 +334,7 @@ def test_job_types(api: Api) -> None:
     names = [item["name"] for item in items]
     assert {"NOOP", "SLEEP", "FAIL", "SHELL", "HTTP"} <= set(names)
     assert names == sorted(names)
-    assert all(set(item) == {"name", "description", "role"} for item in items)
+    assert all(set(item) == {"name", "description", "role", "parameters"} for item in items)
 
 
 def test_health(api: Api) -> None:

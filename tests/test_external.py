@@ -579,12 +579,15 @@ def test_notification_rejected_fails_the_job(
     assert job(db, job_id)["message"] == (
         f"notifying {system.url} failed after {external_job.NOTIFY_TRIES} tries: HTTP 500"
     )
-    bad = submit(live, {"targetObject": "EXTERNAL", "parameters": {"notifyUrl": "ftp://x"}})
-    assert wait_for_status(db, bad, "FAILED")
-    assert "notifyUrl" in job(db, bad)["message"]
-    bad_timeout = submit(live, ext(system, parameters={"timeoutSeconds": -1}))
-    assert wait_for_status(db, bad_timeout, "FAILED")
-    assert "timeoutSeconds" in job(db, bad_timeout)["message"]
+    # Bad parameters never get this far: the type's schema refuses them at submission.
+    for parameters, path in [
+        ({"notifyUrl": "ftp://x"}, "parameters.notifyUrl"),
+        ({"notifyUrl": system.url, "timeoutSeconds": -1}, "parameters.timeoutSeconds"),
+    ]:
+        body = {"targetObject": "EXTERNAL", "parameters": parameters}
+        refused = requests.post(f"{live.url}/api/v1/jobs", json=body, headers=AUTH, timeout=30)
+        assert refused.status_code == 400, refused.text
+        assert list(refused.json()["error"]["details"]) == [path]
 
 
 def test_public_url_is_the_callback_base(
