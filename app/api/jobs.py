@@ -49,13 +49,7 @@ def submit_job() -> tuple[Response, int, dict[str, str]]:
         description: 'A ChainedJobInfo, bare or wrapped as {"data": ChainedJobInfo}'
         content:
           application/json:
-            schema:
-              oneOf:
-              - $ref: "#/components/schemas/ChainedJobInfo"
-              - type: object
-                required: [data]
-                additionalProperties: false
-                properties: {data: {$ref: "#/components/schemas/ChainedJobInfo"}}
+            schema: {$ref: "#/components/schemas/ChainedJobInfoBody"}
       responses:
         200:
           description: The root job stored earlier with this Idempotency-Key and body

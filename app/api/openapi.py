@@ -13,6 +13,7 @@ from flask import Flask
 
 from app.api.jobs import ListArgsSchema
 from app.api.joins import JoinSchema
+from app.api.openapi_rules import tighten
 from app.api.schedules import (
     ScheduleInputDocSchema,
     ScheduleListSchema,
@@ -78,6 +79,7 @@ def build_spec(app: Flask) -> dict[str, Any]:
     document = spec.to_dict()
     _describe_responses(document)
     document_security(document)
+    tighten(document, app.extensions["jobchain"].registry)
     return document
 
 

@@ -94,7 +94,7 @@ def create_schedule() -> tuple[Response, int, dict[str, str]]:
     post:
       requestBody:
         required: true
-        content: {application/json: {schema: ScheduleInput}}
+        content: {application/json: {schema: {$ref: "#/components/schemas/ScheduleInputBody"}}}
       responses:
         201: {description: The schedule, content: {application/json: {schema: Schedule}}}
         400: {description: Invalid schedule, content: {application/json: {schema: Error}}}
@@ -157,7 +157,7 @@ def update_schedule(schedule_id: int) -> Response:
       - {in: path, name: schedule_id, required: true, schema: {type: integer}}
       requestBody:
         required: true
-        content: {application/json: {schema: SchedulePatch}}
+        content: {application/json: {schema: {$ref: "#/components/schemas/SchedulePatchBody"}}}
       responses:
         200: {description: The schedule, content: {application/json: {schema: Schedule}}}
         400: {description: Invalid change, content: {application/json: {schema: Error}}}
