@@ -389,8 +389,10 @@ def test_no_configured_secret_refuses_callbacks(
     job_id = submit(live, ext(system))
     waiting_for_callback(db, job_id)
     runtime.settings = replace(runtime.settings, callback_secrets=())
+    unknown = callback(callback_url(live, job_id + 1000), {"status": "FINISHED"})
+    assert unknown.status_code == 404, unknown.text
     answer = callback(callback_url(live, job_id), {"status": "FINISHED"})
-    assert answer.status_code == 503, answer.text
+    assert answer.status_code == 403, answer.text
     error = answer.json()["error"]
     assert error["code"] == "callbacks_not_configured"
     assert "JOBCHAIN_CALLBACK_SECRETS" in error["message"]
@@ -631,6 +633,6 @@ def test_forged_host_headers_do_not_redirect_callbacks(
 def test_openapi_documents_the_callback(live: LiveServer) -> None:
     spec = requests.get(f"{live.url}/openapi.json", headers=AUTH, timeout=30).json()
     post = spec["paths"]["/api/v1/jobs/{job_id}/callback"]["post"]
-    assert {"200", "401", "409", "503"} <= set(post["responses"])
+    assert {"200", "401", "403", "404", "409", "503"} <= set(post["responses"])
     submit_post = spec["paths"]["/api/v1/jobs"]["post"]
     assert {"200", "201", "422"} <= set(submit_post["responses"])

@@ -67,7 +67,8 @@ def _job_variants(schemas: dict[str, Any], registry: Registry) -> None:
         schemas[f"{job_type.name}Parameters"] = parameters_schema(job_type.params)
         variant = {**node, "properties": dict(node["properties"])}
         target = dict(node["properties"]["targetObject"])
-        target["pattern"] = rf"^([^\u0000-\u001f\u007f-\u009f]+\.)?{re.escape(job_type.name)}$"
+        key = "" if job_type.name in ("JOIN", "CF") else "?"  # a JOIN needs its key
+        target["pattern"] = rf"^([^\u0000-\u001f\u007f-\u009f]+\.){key}{re.escape(job_type.name)}$"
         variant["properties"]["targetObject"] = target
         variant["properties"]["parameters"] = {"$ref": f"{REF}{job_type.name}Parameters"}
         variant["properties"]["nextJobs"] = {
@@ -80,14 +81,17 @@ def _job_variants(schemas: dict[str, Any], registry: Registry) -> None:
         "description": "A job and the jobs that follow it; one variant per registered type",
         "anyOf": variants,
     }
+    # A JOIN joins jobs above it, so it is never a tree's root.
+    roots = [v for v in variants if not v["$ref"].endswith(("_JOIN", "_CF"))]
+    schemas["ChainedJobInfoRoot"] = {"anyOf": roots}
     schemas["ChainedJobInfoBody"] = {
         "oneOf": [
-            {"$ref": f"{REF}ChainedJobInfo"},
+            {"$ref": f"{REF}ChainedJobInfoRoot"},
             {
                 "type": "object",
                 "required": ["data"],
                 "additionalProperties": False,
-                "properties": {"data": {"$ref": f"{REF}ChainedJobInfo"}},
+                "properties": {"data": {"$ref": f"{REF}ChainedJobInfoRoot"}},
             },
         ]
     }
@@ -99,6 +103,7 @@ def _schedule_fields(schemas: dict[str, Any]) -> None:
         properties = schemas[name]["properties"]
         properties["cron"] = {**properties["cron"], "pattern": CRON, "maxLength": MAX_CRON_LENGTH}
         properties["timezone"] = {**properties["timezone"], "enum": zones}
+        properties["name"] = {**properties["name"], "pattern": NO_CONTROLS}
         if name == "Schedule":
             properties["job"] = {"$ref": f"{REF}ChainedJobInfo"}
         else:

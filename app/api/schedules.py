@@ -14,7 +14,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from app.api.errors import ApiError
 from app.api.schemas import EpochDateTime
-from app.api.shared import MAX_ID, json_body, printable, runtime
+from app.api.shared import MAX_ID, json_body, no_controls, runtime
 from app.payload import ChainedJobInfoSchema, PayloadError, StrictBoolean, unwrap
 from app.scheduling import InvalidSchedule, cron_schedule, next_fire_after
 from app.services.submit import SubmitService
@@ -32,7 +32,7 @@ class ScheduleInputSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    name = fields.String(required=True, validate=[validate.Length(1, 255), printable])
+    name = fields.String(required=True, validate=[validate.Length(1, 255), no_controls])
     cron = fields.String(
         required=True,
         validate=validate.Length(1, 255),
@@ -48,7 +48,7 @@ class ScheduleInputSchema(Schema):
 class SchedulePatchSchema(ScheduleInputSchema):
     """PATCH body: any of the fields; those left out keep their value."""
 
-    name = fields.String(validate=[validate.Length(1, 255), printable])
+    name = fields.String(validate=[validate.Length(1, 255), no_controls])
     cron = fields.String(validate=validate.Length(1, 255))
     timezone = fields.String()
     job = fields.Raw(metadata={"description": "a ChainedJobInfo"})
