@@ -50,7 +50,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     # After the auth check: its request hook must only see authorised requests.
     app.register_blueprint(integration_api)
 
+    # Built on first use, again when job types were registered since (the spec lists them).
     spec: dict[str, Any] = {}
+    spec_types: list[tuple[str, ...]] = [()]
 
     @app.get("/health")
     @app.get("/api/v1/health")
@@ -73,8 +75,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     @app.get("/openapi.json")
     @app.get("/api/v1/openapi.json")
     def openapi() -> Response:
-        if not spec:
+        types = tuple(job_type.name for job_type in rt.registry.all())
+        if not spec or spec_types[0] != types:
+            spec.clear()
             spec.update(build_spec(app))
+            spec_types[0] = types
         return jsonify(spec)
 
     return app

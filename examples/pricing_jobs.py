@@ -11,19 +11,37 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobs import JobContext, JobFailed, job_type
+from marshmallow import fields, validate
+
+from jobs import JobContext, job_type
+from jobs.params import Number, Parameters, String
 
 MODES = {"full": 1200, "delta": 80}  # mode -> articles repriced (simulated)
 PRICING_STEPS = ("loading articles", "applying discounts", "rounding prices", "publishing")
 
 
-@job_type("LPG")
+class PriceListParameters(Parameters):
+    """Checked at submission: a bad mode is a 400 naming parameters.mode, not a failed job."""
+
+    mode = String(load_default="delta", validate=validate.OneOf(list(MODES)))
+    stepSeconds = Number(load_default=0.25, validate=validate.Range(min=0, max=60))
+
+
+class FieldSetParameters(Parameters):
+    # "fields" is the JSON name; a Schema's own attribute of that name must stay its own.
+    field_names = fields.List(
+        String(validate=validate.Length(min=1)),
+        data_key="fields",
+        load_default=lambda: ["margin", "discountedPrice", "vat"],
+        metadata={"description": "which calculated fields to recompute"},
+    )
+
+
+@job_type("LPG", params=PriceListParameters)
 def recalculate_price_list(ctx: JobContext) -> dict[str, Any] | None:
     """Recalculates price list <id>.LPG; parameters.mode is "full" or "delta"."""
-    mode = ctx.parameters.get("mode", "delta")
-    if mode not in MODES:
-        raise JobFailed(f"parameters.mode must be one of {', '.join(MODES)}, got {mode!r}")
-    step_seconds = float(ctx.parameters.get("stepSeconds", 0.25))
+    mode: str = ctx.parameters["mode"]  # loaded by PriceListParameters: valid, defaulted
+    step_seconds: float = ctx.parameters["stepSeconds"]
     ctx.logger.info(
         "recalculating price list %s (%s, attempt %d)", ctx.target_id, mode, ctx.attempt
     )
@@ -40,16 +58,14 @@ def recalculate_price_list(ctx: JobContext) -> dict[str, Any] | None:
     return {"priceList": ctx.target_id, "mode": mode, "articles": articles}
 
 
-@job_type("CFS")
+@job_type("CFS", params=FieldSetParameters)
 def recalculate_field_set(ctx: JobContext) -> dict[str, Any]:
     """Recomputes calculated field set <id>.CFS; parameters.fields limits which fields."""
-    fields = ctx.parameters.get("fields", ["margin", "discountedPrice", "vat"])
-    if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
-        raise JobFailed("parameters.fields must be a list of field names")
-    for done, name in enumerate(fields):
+    names: list[str] = ctx.parameters["field_names"]
+    for done, name in enumerate(names):
         if ctx.should_abort():
             break
-        ctx.progress(100 * done / max(1, len(fields)), f"calculating {name}")
+        ctx.progress(100 * done / max(1, len(names)), f"calculating {name}")
         ctx.logger.info("calculated field %s of set %s", name, ctx.target_id)
-    ctx.progress(100, f"{len(fields)} fields calculated")
-    return {"fieldSet": ctx.target_id, "fields": len(fields)}
+    ctx.progress(100, f"{len(names)} fields calculated")
+    return {"fieldSet": ctx.target_id, "fields": len(names)}

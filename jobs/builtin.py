@@ -1,25 +1,64 @@
-"""The simplest built-in job types: NOOP, SLEEP and FAIL."""
+"""The simplest built-in job types: NOOP, SLEEP and FAIL (and JOIN/CF, checked by the join
+planner)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from marshmallow import validate
+
 from jobs.context import JobContext, JobFailed
+from jobs.params import (
+    MAX_SECONDS,
+    POSITIVE,
+    AnyParameters,
+    Integer,
+    Number,
+    Parameters,
+    String,
+    printable,
+)
 from jobs.registry import job_type
 
+JOIN_TRIGGERS = ("all_success", "all_done", "one_success", "one_failed")
 
-@job_type("NOOP")
+
+class SleepParameters(Parameters):
+    seconds = Number(
+        load_default=1.0,
+        validate=validate.Range(min=0, max=MAX_SECONDS),
+        metadata={"description": "how long to wait (stops early when cancelled)"},
+    )
+
+
+class FailParameters(Parameters):
+    message = String(load_default="failed on purpose", validate=validate.Length(max=10_000))
+
+
+class JoinParameters(Parameters):
+    """A JOIN's own parameters; ``app/domain/join_plan.py`` checks what depends on the other nodes
+    of the same join (a batch needs expect, the nodes agree)."""
+
+    expect = Integer(validate=validate.Range(1, 100_000), metadata={"description": "arrivals"})
+    # The triggers of app/domain/join_rules.py (tests/test_payload.py keeps them equal).
+    trigger = String(validate=validate.OneOf(JOIN_TRIGGERS))
+    batch = String(
+        validate=[validate.Length(1, 255), printable],
+        metadata={"description": "a join spanning submissions; needs expect"},
+    )
+    timeoutSeconds = Number(validate=validate.Range(min=0, min_inclusive=False), **POSITIVE)
+
+
+@job_type("NOOP", params=AnyParameters)
 def noop(ctx: JobContext) -> Any:
     """Does nothing and finishes; useful as a chain's root or a join point."""
     return None
 
 
-@job_type("SLEEP")
+@job_type("SLEEP", params=SleepParameters)
 def sleep(ctx: JobContext) -> Any:
     """Waits parameters.seconds (default 1), stopping early when cancelled."""
-    seconds = float(ctx.parameters.get("seconds", 1))
-    if seconds < 0:
-        raise JobFailed("parameters.seconds must not be negative")
+    seconds: float = ctx.parameters["seconds"]
     ctx.progress(0, f"sleeping {seconds:g} s")
     if ctx.wait(seconds):
         return None
@@ -27,16 +66,18 @@ def sleep(ctx: JobContext) -> Any:
     return {"slept": seconds}
 
 
-@job_type("FAIL")
+@job_type("FAIL", params=FailParameters)
 def fail(ctx: JobContext) -> Any:
     """Always fails with parameters.message; for testing error paths."""
-    raise JobFailed(str(ctx.parameters.get("message", "failed on purpose")))
+    raise JobFailed(ctx.parameters["message"])
 
 
-@job_type("JOIN")
+@job_type("JOIN", params=JoinParameters)
 def join(ctx: JobContext) -> Any:
     """Fan-in point: records this branch's arrival; the join's next jobs start once."""
     return None
 
 
-job_type("CF", "Alias of JOIN for the counting calculation-flow recipe.")(join)
+job_type("CF", "Alias of JOIN for the counting calculation-flow recipe.", params=JoinParameters)(
+    join
+)

@@ -9,18 +9,18 @@ the job, and ``parameters.timeoutSeconds`` without one fails it.
 
 from __future__ import annotations
 
-import math
 import threading
 from typing import Any
-from urllib.parse import urlsplit
+
+from marshmallow import fields, validate
 
 from jobs.context import JobContext, JobFailed
+from jobs.params import MAX_SECONDS, AnyParameters, Number, StringMap
 from jobs.registry import job_type
 
 NOTIFY_TRIES = 5
 NOTIFY_BACKOFF_SECONDS = 0.5  # doubled after each failed try: 0.5, 1, 2, 4 s
 NOTIFY_TIMEOUT_SECONDS = 10.0
-MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
 
 
 class AwaitCallback:
@@ -61,10 +61,31 @@ class CallbackBase:
 CALLBACK_BASE = CallbackBase()
 
 
-@job_type("EXTERNAL", role="integration")
+class ExternalParameters(AnyParameters):
+    """notifyUrl, timeoutSeconds and headers are jobchain's; any other parameter is passed
+    on to the integration system in the notification."""
+
+    notifyUrl = fields.Url(
+        required=True,
+        schemes={"http", "https"},
+        require_tld=False,
+        error_messages={"invalid": "must be an http:// or https:// URL"},
+    )
+    timeoutSeconds = Number(
+        validate=validate.Range(min=0, min_inclusive=False, max=MAX_SECONDS),
+        metadata={
+            "description": "fail the job when no callback came within this long",
+            "exclusiveMinimum": True,
+        },
+    )
+    headers = StringMap(metadata={"description": "sent with the notification"})
+
+
+@job_type("EXTERNAL", role="integration", params=ExternalParameters)
 def external(ctx: JobContext) -> AwaitCallback | None:
     """Notifies an integration system (notifyUrl) and waits for its signed callback."""
-    url, headers = _parameters(ctx.parameters)
+    url: str = ctx.parameters["notifyUrl"]
+    headers: dict[str, str] = ctx.parameters.get("headers", {})
     callback_url = CALLBACK_BASE.callback_url(ctx.job_id)
     if callback_url is None:
         raise JobFailed("no callback URL known: set JOBCHAIN_PUBLIC_URL")
@@ -110,28 +131,3 @@ def _notify(ctx: JobContext, url: str, headers: dict[str, str], body: dict[str, 
         if attempt < NOTIFY_TRIES and ctx.wait(NOTIFY_BACKOFF_SECONDS * 2 ** (attempt - 1)):
             return False
     raise JobFailed(f"notifying {url} failed after {NOTIFY_TRIES} tries: {problem}")
-
-
-def _parameters(params: dict[str, Any]) -> tuple[str, dict[str, str]]:
-    url = params.get("notifyUrl")
-    parts = urlsplit(url) if isinstance(url, str) else None
-    if not isinstance(url, str) or parts is None or parts.scheme not in ("http", "https"):
-        raise JobFailed("parameters.notifyUrl is required: an http:// or https:// URL")
-    timeout = params.get("timeoutSeconds")
-    if timeout is not None and not _positive_number(timeout, MAX_TIMEOUT_SECONDS):
-        raise JobFailed(
-            f"parameters.timeoutSeconds must be a number of seconds in (0, {MAX_TIMEOUT_SECONDS}]"
-        )
-    headers = params.get("headers") or {}
-    if not isinstance(headers, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
-    ):
-        raise JobFailed("parameters.headers must be an object of string to string")
-    if not parts.netloc:
-        raise JobFailed(f"parameters.notifyUrl has no host: {url!r}")
-    return url, dict(headers)
-
-
-def _positive_number(value: Any, limit: float) -> bool:
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    return number and math.isfinite(value) and 0 < value <= limit

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+
+from marshmallow import ValidationError, fields, validate
 
 if TYPE_CHECKING:
     import requests
 
 from jobs.context import JobContext, JobFailed
+from jobs.params import MAX_SECONDS, POSITIVE, Number, Parameters, String, StringMap
 from jobs.registry import job_type
 
 BODY_LIMIT = 4096
@@ -22,49 +24,58 @@ DEFAULT_TIMEOUT = 30.0
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+class StatusCodes(fields.Field):
+    """expectStatus: one HTTP status code or a non-empty list of them, loaded as a list."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[int]:
+        codes = value if isinstance(value, list) and value else [value]
+        if not all(_is_status(code) for code in codes):
+            raise ValidationError("must be an HTTP status code (100-599) or a list of them")
+        return list(codes)
 
 
 def _is_status(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599
 
 
-def _parameters(params: dict[str, Any]) -> tuple[str, str, dict[str, str], float, list[int] | None]:
-    url = params.get("url")
-    if not isinstance(url, str) or not url:
-        raise JobFailed("parameters.url is required: an http:// or https:// URL")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise JobFailed(f"parameters.url must be an http:// or https:// URL, got {url!r}")
+_STATUS = {"type": "integer", "minimum": 100, "maximum": 599}
 
-    method = params.get("method", "GET")
-    if not isinstance(method, str) or method.upper() not in METHODS:
-        raise JobFailed(f"parameters.method must be one of {', '.join(sorted(METHODS))}")
 
-    headers = params.get("headers") or {}
-    if not isinstance(headers, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
-    ):
-        raise JobFailed("parameters.headers must be an object of string to string")
+METHOD_NAMES = sorted(METHODS) + sorted(m.lower() for m in METHODS)
 
-    timeout = params.get("timeout", DEFAULT_TIMEOUT)
-    if not _is_number(timeout) or timeout <= 0:
-        raise JobFailed("parameters.timeout must be a number of seconds greater than 0")
 
-    expect = params.get("expectStatus")
-    expected: list[int] | None
-    if expect is None:
-        expected = None
-    elif _is_status(expect):
-        expected = [expect]
-    elif isinstance(expect, list) and expect and all(_is_status(s) for s in expect):
-        expected = list(expect)
-    else:
-        raise JobFailed(
-            "parameters.expectStatus must be an HTTP status code (100-599) or a list of them"
-        )
-    return url, method.upper(), headers, float(timeout), expected
+class Method(String):
+    """An HTTP method name in upper or lower case (as requests takes them), loaded in upper
+    case. Checked before upper-casing, so "Post" is refused as the OpenAPI enum says."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        name = str(super()._deserialize(value, attr, data, **kwargs))
+        if name not in METHOD_NAMES:
+            raise ValidationError(f"must be one of {', '.join(METHOD_NAMES)}")
+        return name.upper()
+
+
+class HttpParameters(Parameters):
+    url = fields.Url(
+        required=True,
+        schemes={"http", "https"},
+        require_tld=False,
+        error_messages={"invalid": "must be an http:// or https:// URL"},
+    )
+    method = Method(load_default="GET", metadata={"enum": METHOD_NAMES})
+    json = fields.Raw(allow_none=True, metadata={"description": "sent as the JSON body"})
+    headers = StringMap()
+    timeout = Number(
+        load_default=DEFAULT_TIMEOUT,
+        validate=validate.Range(min=0, min_inclusive=False, max=MAX_SECONDS),
+        **POSITIVE,
+    )
+    expectStatus = StatusCodes(
+        metadata={
+            "description": "the status (or statuses) that finish the job; default any 2xx",
+            "oneOf": [_STATUS, {"type": "array", "minItems": 1, "items": _STATUS}],
+        }
+    )
 
 
 def _read_body(response: requests.Response) -> tuple[Any, bool]:
@@ -86,12 +97,17 @@ def _read_body(response: requests.Response) -> tuple[Any, bool]:
     return text, truncated
 
 
-@job_type("HTTP", role="admin")
+@job_type("HTTP", role="admin", params=HttpParameters)
 def http(ctx: JobContext) -> Any:
     """Sends one HTTP request (url, method, json, headers, timeout, expectStatus)."""
     import requests  # here, not at import: a worker process loads requests only if it runs one
 
-    url, method, headers, timeout, expected = _parameters(ctx.parameters)
+    params = ctx.parameters
+    url: str = params["url"]
+    method: str = params["method"]
+    headers: dict[str, str] = params.get("headers", {})
+    timeout: float = params["timeout"]
+    expected: list[int] | None = params.get("expectStatus")
     if ctx.should_abort():
         return None
 

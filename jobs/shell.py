@@ -17,7 +17,10 @@ import time
 from collections import deque
 from typing import IO, Any
 
+from marshmallow import ValidationError, fields, validate
+
 from jobs.context import JobContext, JobFailed
+from jobs.params import MAX_SECONDS, Number, Parameters, String, StringMap
 from jobs.registry import job_type
 
 TAIL_CHARS = 4096
@@ -105,42 +108,51 @@ def _last_line(text: str, limit: int = 200) -> str:
     return ""
 
 
-def _parameters(
-    params: dict[str, Any],
-) -> tuple[list[str], str | None, dict[str, str], float | None]:
-    command = params.get("command")
-    if isinstance(command, str):
-        raise JobFailed(
-            "parameters.command must be a list of strings (an argv), not a shell string; "
-            'use ["sh", "-c", "..."] if you need a shell'
+class Argv(fields.List):
+    """The command as an argv list; a shell string is refused with a hint, not run."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(
+            String(),
+            validate=validate.Length(min=1, error="must be a non-empty list of strings (an argv)"),
+            **kwargs,
         )
-    if not isinstance(command, list) or not command:
-        raise JobFailed("parameters.command is required: a non-empty list of strings (an argv)")
-    if not all(isinstance(arg, str) for arg in command):
-        raise JobFailed("parameters.command must contain only strings")
 
-    cwd = params.get("cwd")
-    if cwd is not None and not isinstance(cwd, str):
-        raise JobFailed("parameters.cwd must be a string")
-
-    env = params.get("env") or {}
-    if not isinstance(env, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in env.items()
-    ):
-        raise JobFailed("parameters.env must be an object of string to string")
-
-    timeout = params.get("timeout")
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
-    ):
-        raise JobFailed("parameters.timeout must be a number of seconds greater than 0")
-    return command, cwd, env, timeout
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Any, **kwargs: Any
+    ) -> list[Any | None]:
+        if isinstance(value, str):
+            raise ValidationError(
+                'must be a list of strings (an argv), not a shell string; use ["sh", "-c", '
+                '"..."] if you need a shell'
+            )
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
-@job_type("SHELL", role="admin")
+class ShellParameters(Parameters):
+    command = Argv(
+        required=True,
+        error_messages={"required": "is required: a non-empty list of strings (an argv)"},
+    )
+    cwd = String(metadata={"description": "working directory"})
+    env = StringMap(metadata={"description": "added to the service's environment"})
+    timeout = Number(
+        validate=validate.Range(min=0, min_inclusive=False, max=MAX_SECONDS),
+        metadata={
+            "description": "seconds; the process group is stopped after it",
+            "exclusiveMinimum": True,
+        },
+    )
+
+
+@job_type("SHELL", role="admin", params=ShellParameters)
 def shell(ctx: JobContext) -> Any:
     """Runs parameters.command (an argv list) with optional cwd, env and timeout."""
-    command, cwd, env, timeout = _parameters(ctx.parameters)
+    params = ctx.parameters
+    command: list[str] = params["command"]
+    cwd: str | None = params.get("cwd")
+    env: dict[str, str] = params.get("env", {})
+    timeout: float | None = params.get("timeout")
     if ctx.should_abort():
         return None
 
@@ -178,7 +190,7 @@ def shell(ctx: JobContext) -> Any:
             if deadline is not None and time.monotonic() >= deadline:
                 _stop(proc, pump, ctx)
                 raise JobFailed(
-                    f"command timed out after {timeout} s",
+                    f"command timed out after {timeout:g} s",
                     result={"exitCode": proc.returncode, "outputTail": pump.tail()},
                 )
             ctx.wait(POLL_SECONDS)

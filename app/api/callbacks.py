@@ -110,14 +110,18 @@ def job_callback(job_id: int) -> Response | tuple[Response, int]:
         409:
           description: Not an EXTERNAL job, not running, another attempt, or already ended
           content: {application/json: {schema: Error}}
-        503:
-          description: No callback secret configured
+        403:
+          description: No callback secret is configured, so no callback is accepted
           content: {application/json: {schema: Error}}
     """
     rt = runtime()
     if not rt.settings.callback_secrets:
+        # Permanent until someone configures a secret: a 4xx, so no client retries it; an
+        # unknown job is still a 404 first.
+        if job_id > MAX_ID or queries.get_job(rt.db, job_id) is None:
+            raise job_not_found(job_id)
         raise ApiError(
-            503,
+            403,
             "callbacks_not_configured",
             "callbacks are refused: no callback secret is configured (JOBCHAIN_CALLBACK_SECRETS)",
         )

@@ -9,7 +9,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from app.api.errors import ApiError
 from app.api.schemas import JobEventSchema, JobLogSchema, JobSchema, JobTypeSchema, dump_tree
-from app.api.shared import MAX_ID, job_not_found, json_body, printable, runtime, valid_job_id
+from app.api.shared import MAX_ID, job_not_found, json_body, no_controls, runtime, valid_job_id
 from app.domain.payload import PayloadError
 from app.domain.statuses import Status
 from app.services.submit import IdempotentRequest, RoleDenied, SubmitService
@@ -23,8 +23,8 @@ class ListArgsSchema(Schema):
     """GET /jobs query parameters; an unknown one is a 400, not a silently ignored typo."""
 
     status = fields.String(validate=validate.OneOf([s.value for s in Status]))
-    targetObject = fields.String(validate=[validate.Length(max=255), printable])
-    jobType = fields.String(validate=[validate.Length(max=64), printable])
+    targetObject = fields.String(validate=[validate.Length(max=255), no_controls])
+    jobType = fields.String(validate=[validate.Length(max=64), no_controls])
     rootId = fields.Integer(validate=validate.Range(1, MAX_ID))
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 500))
     cursor = fields.Integer(validate=validate.Range(1, MAX_ID))
@@ -49,13 +49,7 @@ def submit_job() -> tuple[Response, int, dict[str, str]]:
         description: 'A ChainedJobInfo, bare or wrapped as {"data": ChainedJobInfo}'
         content:
           application/json:
-            schema:
-              oneOf:
-              - $ref: "#/components/schemas/ChainedJobInfo"
-              - type: object
-                required: [data]
-                additionalProperties: false
-                properties: {data: {$ref: "#/components/schemas/ChainedJobInfo"}}
+            schema: {$ref: "#/components/schemas/ChainedJobInfoBody"}
       responses:
         200:
           description: The root job stored earlier with this Idempotency-Key and body

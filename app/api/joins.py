@@ -7,7 +7,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from app.api.errors import ApiError
 from app.api.schemas import EpochDateTime
-from app.api.shared import MAX_ID, printable, runtime
+from app.api.shared import MAX_ID, no_controls, runtime
 from app.store import join_reads
 
 joins_api = Blueprint("joins_api", __name__, url_prefix="/api/v1")
@@ -42,8 +42,8 @@ class JoinSchema(Schema):
 
 
 class JoinListArgsSchema(Schema):
-    key = fields.String(validate=[validate.Length(max=255), printable])
-    batch = fields.String(validate=[validate.Length(max=255), printable])
+    key = fields.String(validate=[validate.Length(max=255), no_controls])
+    batch = fields.String(validate=[validate.Length(max=255), no_controls])
     limit = fields.Integer(load_default=100, validate=validate.Range(1, 500))
 
 

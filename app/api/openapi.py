@@ -36,6 +36,7 @@ from app.api.notifications import (
     RulePatchSchema,
     RuleSchema,
 )
+from app.api.openapi_rules import tighten
 from app.api.schedules import (
     ScheduleInputDocSchema,
     ScheduleListSchema,
@@ -120,6 +121,7 @@ def build_spec(app: Flask) -> dict[str, Any]:
     document = spec.to_dict()
     _describe_responses(document)
     document_security(document)
+    tighten(document, app.extensions["jobchain"].registry)
     return document
 
 

@@ -14,7 +14,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from app.api.errors import ApiError
 from app.api.schemas import EpochDateTime
-from app.api.shared import MAX_ID, json_body, printable, runtime
+from app.api.shared import MAX_ID, json_body, no_controls, runtime
 from app.domain.cron import InvalidSchedule, cron_schedule
 from app.domain.payload import ChainedJobInfoSchema, PayloadError, StrictBoolean, unwrap
 from app.runner.schedule_loop import next_fire_after
@@ -33,7 +33,7 @@ class ScheduleInputSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    name = fields.String(required=True, validate=[validate.Length(1, 255), printable])
+    name = fields.String(required=True, validate=[validate.Length(1, 255), no_controls])
     cron = fields.String(
         required=True,
         validate=validate.Length(1, 255),
@@ -49,7 +49,7 @@ class ScheduleInputSchema(Schema):
 class SchedulePatchSchema(ScheduleInputSchema):
     """PATCH body: any of the fields; those left out keep their value."""
 
-    name = fields.String(validate=[validate.Length(1, 255), printable])
+    name = fields.String(validate=[validate.Length(1, 255), no_controls])
     cron = fields.String(validate=validate.Length(1, 255))
     timezone = fields.String()
     job = fields.Raw(metadata={"description": "a ChainedJobInfo"})
@@ -95,7 +95,7 @@ def create_schedule() -> tuple[Response, int, dict[str, str]]:
     post:
       requestBody:
         required: true
-        content: {application/json: {schema: ScheduleInput}}
+        content: {application/json: {schema: {$ref: "#/components/schemas/ScheduleInputBody"}}}
       responses:
         201: {description: The schedule, content: {application/json: {schema: Schedule}}}
         400: {description: Invalid schedule, content: {application/json: {schema: Error}}}
@@ -158,7 +158,7 @@ def update_schedule(schedule_id: int) -> Response:
       - {in: path, name: schedule_id, required: true, schema: {type: integer}}
       requestBody:
         required: true
-        content: {application/json: {schema: SchedulePatch}}
+        content: {application/json: {schema: {$ref: "#/components/schemas/SchedulePatchBody"}}}
       responses:
         200: {description: The schedule, content: {application/json: {schema: Schedule}}}
         400: {description: Invalid change, content: {application/json: {schema: Error}}}

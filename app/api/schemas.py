@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema, fields
 
 
@@ -16,6 +18,11 @@ class EpochDateTime(fields.Field):
             return None
         stamp = datetime.fromtimestamp(value, tz=UTC).isoformat(timespec="microseconds")
         return stamp.replace("+00:00", "Z")
+
+
+# Converts parameter schemas to JSON Schema; a spec of its own, never served.
+_PLUGIN = MarshmallowPlugin()
+APISpec("parameters", "1", "3.0.3", plugins=[_PLUGIN])
 
 
 class JobSchema(Schema):
@@ -89,10 +96,29 @@ class JobLogSchema(Schema):
     droppedBytes = fields.Integer(attribute="dropped_bytes")
 
 
+def parameters_schema(params: Schema | None) -> dict[str, Any]:
+    """A job type's parameter schema as the OpenAPI (JSON Schema) object a client can check
+    its parameters with before submitting; no schema is any object."""
+    if params is None:
+        return {"type": "object", "additionalProperties": True}
+    converter = _PLUGIN.converter
+    assert converter is not None
+    document: dict[str, Any] = converter.schema2jsonschema(params)
+    return document
+
+
 class JobTypeSchema(Schema):
     name = fields.String()
     description = fields.String()
     role = fields.String(metadata={"description": "the API role needed to submit this type"})
+    parameters = fields.Function(
+        lambda job_type: parameters_schema(job_type.params),
+        metadata={
+            "type": "object",
+            "additionalProperties": True,
+            "description": "the JSON Schema its parameters are checked against at submission",
+        },
+    )
 
 
 class JobTypeListSchema(Schema):

@@ -4,6 +4,7 @@ validation and the JSON body, so that each resource module only says what is its
 from __future__ import annotations
 
 import json
+import unicodedata
 from typing import Any
 
 from flask import current_app, request
@@ -27,6 +28,14 @@ def printable(value: str) -> None:
     no stored value has one."""
     if not value.isprintable():
         raise ValidationError("must be printable text")
+
+
+def no_controls(value: str) -> None:
+    """marshmallow validator for query strings: no control character (NUL included, which
+    PostgreSQL cannot even compare with); other text simply matches nothing stored. The
+    OpenAPI document says the same as a pattern."""
+    if any(unicodedata.category(char) == "Cc" for char in value):
+        raise ValidationError("must not contain control characters")
 
 
 def parse_json(raw: bytes) -> Any:

@@ -150,13 +150,24 @@ class ChainedJobInfoSchema(NodeSchema):
 _NODE_SCHEMA = NodeSchema()
 
 
-def parse_tree(body: Any, limits: Limits, known_type: Callable[[str], bool]) -> JobSpec:
-    """Validate a decoded JSON body into a :class:`JobSpec` tree, or raise PayloadError."""
+ParameterCheck = Callable[[str, Any], dict[str, list[str]]]
+
+
+def parse_tree(
+    body: Any,
+    limits: Limits,
+    known_type: Callable[[str], bool],
+    check_parameters: ParameterCheck | None = None,
+) -> JobSpec:
+    """Validate a decoded JSON body into a :class:`JobSpec` tree, or raise PayloadError.
+
+    ``check_parameters(job_type, parameters)`` (the registry's, from the job types' schemas)
+    returns what it refuses by path within the parameters."""
     nodes = list(_nodes_in_order(unwrap(body), limits))  # shape and size first: cheap
     errors: dict[str, list[str]] = {}
     specs: list[JobSpec | None] = []
     for node, path, parent in nodes:
-        spec = _parse_node(node, path, limits, known_type, errors)
+        spec = _parse_node(node, path, limits, known_type, errors, check_parameters)
         specs.append(spec)
         if spec is not None and parent is not None and (owner := specs[parent]) is not None:
             owner.next_jobs.append(spec)
@@ -213,6 +224,7 @@ def _parse_node(
     limits: Limits,
     known_type: Callable[[str], bool],
     errors: dict[str, list[str]],
+    check_parameters: ParameterCheck | None = None,
 ) -> JobSpec | None:
     """One node as a JobSpec (children not attached), or None with its problems in errors."""
     try:
@@ -227,6 +239,10 @@ def _parse_node(
     target_id, job_type = split_target(data["targetObject"])
     if not known_type(job_type):
         found[_join(path, "targetObject")] = [f"unknown job type {job_type!r}"]
+    elif check_parameters is not None and not problem:
+        where = _join(path, "parameters")
+        for inner, messages in check_parameters(job_type, data["parameters"]).items():
+            found[_join(where, inner) if inner else where] = messages
     if found:
         errors.update(found)
         return None

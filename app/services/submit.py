@@ -2,11 +2,12 @@
 and its "re-run from here", and every schedule fire.
 
 The policy is one pipeline: parse the payload (``app/domain/payload.py``, with the configured
-limits and the registered job types), plan its joins (``app/domain/join_plan.py``), check that the
-submitter's role may submit every job type in it (``app/security/roles.py``), store the tree
-in one transaction (``app/store/submission.py``; with an Idempotency-Key,
-``app/store/idempotency.py``). Each step raises what its caller turns into an answer:
-PayloadError (400), RoleDenied (403), JoinConflict (409), idempotency.KeyReused (422).
+limits, the registered job types and their parameter schemas), plan its joins
+(``app/domain/join_plan.py``), check that the submitter's role may submit every job type in it
+(``app/security/roles.py``), store the tree in one transaction (``app/store/submission.py``;
+with an Idempotency-Key, ``app/store/idempotency.py``). Each step raises what its caller
+turns into an answer: PayloadError (400), RoleDenied (403), JoinConflict (409),
+idempotency.KeyReused (422).
 """
 
 from __future__ import annotations
@@ -71,7 +72,12 @@ class SubmitService:
 
     def check(self, payload: Any) -> CheckedChain:
         """Parse ``payload`` and plan its joins, storing nothing (raises PayloadError)."""
-        root = parse_tree(payload, self.limits, lambda name: name in self.registry)
+        root = parse_tree(
+            payload,
+            self.limits,
+            lambda name: name in self.registry,
+            self.registry.check_parameters,
+        )
         return CheckedChain(root, plan_joins(root))
 
     def authorize(self, chain: CheckedChain, role: str) -> CheckedChain:

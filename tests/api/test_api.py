@@ -334,7 +334,7 @@ def test_job_types(api: Api) -> None:
     names = [item["name"] for item in items]
     assert {"NOOP", "SLEEP", "FAIL", "SHELL", "HTTP"} <= set(names)
     assert names == sorted(names)
-    assert all(set(item) == {"name", "description", "role"} for item in items)
+    assert all(set(item) == {"name", "description", "role", "parameters"} for item in items)
 
 
 def test_health(api: Api) -> None:
@@ -356,7 +356,13 @@ def test_openapi_document(api: Api) -> None:
         assert "409" in paths[f"/api/v1/jobs/{{job_id}}/{action}"]["post"]["responses"]
     assert "get" in paths["/api/v1/job-types"]
     schemas = spec["components"]["schemas"]
-    info = schemas["ChainedJobInfo"]
+    # One variant per registered type: its TYPE in targetObject, its parameters' schema.
+    variants = [ref["$ref"].rsplit("/", 1)[1] for ref in schemas["ChainedJobInfo"]["anyOf"]]
+    assert "ChainedJobInfo_SLEEP" in variants and "ChainedJobInfo_SHELL" in variants
+    info = schemas["ChainedJobInfo_SLEEP"]
+    assert info["properties"]["targetObject"]["pattern"].endswith(r"\.)?SLEEP$")
+    assert info["properties"]["parameters"] == {"$ref": "#/components/schemas/SLEEPParameters"}
+    assert schemas["SLEEPParameters"]["properties"]["seconds"]["type"] == "number"
     assert info["required"] == ["targetObject"]
     assert info["additionalProperties"] is False
     assert set(info["properties"]) == {

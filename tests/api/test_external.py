@@ -389,8 +389,10 @@ def test_no_configured_secret_refuses_callbacks(
     job_id = submit(live, ext(system))
     waiting_for_callback(db, job_id)
     runtime.settings = replace(runtime.settings, callback_secrets=())
+    unknown = callback(callback_url(live, job_id + 1000), {"status": "FINISHED"})
+    assert unknown.status_code == 404, unknown.text
     answer = callback(callback_url(live, job_id), {"status": "FINISHED"})
-    assert answer.status_code == 503, answer.text
+    assert answer.status_code == 403, answer.text
     error = answer.json()["error"]
     assert error["code"] == "callbacks_not_configured"
     assert "JOBCHAIN_CALLBACK_SECRETS" in error["message"]
@@ -579,12 +581,15 @@ def test_notification_rejected_fails_the_job(
     assert job(db, job_id)["message"] == (
         f"notifying {system.url} failed after {external_job.NOTIFY_TRIES} tries: HTTP 500"
     )
-    bad = submit(live, {"targetObject": "EXTERNAL", "parameters": {"notifyUrl": "ftp://x"}})
-    assert wait_for_status(db, bad, "FAILED")
-    assert "notifyUrl" in job(db, bad)["message"]
-    bad_timeout = submit(live, ext(system, parameters={"timeoutSeconds": -1}))
-    assert wait_for_status(db, bad_timeout, "FAILED")
-    assert "timeoutSeconds" in job(db, bad_timeout)["message"]
+    # Bad parameters never get this far: the type's schema refuses them at submission.
+    for parameters, path in [
+        ({"notifyUrl": "ftp://x"}, "parameters.notifyUrl"),
+        ({"notifyUrl": system.url, "timeoutSeconds": -1}, "parameters.timeoutSeconds"),
+    ]:
+        body = {"targetObject": "EXTERNAL", "parameters": parameters}
+        refused = requests.post(f"{live.url}/api/v1/jobs", json=body, headers=AUTH, timeout=30)
+        assert refused.status_code == 400, refused.text
+        assert list(refused.json()["error"]["details"]) == [path]
 
 
 def test_public_url_is_the_callback_base(
@@ -628,6 +633,6 @@ def test_forged_host_headers_do_not_redirect_callbacks(
 def test_openapi_documents_the_callback(live: LiveServer) -> None:
     spec = requests.get(f"{live.url}/openapi.json", headers=AUTH, timeout=30).json()
     post = spec["paths"]["/api/v1/jobs/{job_id}/callback"]["post"]
-    assert {"200", "401", "409", "503"} <= set(post["responses"])
+    assert {"200", "401", "403", "404", "409", "503"} <= set(post["responses"])
     submit_post = spec["paths"]["/api/v1/jobs"]["post"]
     assert {"200", "201", "422"} <= set(submit_post["responses"])

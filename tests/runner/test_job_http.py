@@ -177,10 +177,10 @@ def test_abort_before_sending(server: Server) -> None:
 @pytest.mark.parametrize(
     ("params", "fragment"),
     [
-        ({}, "url is required"),
+        ({}, "url: Missing data for required field"),
         ({"url": "ftp://example.com/x"}, "http:// or https://"),
         ({"url": "http://"}, "http:// or https://"),
-        ({"url": "http://h/", "method": "FETCH"}, "method must be one of"),
+        ({"url": "http://h/", "method": "FETCH"}, "method: must be one of"),
         ({"url": "http://h/", "headers": {"A": 1}}, "headers"),
         ({"url": "http://h/", "timeout": 0}, "timeout"),
         ({"url": "http://h/", "timeout": "3"}, "timeout"),

@@ -122,7 +122,7 @@ def test_nonzero_exit_fails_with_code_and_last_line() -> None:
         ("echo hi", "not a shell string"),
         ([], "non-empty list"),
         (None, "required"),
-        (["echo", 1], "only strings"),
+        (["echo", 1], r"command\[1\]: Not a valid string"),
     ],
 )
 def test_command_validation(command: Any, fragment: str) -> None:

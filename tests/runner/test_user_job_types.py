@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from app.cli import cli
-from app.domain.payload import Limits, parse_tree
+from app.domain.payload import Limits, PayloadError, parse_tree
 from app.runner.process_setup import StartupError, load_job_modules
 from app.runner.worker_pool import WorkerPool
 from app.runtime import Runtime
@@ -63,7 +63,7 @@ def test_job_modules_setting_registers_the_example_types(tmp_path: Path) -> None
         from examples import pricing_jobs
 
         lpg = runtime.registry.get("LPG")
-        assert lpg is not None and lpg.run is pricing_jobs.recalculate_price_list
+        assert lpg is not None and lpg.function is pricing_jobs.recalculate_price_list
         assert lpg.description.startswith("Recalculates price list")
         assert "CFS" in runtime.registry
     finally:
@@ -158,11 +158,21 @@ def test_lpg_reports_progress_while_running_and_stops_when_cancelled(
 
 
 def test_lpg_rejects_an_unknown_mode(db: Database, pool: WorkerPool) -> None:
+    """Refused at submission by the type's schema; a job stored without that check (say,
+    before the schema existed) fails when it runs, with the same reason."""
+    with pytest.raises(PayloadError) as refused:
+        parse_tree(
+            {"targetObject": "155.LPG", "parameters": {"mode": "weekly"}},
+            Limits(),
+            REGISTRY.__contains__,
+            REGISTRY.check_parameters,
+        )
+    assert refused.value.details == {"parameters.mode": ["Must be one of: full, delta."]}
     root = submit(db, {"targetObject": "155.LPG", "parameters": {"mode": "weekly"}})
     wait_for_status(db, root, "FAILED")
     job = queries.get_job(db, root)
     assert job is not None
-    assert job["message"] == "parameters.mode must be one of full, delta, got 'weekly'"
+    assert job["message"] == "invalid parameters: parameters.mode: Must be one of: full, delta."
 
 
 EXPECTED = {
