@@ -168,6 +168,14 @@ def test_every_endpoint_for_every_role(
     assert not wrong, "\n".join(wrong)
 
 
+# Parameters each type accepts, so the role check is what answers (they are checked first).
+VALID_PARAMETERS: dict[str, dict[str, Any]] = {
+    "SHELL": {"command": ["true"]},
+    "HTTP": {"url": "http://127.0.0.1:9/"},
+    "EXTERNAL": {"notifyUrl": "http://127.0.0.1:9/"},
+}
+
+
 @pytest.mark.parametrize(
     ("role", "target", "allowed"),
     [
@@ -184,7 +192,8 @@ def test_job_types_that_reach_outside_need_a_higher_role(
     call: Caller, role_tokens: dict[str, str], role: str, target: str, allowed: bool
 ) -> None:
     """A submitter must not run shell commands (or reach internal addresses) on the server."""
-    body = {"targetObject": "NOOP", "nextJobs": [{"targetObject": f"x.{target}"}]}
+    node = {"targetObject": f"x.{target}", "parameters": VALID_PARAMETERS.get(target, {})}
+    body = {"targetObject": "NOOP", "nextJobs": [node]}
     response = call("POST", "/api/v1/jobs", role_tokens[role], json=body)
     if allowed:
         assert response.status_code == 201, response.text
