@@ -29,6 +29,13 @@ from app.api.graph_schemas import (
 )
 from app.api.jobs import ListArgsSchema
 from app.api.joins import JoinSchema
+from app.api.run_schemas import (
+    AssetJobSchema,
+    BatchSchema,
+    RunInputSchema,
+    RunListSchema,
+    RunSchema,
+)
 from app.api.schedules import (
     ScheduleInputDocSchema,
     ScheduleListSchema,
@@ -81,6 +88,11 @@ SCHEMAS = {
     "Order": OrderSchema,
     "Graph": GraphSchema,
     "GraphInput": GraphInputDocSchema,
+    "Run": RunSchema,
+    "RunList": RunListSchema,
+    "RunInput": RunInputSchema,
+    "Batch": BatchSchema,
+    "AssetJob": AssetJobSchema,
 }
 
 

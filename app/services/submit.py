@@ -69,9 +69,11 @@ class SubmitService:
     def limits(self) -> Limits:
         return Limits(max_depth=self.settings.max_depth, max_nodes=self.settings.max_nodes)
 
-    def check(self, payload: Any) -> CheckedChain:
-        """Parse ``payload`` and plan its joins, storing nothing (raises PayloadError)."""
-        root = parse_tree(payload, self.limits, lambda name: name in self.registry)
+    def check(self, payload: Any, limits: Limits | None = None) -> CheckedChain:
+        """Parse ``payload`` and plan its joins, storing nothing (raises PayloadError).
+        ``limits`` replaces the configured ones (a run's generated chain)."""
+        known = lambda name: name in self.registry  # noqa: E731
+        root = parse_tree(payload, limits or self.limits, known)
         return CheckedChain(root, plan_joins(root))
 
     def authorize(self, chain: CheckedChain, role: str) -> CheckedChain:
@@ -87,10 +89,10 @@ class SubmitService:
             raise RoleDenied(role, denied)
         return chain
 
-    def prepare(self, payload: Any, role: str) -> CheckedChain:
-        """Everything but storing: check, then authorize. A schedule fire stores the result
-        itself, in the transaction that records the fire."""
-        return self.authorize(self.check(payload), role)
+    def prepare(self, payload: Any, role: str, limits: Limits | None = None) -> CheckedChain:
+        """Everything but storing: check, then authorize. A schedule fire (or a run) stores
+        the result itself, in the transaction that records the fire (or the run)."""
+        return self.authorize(self.check(payload, limits), role)
 
     def store(self, chain: CheckedChain, idempotent: IdempotentRequest | None = None) -> Submitted:
         """Store an authorized chain (raises JoinConflict, or KeyReused for a key sent
