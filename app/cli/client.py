@@ -173,6 +173,12 @@ class ApiClient:
     def delete_dependency(self, model_id: int, dependency_id: int) -> None:
         self._call("DELETE", f"/models/{model_id}/dependencies/{dependency_id}")
 
+    def start_run(self, model_id: int, body: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", f"/models/{model_id}/runs", json=body)
+
+    def run(self, model_id: int, run_id: int) -> dict[str, Any]:
+        return self._call("GET", f"/models/{model_id}/runs/{run_id}")
+
 
 def _reason(exc: requests.RequestException) -> str:
     """The OS-level cause ("Connection refused") instead of urllib3's nested repr."""
