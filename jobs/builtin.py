@@ -7,6 +7,8 @@ from typing import Any
 
 from marshmallow import validate
 
+from app.domain.join_plan import MAX_SKIP_MESSAGE
+from app.domain.join_rules import TRIGGERS as JOIN_TRIGGERS
 from jobs.context import JobContext, JobFailed
 from jobs.params import (
     MAX_SECONDS,
@@ -19,8 +21,6 @@ from jobs.params import (
     printable,
 )
 from jobs.registry import job_type
-
-JOIN_TRIGGERS = ("all_success", "all_done", "one_success", "one_failed")
 
 
 class SleepParameters(Parameters):
@@ -47,6 +47,10 @@ class JoinParameters(Parameters):
         metadata={"description": "a join spanning submissions; needs expect"},
     )
     timeoutSeconds = Number(validate=validate.Range(min=0, min_inclusive=False), **POSITIVE)
+    skipMessage = String(
+        validate=validate.Length(1, MAX_SKIP_MESSAGE),
+        metadata={"description": "what the jobs this branch's failure skips are told"},
+    )
 
 
 @job_type("NOOP", params=AnyParameters)

@@ -86,8 +86,8 @@ def model_run(model_id: int) -> Any:
     _model_or_404(rt.db, model_id)
     try:
         run_id = model_runs.start(rt, model_id, g.console_user.role)
-    except model_runs.RunsUnavailable:
-        flash(f"Not started: {model_runs.NOTE}.", "error")
+    except model_runs.RunRefused as exc:
+        flash(f"Not started: {exc}", "error")
     else:
         flash(f"Started run {run_id}.", "ok")
     return redirect(url_for("admin.model", model_id=model_id), 303)
@@ -114,8 +114,6 @@ def _model_page(model_id: int, asset_id: int | None, status: int = 200, **extra:
         drawer=drawer,
         told=extra.get("told"),
         runs=model_runs.recent(db, model_id),
-        runs_available=model_runs.AVAILABLE,
-        runs_note=model_runs.NOTE,
     )
 
 

@@ -18,8 +18,6 @@ from collections.abc import Mapping
 from email.message import EmailMessage
 from typing import Any
 
-import requests
-
 from app.security.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from config import Settings
 
@@ -36,7 +34,7 @@ class Senders:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.secret = settings.callback_secrets[0] if settings.callback_secrets else None
-        self.session = requests.Session()
+        self.session: Any = None  # made at the first webhook: no requests in idle workers
 
     def send(self, delivery: Mapping[str, Any]) -> None:
         if delivery["channel"] == "webhook":
@@ -47,6 +45,10 @@ class Senders:
             raise DeliveryError(f"unknown channel {delivery['channel']!r}")
 
     def webhook(self, delivery: Mapping[str, Any]) -> None:
+        import requests  # here, not at import: a worker process loads it only to send one
+
+        if self.session is None:
+            self.session = requests.Session()
         body = json.dumps(delivery["payload"], separators=(",", ":")).encode()
         headers = {
             "Content-Type": "application/json",

@@ -24,7 +24,7 @@ MAX_DESCRIPTION = 2000
 _ANY_CRON = "* * * * *"
 
 
-def _name(value: str) -> None:
+def valid_name(value: str) -> None:
     if not NAME.fullmatch(value):
         raise ValidationError(f"must be {NAME_RULE}")
 
@@ -42,12 +42,12 @@ class ModelInputSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    name = fields.String(required=True, validate=_name)
+    name = fields.String(required=True, validate=valid_name)
     description = _description()
 
 
 class ModelPatchSchema(ModelInputSchema):
-    name = fields.String(validate=_name)
+    name = fields.String(validate=valid_name)
 
 
 class AssetInputSchema(Schema):
@@ -56,7 +56,7 @@ class AssetInputSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    name = fields.String(required=True, validate=_name)
+    name = fields.String(required=True, validate=valid_name)
     job: fields.Field = fields.Raw(
         required=True, metadata={"description": "one ChainedJobInfo node, without nextJobs"}
     )
@@ -71,7 +71,7 @@ class AssetInputSchema(Schema):
 
 
 class AssetPatchSchema(AssetInputSchema):
-    name = fields.String(validate=_name)
+    name = fields.String(validate=valid_name)
     job = fields.Raw(metadata={"description": "one ChainedJobInfo node, without nextJobs"})
     cron = fields.String(allow_none=True, validate=validate.Length(1, 255))
     timezone = fields.String()
@@ -107,8 +107,8 @@ class GraphDependencySchema(Schema):
     class Meta:
         unknown = RAISE
 
-    upstream = fields.String(required=True, validate=_name)
-    downstream = fields.String(required=True, validate=_name)
+    upstream = fields.String(required=True, validate=valid_name)
+    downstream = fields.String(required=True, validate=valid_name)
 
 
 class GraphAssetSchema(AssetInputSchema):

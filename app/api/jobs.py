@@ -8,12 +8,13 @@ from flask import Blueprint, Response, g, jsonify, request
 from marshmallow import Schema, ValidationError, fields, validate
 
 from app.api.errors import ApiError
+from app.api.run_schemas import AssetJobSchema
 from app.api.schemas import JobEventSchema, JobLogSchema, JobSchema, JobTypeSchema, dump_tree
 from app.api.shared import MAX_ID, job_not_found, json_body, no_controls, runtime, valid_job_id
 from app.domain.payload import PayloadError
 from app.domain.statuses import Status
 from app.services.submit import IdempotentRequest, RoleDenied, SubmitService
-from app.store import actions, idempotency, queries
+from app.store import actions, idempotency, queries, run_reads
 from app.store.join_setup import JoinConflict
 
 jobs_api = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -157,10 +158,14 @@ def get_job(job_id: int) -> Response:
       parameters:
       - {in: path, name: job_id, required: true, schema: {type: integer}}
       responses:
-        200: {description: The job, content: {application/json: {schema: Job}}}
+        200:
+          description: The job; asset names the model, asset, run and batch it refreshes for
+          content: {application/json: {schema: AssetJob}}
         404: {description: No such job, content: {application/json: {schema: Error}}}
     """
-    return jsonify(JobSchema().dump(_job_or_404(job_id)))
+    job = _job_or_404(job_id)
+    job["asset"] = run_reads.job_asset(runtime().db, job_id)
+    return jsonify(AssetJobSchema().dump(job))
 
 
 @jobs_api.get("/jobs/<int:job_id>/tree")

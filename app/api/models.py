@@ -125,8 +125,9 @@ def delete_model(model_id: int) -> tuple[str, int]:
         raise ApiError(
             409,
             "run_active",
-            f"model {model_id} has a run in progress: {', '.join(exc.names)} refreshing",
-            {"refreshing": exc.names},
+            f"model {model_id} has a run in progress ({', '.join(exc.names)}); "
+            "cancel it or let it end first",
+            {"runs": [int(name.split()[-1]) for name in exc.names]},
         ) from None
     if not deleted:
         raise model_not_found(model_id)
@@ -316,5 +317,5 @@ def name_taken(kind: str, name: str) -> ApiError:
     return ApiError(409, "name_taken", f"{what} named {name!r} already exists{where}")
 
 
-# The dependency, order and graph views register on models_api when imported.
-from app.api import model_graph  # noqa: E402, F401
+# The dependency, order, graph and run views register on models_api when imported.
+from app.api import model_graph, runs  # noqa: E402, F401

@@ -37,6 +37,13 @@ from app.api.notifications import (
     RuleSchema,
 )
 from app.api.openapi_rules import tighten
+from app.api.run_schemas import (
+    AssetJobSchema,
+    BatchSchema,
+    RunInputSchema,
+    RunListSchema,
+    RunSchema,
+)
 from app.api.schedules import (
     ScheduleInputDocSchema,
     ScheduleListSchema,
@@ -94,6 +101,11 @@ SCHEMAS = {
     "NotificationRuleInput": RuleInputSchema,
     "NotificationRulePatch": RulePatchSchema,
     "NotificationDeliveryList": DeliveryListSchema,
+    "Run": RunSchema,
+    "RunList": RunListSchema,
+    "RunInput": RunInputSchema,
+    "Batch": BatchSchema,
+    "AssetJob": AssetJobSchema,
 }
 
 

@@ -194,6 +194,14 @@ class ApiClient:
         path = f"/notification-rules/{rule_id}/deliveries"
         return self._call("GET", path, params={"limit": limit})["items"]
 
+    # -- runs of a model (app/cli/model_runs.py) ------------------------------------------
+
+    def start_run(self, model_id: int, body: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", f"/models/{model_id}/runs", json=body)
+
+    def run(self, model_id: int, run_id: int) -> dict[str, Any]:
+        return self._call("GET", f"/models/{model_id}/runs/{run_id}")
+
 
 def _reason(exc: requests.RequestException) -> str:
     """The OS-level cause ("Connection refused") instead of urllib3's nested repr."""

@@ -16,7 +16,10 @@ from app.domain.join_rules import TRIGGERS
 from app.domain.payload import JobSpec, PayloadError
 
 JOIN_TYPES = frozenset({"JOIN", "CF"})
-_PARAMETERS = {"expect", "trigger", "batch", "timeoutSeconds"}
+_PARAMETERS = {"expect", "trigger", "batch", "timeoutSeconds", "skipMessage"}
+# In a node's skipMessage, replaced by how its branch ended ("failed", "skipped", ...).
+OUTCOME_PLACEHOLDER = "{outcome}"
+MAX_SKIP_MESSAGE = 1000
 
 
 @dataclass
@@ -80,6 +83,11 @@ def _node_problems(node: JobSpec, is_root: bool) -> list[str]:
         problems.append("batch must be printable text of 1 to 255 characters")
     if batch is not None and expect is None:
         problems.append("a batch join spans submissions, so it needs an explicit expect")
+    skip = params.get("skipMessage")
+    if skip is not None and not (
+        isinstance(skip, str) and 1 <= len(skip) <= MAX_SKIP_MESSAGE and skip.isprintable()
+    ):
+        problems.append(f"skipMessage must be printable text of 1 to {MAX_SKIP_MESSAGE} characters")
     timeout = params.get("timeoutSeconds")
     if timeout is not None and (
         isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
@@ -131,6 +139,14 @@ def _plan(
         owner=owner,
         next_jobs_digest=digest,
     )
+
+
+def skip_reason(messages: list[tuple[str, str]]) -> str | None:
+    """What a join that did not succeed tells the jobs it skips: the ``skipMessage`` of
+    each branch that did not succeed, its outcome in place of ``{outcome}``, joined by
+    "; ". ``messages`` is (skipMessage, outcome status) per such branch; None if empty."""
+    said = [message.replace(OUTCOME_PLACEHOLDER, outcome.lower()) for message, outcome in messages]
+    return "; ".join(dict.fromkeys(said)) or None
 
 
 def next_jobs_digest(node: JobSpec) -> str:

@@ -13,8 +13,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from app.domain.cron import InvalidSchedule, cron_schedule
+from app.runner import model_cron
+from app.services.runs import RunService
 from app.services.submit import SubmitService
-from app.store import schedules
+from app.store import model_fires, schedules
 from app.store.database import Database
 from app.store.database import now as current_time
 from config import Settings
@@ -140,10 +142,14 @@ class ScheduleLoop:
             self._thread.join(timeout)
 
     def run_once(self) -> float:
-        """Fire what is due; returns the seconds to sleep before the next check."""
+        """Fire what is due (schedules and the assets' cron); returns the seconds to sleep
+        before the next check."""
         at = self._clock()
         fire_due(self._db, self._registry, self._settings, now=at)
-        earliest = schedules.earliest_fire(self._db)
+        runs = RunService(self._db, self._registry, self._settings)
+        model_cron.fire_due(runs, at, next_fire_after(at))
+        found = [schedules.earliest_fire(self._db), model_fires.earliest_fire(self._db)]
+        earliest = min((t for t in found if t is not None), default=None)
         if earliest is None or earliest <= at:  # still due after a pass: its fire failed
             return self._check_seconds
         return min(self._check_seconds, max(MIN_SLEEP, earliest - self._clock()))

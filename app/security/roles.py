@@ -15,6 +15,8 @@ anything under /api/v1/notification-rules  admin        alert targets are an adm
   and /admin/alerts
 GET, HEAD, OPTIONS anything else           reader       reading jobs, joins, schedules
 POST /api/v1/jobs (exactly)                submitter    submitting a chain
+POST /api/v1/models/<id>/runs, and         submitter    starting (a run is a chain) and
+  .../runs/<id>/cancel                                    cancelling a model's run
 POST /api/v1/jobs/<id>/callback            integration  external systems reporting back
 GET /admin/login, /admin/static/...        (none)       the console's login page and assets
 POST /admin/login                          (none)       exchanging a token for a session
@@ -49,6 +51,7 @@ ADMIN_ONLY_PREFIXES = ("/api/v1/notification-rules", "/admin/alerts")
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SUBMIT_PATH = "/api/v1/jobs"
 CALLBACK_PATH = re.compile(r"/api/v1/jobs/[^/]+/callback")
+RUN_PATHS = re.compile(r"/api/v1/models/[^/]+/runs(/[^/]+/cancel)?")
 CONSOLE_PREFIX = "/admin"
 CONSOLE_LOGIN = "/admin/login"
 CONSOLE_OPEN = re.compile(r"/admin/(login|static/.+)")
@@ -64,7 +67,7 @@ def required_role(method: str, path: str) -> str | None:
         return "admin"
     if method in READ_METHODS:
         return None if path in OPEN_PATHS or CONSOLE_OPEN.fullmatch(path) else "reader"
-    if method == "POST" and path == SUBMIT_PATH:
+    if method == "POST" and (path == SUBMIT_PATH or RUN_PATHS.fullmatch(path)):
         return "submitter"
     if method == "POST" and CALLBACK_PATH.fullmatch(path):
         return "integration"

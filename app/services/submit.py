@@ -70,11 +70,12 @@ class SubmitService:
     def limits(self) -> Limits:
         return Limits(max_depth=self.settings.max_depth, max_nodes=self.settings.max_nodes)
 
-    def check(self, payload: Any) -> CheckedChain:
-        """Parse ``payload`` and plan its joins, storing nothing (raises PayloadError)."""
+    def check(self, payload: Any, limits: Limits | None = None) -> CheckedChain:
+        """Parse ``payload`` and plan its joins, storing nothing (raises PayloadError).
+        ``limits`` replaces the configured ones (a run's generated chain)."""
         root = parse_tree(
             payload,
-            self.limits,
+            limits or self.limits,
             lambda name: name in self.registry,
             self.registry.check_parameters,
         )
@@ -93,10 +94,10 @@ class SubmitService:
             raise RoleDenied(role, denied)
         return chain
 
-    def prepare(self, payload: Any, role: str) -> CheckedChain:
-        """Everything but storing: check, then authorize. A schedule fire stores the result
-        itself, in the transaction that records the fire."""
-        return self.authorize(self.check(payload), role)
+    def prepare(self, payload: Any, role: str, limits: Limits | None = None) -> CheckedChain:
+        """Everything but storing: check, then authorize. A schedule fire (or a run) stores
+        the result itself, in the transaction that records the fire (or the run)."""
+        return self.authorize(self.check(payload, limits), role)
 
     def store(self, chain: CheckedChain, idempotent: IdempotentRequest | None = None) -> Submitted:
         """Store an authorized chain (raises JoinConflict, or KeyReused for a key sent

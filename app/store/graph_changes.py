@@ -92,10 +92,13 @@ def update_asset(db: Database, model_id: int, asset_id: int, changes: Mapping[st
     def work(conn: Connection) -> bool:
         if not lock_model(conn, model_id):
             return False
+        values = {**changes, "updated_at": now()}
+        if "cron" in changes or "timezone" in changes:
+            values["next_fire_at"] = None  # the scheduler computes it anew
         changed = conn.execute(
             update(assets)
             .where(assets.c.id == asset_id, assets.c.model_id == model_id)
-            .values({**changes, "updated_at": now()})
+            .values(values)
         ).rowcount
         return bool(changed)
 
@@ -242,12 +245,13 @@ def replace_graph(
     def work(conn: Connection) -> None:
         if not lock_model(conn, model_id):
             raise ModelNotFound(model_id)
-        current = {
-            row.name: row.id
-            for row in conn.execute(
-                select(assets.c.id, assets.c.name).where(assets.c.model_id == model_id)
+        stored = conn.execute(
+            select(assets.c.id, assets.c.name, assets.c.cron, assets.c.timezone).where(
+                assets.c.model_id == model_id
             )
-        }
+        ).all()
+        current = {row.name: row.id for row in stored}
+        timing = {row.name: (row.cron, row.timezone) for row in stored}
         wanted = {a["name"] for a in new_assets}
         gone = [asset_id for name, asset_id in current.items() if name not in wanted]
         busy = refreshing(conn, gone) if gone else []
@@ -266,6 +270,8 @@ def replace_graph(
                 ).scalar_one()
             else:
                 values = {**ASSET_DEFAULTS, **asset, "updated_at": t}
+                if (values["cron"], values["timezone"]) != timing[asset["name"]]:
+                    values["next_fire_at"] = None  # the scheduler computes it anew
                 conn.execute(update(assets).where(assets.c.id == asset_id).values(values))
             ids[asset["name"]] = asset_id
         _replace_edges(conn, model_id, [(ids[up], ids[down]) for up, down in edges])

@@ -16,7 +16,16 @@ from sqlalchemy.exc import IntegrityError
 from app.domain import graphs as rules
 from app.domain.statuses import TERMINAL
 from app.store.database import Database, now
-from app.store.tables import asset_dependencies, assets, jobs, models
+from app.store.run_reads import active_runs
+from app.store.tables import (
+    asset_dependencies,
+    assets,
+    jobs,
+    model_fires,
+    models,
+    run_assets,
+    runs,
+)
 
 MODEL_EDITABLE = frozenset({"name", "description"})
 
@@ -76,15 +85,19 @@ def update_model(db: Database, model_id: int, changes: Mapping[str, Any]) -> boo
 
 
 def delete_model(db: Database, model_id: int) -> bool:
-    """Delete a model with its assets and dependencies; False if unknown. Raises Refreshing
-    while any of its assets' refresh is not over: a run of the model is active."""
+    """Delete a model with its assets, dependencies and run records (the jobs of its runs
+    stay); False if unknown. Raises Refreshing while a run of the model is active: one of
+    its asset jobs has not ended (``names`` are those runs' ids)."""
 
     def work(conn: Connection) -> bool:
         if not lock_model(conn, model_id):
             return False
-        busy = refreshing(conn, select(assets.c.id).where(assets.c.model_id == model_id))
-        if busy:
-            raise Refreshing(busy)
+        active = active_runs(conn, model_id)
+        if active:
+            raise Refreshing([f"run {run_id}" for run_id in active])
+        conn.execute(delete(run_assets).where(run_assets.c.model_id == model_id))
+        conn.execute(delete(runs).where(runs.c.model_id == model_id))
+        conn.execute(delete(model_fires).where(model_fires.c.model_id == model_id))
         conn.execute(delete(asset_dependencies).where(asset_dependencies.c.model_id == model_id))
         conn.execute(delete(assets).where(assets.c.model_id == model_id))
         conn.execute(delete(models).where(models.c.id == model_id))

@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, and_, bindparam, delete, func, insert, or_, select, update
 
+from app.domain.join_plan import skip_reason
 from app.domain.join_rules import CANCELLED, DECISION_STATUS, FAILED, WAITING, decide
 from app.domain.statuses import JOIN_ENDINGS, Status, Transition
 from app.failpoints import failpoint
@@ -183,10 +184,31 @@ def _apply_decision(conn: Connection, join: Row[Any], decision: str, at: float) 
         return 0
     owner = conn.execute(select(jobs).where(jobs.c.id == join.owner_job_id)).one()
     reason = {
-        FAILED: f"skipped: join {join.key!r} did not succeed ({join.trigger})",
+        FAILED: _skip_message(conn, join.id)
+        or f"skipped: join {join.key!r} did not succeed ({join.trigger})",
         CANCELLED: f"cancelled: every branch of join {join.key!r} was cancelled",
     }.get(decision)
     return release_next_jobs(conn, owner, outcome, at, reason=reason)
+
+
+def _skip_message(conn: Connection, join_id: int) -> str | None:
+    """The skip reason the join's unsuccessful branches give (JOIN ``skipMessage``), if
+    any: read only when a join fails, never on the hot path."""
+    rows = conn.execute(
+        select(jobs.c.parameters, join_arrivals.c.parent_outcome)
+        .join(jobs, jobs.c.id == join_arrivals.c.job_id)
+        .where(
+            join_arrivals.c.join_id == join_id,
+            join_arrivals.c.parent_outcome != Status.FINISHED.value,
+        )
+        .order_by(join_arrivals.c.id)
+    ).all()
+    found = [
+        (row.parameters["skipMessage"], row.parent_outcome)
+        for row in rows
+        if isinstance(row.parameters, dict) and row.parameters.get("skipMessage")
+    ]
+    return skip_reason(found)
 
 
 # -- retries and timeouts --------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, insert, literal, null, select
+from sqlalchemy import Connection, func, insert, literal, null, select
 
 from app.domain.join_plan import JoinPlan, plan_joins
 from app.domain.payload import JobSpec
@@ -22,7 +22,7 @@ def submit(db: Database, root: JobSpec, join_plans: list[JoinPlan] | None = None
     nothing is. ``join_plans`` defaults to planning the tree's joins here.
     """
     plans = plan_joins(root) if join_plans is None else join_plans
-    root_id = db.write(lambda conn: _insert_tree(conn, root, plans))
+    root_id = db.write(lambda conn: _insert_tree(conn, root, plans)[0])
     db.notify_dispatchable()
     return root_id
 
@@ -30,10 +30,47 @@ def submit(db: Database, root: JobSpec, join_plans: list[JoinPlan] | None = None
 def insert_tree(conn: Connection, root: JobSpec, plans: list[JoinPlan]) -> int:
     """Store the tree inside the caller's transaction (a schedule stores its fire record in
     the same one). The caller notifies workers after its commit."""
+    return _insert_tree(conn, root, plans)[0]
+
+
+def insert_tree_ids(
+    conn: Connection, root: JobSpec, plans: list[JoinPlan]
+) -> tuple[int, dict[int, int]]:
+    """:func:`insert_tree`, also returning ``id(spec) -> job id`` of every stored node (a
+    run maps its asset jobs back to their assets with it)."""
     return _insert_tree(conn, root, plans)
 
 
-def _insert_tree(conn: Connection, root: JobSpec, plans: list[JoinPlan]) -> int:
+def attach_join_node(conn: Connection, parent: Any, spec: JobSpec, join_id: int) -> int:
+    """Hang a JOIN node of ``join_id`` below ``parent`` (a job row of an earlier tree that
+    has not ended): when that job ends, the node arrives at the join with its outcome, as
+    if it had been submitted with it. The caller holds the parent's row lock, so the
+    parent cannot end between its check and this insert. Returns the node's id."""
+    t = now()
+    node_id = allocate_job_ids(conn, 1)[0]
+    position = conn.execute(
+        select(func.count()).select_from(jobs).where(jobs.c.parent_id == parent.id)
+    ).scalar_one()
+    row = _row(
+        spec, Status.WAITING_FOR_PARENT, parent.id, parent.root_id, position, parent.depth + 1, t
+    )
+    conn.execute(insert(jobs).values({**row, "id": node_id, "join_id": join_id}))
+    conn.execute(
+        insert(job_events).values(
+            job_id=node_id,
+            from_status=None,
+            to_status=Status.WAITING_FOR_PARENT.value,
+            attempt=0,
+            at=t,
+            reason=Transition.SUBMIT.value,
+        )
+    )
+    return node_id
+
+
+def _insert_tree(
+    conn: Connection, root: JobSpec, plans: list[JoinPlan]
+) -> tuple[int, dict[int, int]]:
     """Ids are allocated up front, so the whole tree is one multi-row insert."""
     t = now()
     reserved = allocate_job_ids(conn, sum(1 for _ in root.walk()))
@@ -73,7 +110,7 @@ def _insert_tree(conn: Connection, root: JobSpec, plans: list[JoinPlan]) -> int:
         )
     )
     join_setup.set_owners(conn, plans, job_ids)
-    return root_id
+    return root_id, job_ids
 
 
 def _breadth_first(root: JobSpec) -> list[tuple[JobSpec, JobSpec | None, int, int]]:

@@ -301,7 +301,10 @@ assets = Table(
     Column("last_job_id", Id, nullable=True),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # When the asset's cron fires next (NULL: no cron, or not computed yet by a scheduler).
+    Column("next_fire_at", Float, nullable=True),
     UniqueConstraint("model_id", "name", name="uq_asset_name"),
+    Index("ix_assets_next_fire", "next_fire_at"),
     sqlite_autoincrement=True,
 )
 
@@ -318,4 +321,58 @@ asset_dependencies = Table(
     Index("ix_asset_dependencies_model", "model_id", "id"),
     Index("ix_asset_dependencies_downstream", "downstream_id"),
     sqlite_autoincrement=True,
+)
+
+# A run of a model: one chain refreshing some of its assets (app/store/runs.py). ``batch``
+# is the given batch, or "run-<id>" for a refresh (``batched`` false).
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("model_id", Id, nullable=False),
+    Column("batch", String(255), nullable=False),
+    Column("batched", Boolean, nullable=False),
+    Column("named", JSON, nullable=False),
+    Column("downstream", Boolean, nullable=False),
+    Column("force", Boolean, nullable=False),
+    Column("root_job_id", Id, nullable=True),
+    # Set for a run started by the assets' cron: the fire time it serves.
+    Column("fire_time", Float, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Index("ix_runs_model", "model_id", "id"),
+    Index("ix_runs_model_batch", "model_id", "batch", "id"),
+    sqlite_autoincrement=True,
+)
+
+# The assets a run refreshes: the job of each (``own``: in this run's chain; else the job
+# an earlier run of the same batch created) and what it waits for, as (asset, batch) pairs.
+run_assets = Table(
+    "run_assets",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("run_id", Id, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("model_id", Id, nullable=False),
+    Column("asset_id", Id, nullable=False),
+    Column("asset", String(100), nullable=False),
+    Column("batch", String(255), nullable=False),
+    Column("job_id", Id, nullable=False),
+    Column("own", Boolean, nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("waits_for", JSON, nullable=False),
+    Index("ix_run_assets_run", "run_id", "position"),
+    Index("ix_run_assets_job", "job_id"),
+    Index("ix_run_assets_batch", "model_id", "batch", "asset_id"),
+)
+
+# A model's cron fire time served: the unique row makes it start one run, whoever fires it.
+model_fires = Table(
+    "model_fires",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("model_id", Id, nullable=False),
+    Column("fire_time", Float, nullable=False),
+    Column("run_id", Id, nullable=True),
+    Column("fired_at", Float, nullable=False),
+    Column("message", Text, nullable=True),
+    UniqueConstraint("model_id", "fire_time", name="uq_model_fire"),
 )

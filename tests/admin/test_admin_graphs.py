@@ -102,8 +102,9 @@ def test_the_model_page_carries_the_picture_at_the_domains_levels(
     ups = {(d["up"], d["down"]) for d in picture["dependencies"]}
     assert ups == {(abc["B"], abc["A"]), (abc["C"], abc["B"])}
     assert "vendor/dagre.min.js" in page.text and "graph.js" in page.text
-    assert re.search(r"<button[^>]*disabled[^>]*>Run</button>", page.text, re.S)
-    assert "runs arrive with the runs API" in page.text
+    assert re.search(r"<button[^>]*>Run</button>", page.text, re.S)
+    assert not re.search(r"<button[^>]*disabled[^>]*>Run</button>", page.text, re.S)
+    assert "Not run yet." in page.text
     assert 'id="drawer"' not in page.text
 
 
@@ -265,8 +266,12 @@ def test_changes_need_the_csrf_token(
     assert edges(db, abc["model"]) == {("B", "A"), ("C", "B")}
 
 
-def test_run_says_runs_are_not_there_yet(client: FlaskClient, abc: dict[str, int]) -> None:
+def test_run_starts_a_run_and_lists_it(client: FlaskClient, abc: dict[str, int]) -> None:
     log_in(client)
     answer = client.post(f"/admin/models/{abc['model']}/runs", data={"csrf_token": csrf(client)})
     assert answer.status_code == 303
-    assert "Not started: runs arrive with the runs API." in client.get(answer.location).text
+    page = client.get(answer.location).text
+    found = re.search(r"Started run (\d+)\.", page)
+    assert found, page
+    assert f">run {found.group(1)}</a>" in page  # the runs section links the run's chain
+    assert "RUNNING" in page

@@ -44,13 +44,16 @@ BAD_TOKEN = "jc_not-a-token-anyone-was-given"
 
 
 def expected_role(method: str, path: str) -> str | None:
-    """The spec: reads need reader, submitting submitter, callbacks integration, anything
-    else admin; health and the OpenAPI document are open. Alert rules are admin's alone."""
+    """The spec: reads need reader, submitting (a chain, or a model's run) and cancelling a
+    run submitter, callbacks integration, anything else admin; health and the OpenAPI
+    document are open. Alert rules are admin's alone."""
     if path.startswith("/api/v1/notification-rules"):
         return "admin"
     if method in SAFE_METHODS:
         return None if path in OPEN else "reader"
     if method == "POST" and path == "/api/v1/jobs":
+        return "submitter"
+    if method == "POST" and re.fullmatch(r"/api/v1/models/\d+/runs(/\d+/cancel)?", path):
         return "submitter"
     if method == "POST" and re.fullmatch(r"/api/v1/jobs/\d+/callback", path):
         return "integration"
@@ -298,6 +301,10 @@ def test_verifier_caches_valid_tokens_only_briefly(db: Database) -> None:
         ("POST", "/api/v1/jobs/5/callback/x", "admin"),
         ("POST", "/api/v1/jobs/5/cancel", "admin"),
         ("POST", "/api/v1/jobs/5/retry", "admin"),
+        ("POST", "/api/v1/models/5/runs", "submitter"),
+        ("POST", "/api/v1/models/5/runs/7/cancel", "submitter"),
+        ("POST", "/api/v1/models/5/runs/7", "admin"),
+        ("POST", "/api/v1/models/5/assets", "admin"),
         ("POST", "/api/v1/schedules", "admin"),
         ("PATCH", "/api/v1/schedules/3", "admin"),
         ("DELETE", "/api/v1/tokens/1", "admin"),

@@ -16,8 +16,7 @@ import requests
 
 from app.runtime import Runtime
 from app.server import load_job_modules
-from app.services.submit import SubmitService
-from app.store import graph_changes, tokens
+from app.store import tokens
 from tests.helpers import AUTH, LiveServer
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "models"
@@ -369,21 +368,22 @@ def test_readers_read_and_only_admins_change(api: Api, live: LiveServer, runtime
     reader.session.close()
 
 
-def test_a_model_or_asset_refreshing_cannot_be_deleted(api: Api, runtime: Runtime) -> None:
+def test_a_model_or_asset_refreshing_cannot_be_deleted(api: Api) -> None:
     model_id, ids = abc(api)
     api.depend(model_id, ids["B"], ids["A"])
-    # What the runs will do: submit the asset's job and record it (no workers: it waits).
-    job_id = SubmitService.for_runtime(runtime).submit(NOOP, "admin").root_id
-    runtime.db.write(lambda conn: graph_changes.record_refreshes(conn, {ids["A"]: job_id}))
+    # A run of A alone (no workers: its jobs wait).
+    body = {"assets": ["A"], "downstream": False}
+    run = api.ok("POST", f"/models/{model_id}/runs", 201, json=body)
+    job_id = run["assets"][0]["jobId"]
     shown = api.ok("GET", f"/models/{model_id}/assets/{ids['A']}")["lastRefresh"]
     assert shown == {
         "jobId": job_id,
-        "status": "WAITING_FOR_DISPATCH",
+        "status": "WAITING_FOR_PARENT",
         "startedAt": None,
         "finishedAt": None,
     }
     error = error_of(api.call("DELETE", f"/models/{model_id}"), 409, "run_active")
-    assert error["details"] == {"refreshing": ["A"]}
+    assert error["details"] == {"runs": [run["id"]]}
     error_of(api.call("DELETE", f"/models/{model_id}/assets/{ids['A']}"), 409, "asset_refreshing")
     graph = api.ok("GET", f"/models/{model_id}/graph")
     graph["assets"] = [a for a in graph["assets"] if a["name"] != "A"]
@@ -392,7 +392,7 @@ def test_a_model_or_asset_refreshing_cannot_be_deleted(api: Api, runtime: Runtim
     assert len(api.ok("GET", f"/models/{model_id}/assets")["items"]) == 3
     # Another asset is not refreshing: it goes.
     assert api.call("DELETE", f"/models/{model_id}/assets/{ids['C']}").status_code == 204
-    api.ok("POST", f"/jobs/{job_id}/cancel")
+    assert api.ok("POST", f"/models/{model_id}/runs/{run['id']}/cancel")["state"] == "CANCELLED"
     refreshed = api.ok("GET", f"/models/{model_id}/assets/{ids['A']}")["lastRefresh"]
     assert refreshed["status"] == "CANCELLED"
     assert api.call("DELETE", f"/models/{model_id}").status_code == 204

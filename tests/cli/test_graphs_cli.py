@@ -139,3 +139,22 @@ def test_deps_add_list_delete(jobchain: Run, api: ApiClient) -> None:
         in jobchain("deps", "add", "monthly-profit", "nope", "load_sales", code=1).output
     )
     jobchain("deps", "delete", "monthly-profit", "1", "2", "3", code=2)
+
+
+def test_models_run_refreshes_in_order_and_batches_across_runs(jobchain: Run, pool: object) -> None:
+    jobchain("models", "apply", str(EXAMPLES / "aggregate-refresh.json"))
+    shown = jobchain("models", "run", "price-aggregates", "--wait").output
+    assert "state SUCCEEDED" in shown
+    assert shown.index("price_list_155") < shown.index("field_set_38") < shown.index("daily")
+    jobchain("models", "apply", str(MONTHLY))
+    sales = ("models", "run", "monthly-profit", "--asset", "load_sales", "--batch", "2024-03")
+    first = jobchain(*sales).output
+    assert "waiting for 'load_expenses' in batch 2024-03" in first
+    expenses = ("models", "run", "monthly-profit", "--asset", "load_expenses")
+    second = jobchain(*expenses, "--batch", "2024-03", "--wait").output
+    assert "profit_report" in second and "state SUCCEEDED" in second
+    again = jobchain(*sales, code=1).output
+    assert "already refreshing or refreshed in batch 2024-03: load_sales" in again
+    assert "state SUCCEEDED" in jobchain(*sales, "--force", "--wait").output
+    unknown = jobchain("models", "run", "monthly-profit", "--asset", "nope", code=1).output
+    assert "no asset named 'nope'" in unknown

@@ -10,12 +10,10 @@ import pytest
 import requests
 from marshmallow import validate
 
-from app.domain.join_rules import TRIGGERS
 from app.runner.worker_pool import WorkerPool
 from app.store import queries
 from app.store.database import Database
 from jobs import REGISTRY, JobContext, job_type
-from jobs.builtin import JOIN_TRIGGERS
 from jobs.params import Integer, Parameters, String
 from tests.helpers import AUTH, LiveServer, wait_for_status
 
@@ -55,7 +53,6 @@ def test_every_built_in_type_declares_its_parameters() -> None:
     for name in ("NOOP", "SLEEP", "FAIL", "SHELL", "HTTP", "EXTERNAL", "JOIN", "CF"):
         found = REGISTRY.get(name)
         assert found is not None and found.params is not None, name
-    assert JOIN_TRIGGERS == TRIGGERS
 
 
 class ReportParameters(Parameters):

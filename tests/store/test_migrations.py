@@ -230,8 +230,9 @@ def _sqlite_ddl(url: str) -> dict[str, str]:
     return {name: re.sub(r'^CREATE TABLE "(\w+)"', r"CREATE TABLE \1", sql) for name, sql in found}
 
 
-# Created AUTOINCREMENT by 0004 (ids of models, assets and dependencies leave the database).
-GRAPH_TABLES = {"models", "assets", "asset_dependencies"}
+# Created AUTOINCREMENT by 0004 (ids of models, assets and dependencies leave the database)
+# and 0005 (run ids).
+GRAPH_TABLES = {"models", "assets", "asset_dependencies", "runs"}
 
 
 def test_sqlite_migrations_make_the_ddl_of_tables_py(sqlite_url: str, tmp_path: Path) -> None:
