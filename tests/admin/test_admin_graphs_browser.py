@@ -201,3 +201,36 @@ def test_a_reader_sees_the_drawer_but_cannot_change_it(
     expect(drawer.get_by_role("alert")).to_contain_text("needs the admin role")
     assert len(graphs.list_dependencies(db, model["id"]) or []) == 5
     screenshot(page, "model-reader")
+
+
+def test_run_from_the_model_page_turns_the_picture_green(
+    live: LiveServer, db: Database, page: Page, pool: object
+) -> None:
+    """Run on the model page: every asset refreshes in order and the picture, updating
+    itself, shows each one FINISHED; the run is listed with its chain."""
+    model_id = graphs.create_model(db, "nightly", None)
+    ids = {
+        name: graph_changes.create_asset(
+            db,
+            model_id,
+            {
+                "name": name,
+                "job": {"targetObject": f"{name}.SLEEP", "parameters": {"seconds": 0.3}},
+            },
+        )
+        for name in ("load", "refresh", "report")
+    }
+    graph_changes.add_dependency(db, model_id, ids["load"], ids["refresh"])
+    graph_changes.add_dependency(db, model_id, ids["refresh"], ids["report"])
+    log_in(page, live.url, ADMIN_TOKEN)
+    page.goto(f"{live.url}/admin/models/{model_id}")
+    expect(page.locator("#graph")).to_have_attribute("data-drawn", "3")
+    for asset_id in ids.values():
+        expect(node(page, asset_id)).to_have_attribute("data-state", "never")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Run").click()
+    expect(page.locator(".flash-ok")).to_contain_text("Started run")
+    for asset_id in ids.values():
+        expect(node(page, asset_id)).to_have_attribute("data-state", "FINISHED", timeout=20_000)
+    expect(page.locator("#runs tbody tr").first).to_contain_text("SUCCEEDED")
+    screenshot(page, "model-run-finished")
