@@ -13,7 +13,7 @@ from playwright.sync_api import Page, expect
 from app.domain.payload import Limits, parse_tree
 from app.runner.schedule_loop import fire_due
 from app.runtime import Runtime
-from app.store import queries, schedules, submission, tokens
+from app.store import notifications, queries, schedules, submission, tokens
 from app.store.database import Database, now
 from jobs import REGISTRY
 from tests.admin.browser import log_in, screenshot
@@ -208,3 +208,38 @@ def test_login_and_schedules_pages(
     found = schedules.get_schedule(db, 1)
     assert found is not None and not found["enabled"]
     screenshot(page, "schedules")
+
+
+def test_create_an_alert_rule_with_the_form(live: LiveServer, db: Database, page: Page) -> None:
+    """A bad target is refused next to its field, nothing stored; fixed, the rule is listed."""
+    log_in(page, live.url, ADMIN_TOKEN)
+    page.get_by_role("link", name="Alerts").click()
+    form = page.locator("#new-rule")
+    expect(form).to_have_attribute("open", "")  # no rule yet: the form is open
+    screenshot(page, "alerts-empty")
+    form.get_by_label("Name", exact=True).fill("lpg-pager")
+    form.get_by_label("job_failed").check()
+    form.get_by_label("lease_expired").check()
+    form.get_by_label("Channel").select_option("webhook")
+    target = form.get_by_label("Webhook URL, or e-mail addresses separated by commas")
+    target.fill("hooks.example.com/lpg")
+    form.get_by_label("Only target object").fill("155.*")
+    form.get_by_role("button", name="Create rule").click()
+    expect(page.locator("#error-target")).to_have_text("must be an http:// or https:// URL")
+    expect(target).to_have_attribute("aria-invalid", "true")
+    expect(form.get_by_label("Name", exact=True)).to_have_value("lpg-pager")
+    expect(form.get_by_label("lease_expired")).to_be_checked()
+    assert notifications.list_rules(db) == []
+    screenshot(page, "alerts-error")
+
+    target.fill("https://hooks.example.com/lpg")
+    form.get_by_role("button", name="Create rule").click()
+    expect(page.locator(".flash-ok")).to_have_text("Alert rule lpg-pager created.")
+    rule = page.locator("#rule-1")
+    expect(rule.get_by_role("heading")).to_contain_text("lpg-pager")
+    expect(rule).to_contain_text("https://hooks.example.com/lpg")
+    expect(rule).to_contain_text("155.*")
+    expect(rule.get_by_role("button", name="Disable")).to_be_enabled()
+    [stored] = notifications.list_rules(db)
+    assert stored["events"] == ["job_failed", "lease_expired"] and stored["channel"] == "webhook"
+    screenshot(page, "alerts")
