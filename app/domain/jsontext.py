@@ -151,6 +151,9 @@ class _Decoder:
                 keys.pop()
 
 
+_NOT_FINITE = frozenset({"NaN", "Infinity", "-Infinity"})
+
+
 class _Raw(str):
     """Text to emit as it is (punctuation), as opposed to a value still to encode."""
 
@@ -161,16 +164,25 @@ def dumps(
     sort_keys: bool = False,
     ensure_ascii: bool = True,
     separators: tuple[str, str] = (",", ":"),
+    allow_nan: bool = True,
 ) -> str:
     """``json.dumps(obj, separators=separators)`` at any depth (same options, same text) for
     dicts, lists, tuples, strings, numbers, booleans and None; TypeError for anything else."""
     try:
         return json.dumps(
-            obj, sort_keys=sort_keys, ensure_ascii=ensure_ascii, separators=separators
+            obj,
+            sort_keys=sort_keys,
+            ensure_ascii=ensure_ascii,
+            separators=separators,
+            allow_nan=allow_nan,
         )
     except RecursionError:
         return dumps_iteratively(
-            obj, sort_keys=sort_keys, ensure_ascii=ensure_ascii, separators=separators
+            obj,
+            sort_keys=sort_keys,
+            ensure_ascii=ensure_ascii,
+            separators=separators,
+            allow_nan=allow_nan,
         )
 
 
@@ -180,6 +192,7 @@ def dumps_iteratively(
     sort_keys: bool = False,
     ensure_ascii: bool = True,
     separators: tuple[str, str] = (",", ":"),
+    allow_nan: bool = True,
 ) -> str:
     """:func:`dumps` without trying the recursive encoder first."""
     string = encode_basestring_ascii if ensure_ascii else encode_basestring
@@ -213,7 +226,10 @@ def dumps_iteratively(
                 stack.append(item[index])
                 stack.append(_Raw(comma if index else "["))
         else:
-            parts.append(_scalar_text(item))
+            text = _scalar_text(item)
+            if not allow_nan and text in _NOT_FINITE:
+                raise ValueError(f"Out of range float values are not JSON compliant: {text}")
+            parts.append(text)
     return "".join(parts)
 
 

@@ -35,7 +35,7 @@ def levels(tree: dict[str, Any], children: str = "nextJobs") -> Iterator[dict[st
     node: dict[str, Any] | None = tree
     while node is not None:
         yield node
-        below = node[children]
+        below = node.get(children, [])
         assert len(below) <= 1
         node = below[0] if below else None
 
@@ -132,3 +132,35 @@ def test_over_deep_and_bracket_bodies_are_refused(
     assert "nested deeper than" in brackets.json()["error"]["message"]
     with db.read() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM jobs").scalar() == 0
+
+
+def test_a_1000_link_chain_is_submitted_once_per_idempotency_key(
+    live: LiveServer, session: requests.Session
+) -> None:
+    url = f"{live.url}/api/v1/jobs"
+    raw = jsontext.dumps(chain_body(LINKS))
+    headers = {"Content-Type": "application/json", "Idempotency-Key": "deep-1"}
+    first = session.post(url, data=raw, headers=headers, timeout=60)
+    assert first.status_code == 201, first.text[:500]
+    again = session.post(url, data=raw, headers=headers, timeout=60)
+    assert again.status_code == 200, again.text[:500]
+    assert again.json()["id"] == first.json()["id"]
+
+
+def test_a_schedule_of_a_1000_link_chain_stores_and_reads_back(
+    live: LiveServer, session: requests.Session
+) -> None:
+    """A schedule's payload is a JSON column: stored and read without recursion."""
+    schedule = {"name": "deep", "cron": "0 3 * * *", "timezone": "UTC", "job": chain_body(LINKS)}
+    created = session.post(
+        f"{live.url}/api/v1/schedules",
+        data=jsontext.dumps(schedule),
+        headers={"Content-Type": "application/json"},
+        timeout=60,
+    )
+    assert created.status_code == 201, created.text[:500]
+    schedule_id = jsontext.loads(created.content)["id"]
+    read = session.get(f"{live.url}/api/v1/schedules/{schedule_id}", timeout=60)
+    assert read.status_code == 200
+    job = jsontext.loads(read.content)["job"]
+    assert [n["targetObject"] for n in levels(job)] == [f"{i}.NOOP" for i in range(1, LINKS + 1)]

@@ -124,6 +124,9 @@ def test_the_loop_encodes_what_json_encodes() -> None:
     )
     with pytest.raises(TypeError):
         dumps_iteratively({"a": object()})
+    for not_finite in (math.nan, math.inf, -math.inf):
+        with pytest.raises(ValueError, match="not JSON compliant"):
+            dumps_iteratively({"a": [not_finite]}, allow_nan=False)
 
 
 def test_deep_documents_encode_and_round_trip() -> None:
