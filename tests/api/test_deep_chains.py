@@ -5,6 +5,7 @@ the CLI. Python's json module and any per-level recursion give up near 500 links
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +16,7 @@ from click.testing import CliRunner
 from app.cli import cli
 from app.domain import jsontext
 from app.runner.worker_pool import WorkerPool
+from app.store import queries, retention
 from app.store.database import Database
 from tests.admin.test_admin import log_in
 from tests.helpers import ADMIN_TOKEN, AUTH, LiveServer, flatten, wait_for_chain
@@ -164,3 +166,26 @@ def test_a_schedule_of_a_1000_link_chain_stores_and_reads_back(
     assert read.status_code == 200
     job = jsontext.loads(read.content)["job"]
     assert [n["targetObject"] for n in levels(job)] == [f"{i}.NOOP" for i in range(1, LINKS + 1)]
+
+
+def test_a_1000_link_chain_is_cancelled_whole_and_purged_whole(
+    live: LiveServer, db: Database, session: requests.Session
+) -> None:
+    """Cancel walks the subtree (a recursive CTE) and retention deletes by root: neither
+    minds the depth."""
+    answer = session.post(
+        f"{live.url}/api/v1/jobs",
+        data=jsontext.dumps(chain_body(LINKS)),
+        headers={"Content-Type": "application/json"},
+        timeout=60,
+    )
+    assert answer.status_code == 201
+    root_id = answer.json()["id"]
+    cancelled = session.post(f"{live.url}/api/v1/jobs/{root_id}/cancel", timeout=60)
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "CANCELLED"
+    stored = queries.get_tree(db, root_id)
+    assert stored is not None
+    assert {n["status"] for n in flatten(stored)} == {"CANCELLED"}
+    assert len(flatten(stored)) == LINKS
+    assert retention.purge_finished(db, older_than_seconds=0, at=time.time() + 1) == (1, LINKS)
+    assert queries.get_tree(db, root_id) is None
