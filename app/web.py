@@ -8,9 +8,11 @@ import logging
 from typing import Any
 
 from flask import Flask, Response, jsonify
+from flask.json.provider import DefaultJSONProvider
 from sqlalchemy import text
 
 from app.api.errors import register_error_handlers
+from app.domain import jsontext
 from app.runtime import Runtime
 from config import Settings
 
@@ -21,8 +23,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     """Build the app. Without a runtime one is created from settings (or the environment)."""
     rt = runtime or Runtime.create(settings or Settings.from_env())
     app = Flask(__name__)
+    app.json = DeepJSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = rt.settings.max_body_bytes
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json.sort_keys = False
     app.extensions["jobchain"] = rt
 
     from app.admin import install_console
@@ -83,3 +86,21 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         return jsonify(spec)
 
     return app
+
+
+class DeepJSONProvider(DefaultJSONProvider):
+    """Flask's JSON, at any depth: a deep job tree (a chain of 1,000 links is 2,000 levels)
+    is past what the recursive ``json`` module encodes, so it is encoded in a loop then."""
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        try:
+            return super().dumps(obj, **kwargs)
+        except RecursionError:
+            return jsontext.dumps_iteratively(
+                obj,
+                sort_keys=kwargs.get("sort_keys", self.sort_keys),
+                ensure_ascii=kwargs.get("ensure_ascii", self.ensure_ascii),
+            )
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        return jsontext.loads(s) if not kwargs else super().loads(s, **kwargs)

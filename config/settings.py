@@ -30,7 +30,7 @@ class Settings:
     job_modules: tuple[str, ...] = ()
     # Payload limits.
     max_body_bytes: int = 1024 * 1024
-    max_depth: int = 64
+    max_depth: int = 10_000
     max_nodes: int = 10_000
     # Leases: a running job's lease is renewed every lease_seconds / 3 by its worker.
     lease_seconds: float = 30.0

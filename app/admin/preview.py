@@ -5,10 +5,10 @@ module only lays the raw JSON out and places the messages."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.domain import jsontext
 from app.domain.payload import Limits, PayloadError, unwrap
 from app.runtime import Runtime
 from app.services.submit import CheckedChain, SubmitService
@@ -50,15 +50,12 @@ def check(rt: Runtime, text: str) -> Preview:
     if not text.strip():
         preview.errors.append("Paste or upload a ChainedJobInfo JSON document.")
         return preview
+    service = SubmitService.for_runtime(rt)
     try:
-        body = json.loads(text)
-    except RecursionError:
-        preview.errors.append("JSON nested too deeply")
-        return preview
+        body = jsontext.loads(text, max_depth=service.limits.max_json_depth)
     except ValueError as exc:
         preview.errors.append(f"not valid JSON: {exc}")
         return preview
-    service = SubmitService.for_runtime(rt)
     _lay_out(unwrap(body), preview, service.limits)
     try:
         preview.chain = service.check(body)

@@ -3,7 +3,6 @@ validation and the JSON body, so that each resource module only says what is its
 
 from __future__ import annotations
 
-import json
 import unicodedata
 from typing import Any
 
@@ -11,6 +10,8 @@ from flask import current_app, request
 from marshmallow import ValidationError
 
 from app.api.errors import ApiError
+from app.domain import jsontext
+from app.domain.payload import Limits
 from app.runtime import Runtime
 
 # The largest id a BIGINT column holds; a larger one in a URL names nothing.
@@ -39,13 +40,17 @@ def no_controls(value: str) -> None:
 
 
 def parse_json(raw: bytes) -> Any:
-    """Decode a request body; 400 ``invalid_json`` if it is not JSON."""
+    """Decode a request body without recursion; 400 ``invalid_json`` if it is not JSON or
+    nests deeper than :func:`max_json_depth`."""
     try:
-        return json.loads(raw)
-    except RecursionError:
-        raise ApiError(400, "invalid_json", "JSON nested too deeply") from None
+        return jsontext.loads(raw, max_depth=max_json_depth())
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "invalid_json", f"body is not valid JSON: {exc}") from None
+
+
+def max_json_depth() -> int:
+    """How deeply a request's arrays and objects may nest (Limits.max_json_depth)."""
+    return Limits(max_depth=runtime().settings.max_depth).max_json_depth
 
 
 def json_body() -> Any:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from app.domain import jsontext
+
 if TYPE_CHECKING:
     import requests
 
@@ -89,12 +91,19 @@ class ApiClient:
             ) from None
         with response:
             try:
-                return response.status_code, response.json()
+                # Not response.json(): a deep tree is past what the json module decodes.
+                return response.status_code, jsontext.loads(response.content)
             except ValueError:
                 return response.status_code, response.text
 
     def submit(self, payload: Any) -> dict[str, Any]:
-        return self._call("POST", "/jobs", json=payload)
+        # Encoded here, not by requests (json=): a deep chain is past what json.dumps encodes.
+        return self._call(
+            "POST",
+            "/jobs",
+            data=jsontext.dumps(payload).encode(),
+            headers={"Content-Type": "application/json"},
+        )
 
     def job(self, job_id: int) -> dict[str, Any]:
         return self._call("GET", f"/jobs/{job_id}")

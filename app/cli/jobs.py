@@ -12,6 +12,7 @@ import click
 
 from app.cli.client import ApiClient
 from app.cli.shared import api_call
+from app.domain import jsontext
 from app.domain.statuses import TERMINAL, Status
 
 # ``submit --wait`` exit codes, so scripts can tell a failed chain from a slow one.
@@ -41,7 +42,7 @@ def submit(client: ApiClient, file: Any, wait: bool, timeout: float) -> None:
     not (failed, skipped or cancelled), 3 if the chain was still running at --timeout.
     """
     try:
-        payload = json.load(file)
+        payload = jsontext.loads(file.read())
     except ValueError as exc:
         raise click.ClickException(f"{file.name} is not valid JSON: {exc}") from None
     job = api_call(lambda: client.submit(payload))
@@ -61,7 +62,10 @@ def status(client: ApiClient, job_id: int, as_json: bool) -> None:
     """Show a job and its chain below it."""
     tree = api_call(lambda: client.tree(job_id))
     if as_json:
-        click.echo(json.dumps(tree, indent=2))
+        try:
+            click.echo(json.dumps(tree, indent=2))
+        except RecursionError:  # too deep to indent: the same JSON on one line
+            click.echo(jsontext.dumps_iteratively(tree))
     else:
         _print_tree(tree)
 
@@ -158,19 +162,27 @@ def _wait_for_chain(client: ApiClient, job_id: int, timeout: float) -> dict[str,
         delay = min(1.0, delay * 2)
 
 
-def _print_tree(tree: dict[str, Any], indent: int = 0) -> None:
-    """One line per job, children indented under their parent."""
-    notes = []
-    if tree["status"] == Status.PROCESSING and tree.get("progress") is not None:
-        notes.append(f"{tree['progress']:.0f}%")
-    if tree.get("attempt", 0) > 1:
-        notes.append(f"attempt {tree['attempt']}")
-    if tree.get("message"):
-        notes.append(str(tree["message"]))
-    extra = f"  {'  '.join(notes)}" if notes else ""
-    click.echo(f"{'  ' * indent}{tree['id']:>6} {tree['status']:<22} {tree['targetObject']}{extra}")
-    for child in tree.get("nextJobs", []):
-        _print_tree(child, indent + 1)
+MAX_INDENT = 32
+
+
+def _print_tree(tree: dict[str, Any]) -> None:
+    """One line per job, children indented under their parent (in a loop: trees are deep)."""
+    stack: list[tuple[dict[str, Any], int]] = [(tree, 0)]
+    while stack:
+        node, indent = stack.pop()
+        notes = []
+        if node["status"] == Status.PROCESSING and node.get("progress") is not None:
+            notes.append(f"{node['progress']:.0f}%")
+        if node.get("attempt", 0) > 1:
+            notes.append(f"attempt {node['attempt']}")
+        if node.get("message"):
+            notes.append(str(node["message"]))
+        extra = f"  {'  '.join(notes)}" if notes else ""
+        # Past MAX_INDENT levels the depth is written out, not drawn: a 1,000-link chain
+        # would otherwise push its last lines 2,000 columns to the right.
+        pad = "  " * indent if indent <= MAX_INDENT else f"{'  ' * MAX_INDENT}[{indent}] "
+        click.echo(f"{pad}{node['id']:>6} {node['status']:<22} {node['targetObject']}{extra}")
+        stack.extend((child, indent + 1) for child in reversed(node.get("nextJobs", [])))
 
 
 JOB_COMMANDS = (submit, status, cancel, retry, show_log, events, list_jobs, job_types)

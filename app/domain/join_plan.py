@@ -8,10 +8,10 @@ node or identically on several: they are kept once, on the first node that has t
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.domain import jsontext
 from app.domain.join_rules import TRIGGERS
 from app.domain.payload import JobSpec, PayloadError
 
@@ -151,21 +151,34 @@ def skip_reason(messages: list[tuple[str, str]]) -> str | None:
 
 def next_jobs_digest(node: JobSpec) -> str:
     """A fingerprint of a node's next jobs, to compare them across nodes and submissions."""
-    return hashlib.sha256(
-        json.dumps([_canonical(child) for child in node.next_jobs], sort_keys=True).encode()
-    ).hexdigest()
+    canonical = jsontext.dumps(
+        [_canonical(child) for child in node.next_jobs], sort_keys=True, separators=(", ", ": ")
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _canonical(spec: JobSpec) -> dict[str, Any]:
-    # Depth is bounded by the payload limits, so this recursion is too.
-    return {
-        "targetObject": spec.target_object,
-        "parameters": spec.parameters,
-        "executeOnError": spec.execute_on_error,
-        "maxAttempts": spec.max_attempts,
-        "timeoutSeconds": spec.timeout_seconds,
-        "nextJobs": [_canonical(child) for child in spec.next_jobs],
-    }
+    """The node and its descendants as plain data, built in a loop (trees are deep)."""
+
+    def own(node: JobSpec) -> dict[str, Any]:
+        return {
+            "targetObject": node.target_object,
+            "parameters": node.parameters,
+            "executeOnError": node.execute_on_error,
+            "maxAttempts": node.max_attempts,
+            "timeoutSeconds": node.timeout_seconds,
+            "nextJobs": [],
+        }
+
+    root = own(spec)
+    stack = [(spec, root)]
+    while stack:
+        node, out = stack.pop()
+        for child in node.next_jobs:
+            child_out = own(child)
+            out["nextJobs"].append(child_out)
+            stack.append((child, child_out))
+    return root
 
 
 def _at(node: JobSpec, name: str) -> str:

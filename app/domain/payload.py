@@ -48,7 +48,13 @@ class JobSpec:
     max_attempts: int = 1
     timeout_seconds: float | None = None
     next_jobs: list[JobSpec] = field(default_factory=list)
-    path: str = ""
+    where: NodePath | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def path(self) -> str:
+        """Where the node was in the payload, e.g. ``nextJobs[0].nextJobs[1]`` ("" for the
+        root)."""
+        return str(self.where) if self.where is not None else ""
 
     def walk(self) -> Iterator[JobSpec]:
         """This node and every descendant, depth-first, without recursion."""
@@ -59,12 +65,43 @@ class JobSpec:
             stack.extend(reversed(node.next_jobs))
 
 
+class NodePath:
+    """A node's place in the payload, written out only when an error names it: written out
+    for every node of a deep chain, paths would be quadratic in its depth (a 10,000-link
+    chain's would take gigabytes)."""
+
+    __slots__ = ("index", "parent")
+
+    def __init__(self, parent: NodePath | None, index: int):
+        self.parent = parent
+        self.index = index
+
+    def __str__(self) -> str:
+        indexes: list[int] = []
+        node: NodePath | None = self
+        while node is not None:
+            indexes.append(node.index)
+            node = node.parent
+        return ".".join(f"nextJobs[{i}]" for i in reversed(indexes))
+
+
+def _text(path: NodePath | None) -> str:
+    return str(path) if path is not None else ""
+
+
 @dataclass(frozen=True)
 class Limits:
-    max_depth: int = 64
+    max_depth: int = 10_000
     max_nodes: int = 10_000
     # Deeper parameters could make a whole tree's JSON too deep to encode in a response.
     max_parameter_depth: int = 32
+
+    @property
+    def max_json_depth(self) -> int:
+        """How deeply a body's arrays and objects may nest: a chain of max_depth links is
+        twice that (object, nextJobs list, object, ...), plus an envelope and parameters.
+        The body size bounds the rest; this bounds what brackets alone make a decoder build."""
+        return 2 * self.max_depth + self.max_parameter_depth + 4
 
 
 def split_target(target_object: str) -> tuple[str | None, str]:
@@ -186,25 +223,30 @@ def unwrap(body: Any) -> Any:
     return body
 
 
-def _nodes_in_order(root: Any, limits: Limits) -> Iterator[tuple[dict[str, Any], str, int | None]]:
+def _nodes_in_order(
+    root: Any, limits: Limits
+) -> Iterator[tuple[dict[str, Any], NodePath | None, int | None]]:
     """Yield ``(node, path, parent index)`` in document order, rejecting non-objects and
     over-deep or over-large trees before the children are even queued."""
-    stack: list[tuple[Any, str, int, int | None]] = [(root, "", 1, None)]
+    stack: list[tuple[Any, NodePath | None, int, int | None]] = [(root, None, 1, None)]
     queued, index = 1, 0
     while stack:
         node, path, depth, parent = stack.pop()
         if not isinstance(node, dict):
-            raise PayloadError("invalid ChainedJobInfo", {path or "$": ["must be a JSON object"]})
+            raise PayloadError(
+                "invalid ChainedJobInfo", {_text(path) or "$": ["must be a JSON object"]}
+            )
         yield node, path, parent
         children = node.get("nextJobs")
         if isinstance(children, list) and children:
-            prefix = _join(path, "nextJobs")
+            prefix = _join(_text(path), "nextJobs") if depth >= limits.max_depth else ""
             if depth >= limits.max_depth:
                 raise PayloadError(
                     "tree too deep",
                     {f"{prefix}[0]": [f"nested deeper than {limits.max_depth} levels"]},
                 )
             if queued + len(children) > limits.max_nodes:
+                prefix = _join(_text(path), "nextJobs")
                 first_over = limits.max_nodes - queued
                 raise PayloadError(
                     "tree too large",
@@ -212,7 +254,7 @@ def _nodes_in_order(root: Any, limits: Limits) -> Iterator[tuple[dict[str, Any],
                 )
             queued += len(children)
             stack.extend(
-                (child, f"{prefix}[{i}]", depth + 1, index)
+                (child, NodePath(path, i), depth + 1, index)
                 for i, child in reversed(list(enumerate(children)))
             )
         index += 1
@@ -220,7 +262,7 @@ def _nodes_in_order(root: Any, limits: Limits) -> Iterator[tuple[dict[str, Any],
 
 def _parse_node(
     node: dict[str, Any],
-    path: str,
+    where: NodePath | None,
     limits: Limits,
     known_type: Callable[[str], bool],
     errors: dict[str, list[str]],
@@ -230,19 +272,20 @@ def _parse_node(
     try:
         data = _NODE_SCHEMA.load(node)
     except ValidationError as exc:
-        errors.update(flatten(exc.messages, path))
+        errors.update(flatten(exc.messages, _text(where)))
         return None
     found: dict[str, list[str]] = {}
     problem = _parameters_problem(data["parameters"], limits.max_parameter_depth)
     if problem:
-        found[_join(path, "parameters")] = [problem]
+        found[_join(_text(where), "parameters")] = [problem]
     target_id, job_type = split_target(data["targetObject"])
     if not known_type(job_type):
-        found[_join(path, "targetObject")] = [f"unknown job type {job_type!r}"]
+        found[_join(_text(where), "targetObject")] = [f"unknown job type {job_type!r}"]
     elif check_parameters is not None and not problem:
-        where = _join(path, "parameters")
-        for inner, messages in check_parameters(job_type, data["parameters"]).items():
-            found[_join(where, inner) if inner else where] = messages
+        refused = check_parameters(job_type, data["parameters"])
+        at = _join(_text(where), "parameters") if refused else ""
+        for inner, messages in refused.items():
+            found[_join(at, inner) if inner else at] = messages
     if found:
         errors.update(found)
         return None
@@ -254,7 +297,7 @@ def _parse_node(
         execute_on_error=data["executeOnError"],
         max_attempts=data["maxAttempts"],
         timeout_seconds=data["timeoutSeconds"],
-        path=path,
+        where=where,
     )
 
 

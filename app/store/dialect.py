@@ -17,6 +17,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from app.domain import jsontext
+
 # Transient failures worth retrying a whole transaction for: serialization failure,
 # deadlock, and the server going away (admin/crash shutdown, not accepting connections).
 _RETRYABLE_SQLSTATES = {"40001", "40P01", "57P01", "57P02", "57P03"}
@@ -25,8 +27,22 @@ _RETRYABLE_SQLSTATES = {"40001", "40P01", "57P01", "57P02", "57P03"}
 _SQLITE_BUSY_MS = 500
 
 
+def _json_column_text(value: Any) -> str:
+    """What JSON columns store: json.dumps's text (same separators), at any depth."""
+    return jsontext.dumps(value, separators=(", ", ": "))
+
+
+# JSON columns (a schedule's payload is a whole job tree) without recursion.
+JSON_CODEC: dict[str, Any] = {
+    "json_serializer": _json_column_text,
+    "json_deserializer": jsontext.loads,
+}
+
+
 def postgres_engine(url: str, pool_size: int) -> Engine:
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, **JSON_CODEC
+    )
 
 
 def is_transient(exc: DBAPIError, *, sqlite: bool) -> bool:
@@ -77,7 +93,7 @@ def sqlite_engine(url: str, synchronous: str, write_option: str) -> Engine:
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, pool_size=16, max_overflow=16, pool_timeout=60)
+    engine = create_engine(url, pool_size=16, max_overflow=16, pool_timeout=60, **JSON_CODEC)
     mode = synchronous.upper()
     if mode not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
         raise ValueError(f"invalid sqlite_synchronous {synchronous!r}")

@@ -9,12 +9,12 @@ runs them one after another. The loser reads the winner's row and answers with i
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, delete, select, update
 
+from app.domain import jsontext
 from app.domain.join_plan import JoinPlan
 from app.domain.payload import JobSpec, unwrap
 from app.store import submission
@@ -38,7 +38,7 @@ def valid_key(key: str) -> bool:
 def body_hash(body: Any) -> str:
     """SHA-256 of the submitted ChainedJobInfo as canonical JSON (sorted keys, no spaces):
     key order, whitespace and the ``{"data": ...}`` envelope do not make it another body."""
-    canonical = json.dumps(
+    canonical = jsontext.dumps(  # the json module's text, at any depth
         unwrap(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     )
     return hashlib.sha256(canonical.encode()).hexdigest()

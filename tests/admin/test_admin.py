@@ -324,7 +324,7 @@ def test_check_shows_each_error_at_its_node_and_stores_nothing(
         ("", "Paste or upload"),
         ("{not json", "not valid JSON"),
         ("[1, 2]", "must be a JSON object"),
-        ("[" * 100_000, "nested too deeply"),
+        ("[" * 100_000, "nested deeper than 20036 levels"),
         (
             json.dumps({"targetObject": "j.JOIN", "parameters": {"expect": 5}}),
             "a JOIN must be a next job",

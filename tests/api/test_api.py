@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import requests
 
+from app.domain import jsontext
 from app.domain.payload import unwrap
 from app.runner.worker_pool import WorkerPool
 from app.runtime import Runtime
@@ -44,6 +45,7 @@ JOB_FIELDS = {
     "finishedAt",
 }
 HUGE_ID = 99999999999999999999
+JSON = {"Content-Type": "application/json"}
 TREE: dict[str, Any] = {
     "targetObject": "155.NOOP",
     "parameters": {"price": 1.5},
@@ -152,20 +154,26 @@ def test_tree_nests_next_jobs_from_any_node(api: Api) -> None:
 
 
 def test_deepest_allowed_tree_round_trips(api: Api) -> None:
-    """64 levels with 32-deep parameters at the leaf: stored, and its tree still encodes."""
+    """10,000 levels (the default max_depth, = max_nodes) with 32-deep parameters at the
+    leaf: accepted, stored, and its tree still encodes (past what the json module can)."""
     deepest: Any = "leaf"
     for _ in range(31):
         deepest = [deepest]
-    body: dict[str, Any] = {"targetObject": "64.NOOP", "parameters": {"x": deepest}}
-    for level in range(63, 0, -1):
+    body: dict[str, Any] = {"targetObject": "10000.NOOP", "parameters": {"x": deepest}}
+    for level in range(9999, 0, -1):
         body = {"targetObject": f"{level}.NOOP", "nextJobs": [body]}
-    root = api.submit(body)
-    node = api.get(f"/jobs/{root['id']}/tree").json()
-    for level in range(1, 64):
+    raw = jsontext.dumps(body)
+    assert len(raw) < 1024 * 1024
+    answer = api.post("/jobs", data=raw, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 201, answer.text[:500]
+    tree = api.get(f"/jobs/{answer.json()['id']}/tree")
+    assert tree.status_code == 200
+    node = jsontext.loads(tree.content)
+    for level in range(1, 10_000):
         assert node["targetObject"] == f"{level}.NOOP"
         (node,) = node["nextJobs"]
     assert (node["targetObject"], node["parameters"], node["nextJobs"]) == (
-        "64.NOOP",
+        "10000.NOOP",
         {"x": deepest},
         [],
     )
@@ -412,6 +420,8 @@ INVALID_JSON = [
     b'{"targetObject": "\xff.NOOP"}',
     b"[" * 100_000,
     b"{" * 100_000,
+    # Past the decoder's bound (2 x max_depth + parameters), though well-formed.
+    b'{"data": ' + b"[" * 20_100 + b"]" * 20_100 + b"}",
     b'{"targetObject": "NOOP", "parameters": {"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}",
     b'{"targetObject": "NOOP", "parameters": {"x": ' + b"9" * 5000 + b"}}",
 ]
@@ -456,7 +466,7 @@ def test_rejected_submissions_store_nothing(api: Api, db: Database) -> None:
     api.submit({"targetObject": "NOOP"})
     before = job_count(db)
     deep: dict[str, Any] = {"targetObject": "NOOP"}
-    for _ in range(64):
+    for _ in range(10_000):
         deep = {"targetObject": "NOOP", "nextJobs": [deep]}
     wide = {"targetObject": "NOOP", "nextJobs": [{"targetObject": "NOOP"}] * 10_000}
     last_bad = copy.deepcopy(TREE)
@@ -466,9 +476,8 @@ def test_rejected_submissions_store_nothing(api: Api, db: Database) -> None:
     }
     error = error_of(api.post("/jobs", json=last_bad), 400)
     assert error["details"] == expected
-    assert list(error_of(api.post("/jobs", json=deep), 400)["details"]) == [
-        ".".join(["nextJobs[0]"] * 64)
-    ]
+    too_deep = api.post("/jobs", data=jsontext.dumps(deep), headers=JSON)
+    assert list(error_of(too_deep, 400)["details"]) == [".".join(["nextJobs[0]"] * 10_000)]
     assert list(error_of(api.post("/jobs", json=wide), 400)["details"]) == ["nextJobs[9999]"]
     assert job_count(db) == before
 

@@ -229,9 +229,20 @@ def test_non_object_node_and_non_list_next_jobs() -> None:
     assert rejection(nested) == {"nextJobs[0].nextJobs[0]": ["must be a JSON object"]}
 
 
-def test_depth_limit_default_64() -> None:
-    assert len(list(parse(chain(64)).walk())) == 64
-    details = rejection(chain(65))
+def test_depth_limit_default_is_the_node_limit() -> None:
+    """By default only the node count (and the body size) bounds a chain: 10,000 links."""
+    assert Limits().max_depth == Limits().max_nodes == 10_000
+    spec = parse(chain(10_000))
+    assert sum(1 for _ in spec.walk()) == 10_000
+    deepest = list(spec.walk())[-1]
+    assert deepest.path == at_depth(10_000) and deepest.target_object == "10000.NOOP"
+    details = rejection(chain(10_001))
+    assert details == {at_depth(10_001): ["nested deeper than 10000 levels"]}
+
+
+def test_a_configured_depth_limit_still_holds() -> None:
+    assert len(list(parse(chain(64), Limits(max_depth=64)).walk())) == 64
+    details = rejection(chain(65), Limits(max_depth=64))
     assert details == {at_depth(65): ["nested deeper than 64 levels"]}
 
 
@@ -241,7 +252,7 @@ def test_depth_limit_counts_only_real_children() -> None:
     while "nextJobs" in leaf:
         leaf = leaf["nextJobs"][0]
     leaf["nextJobs"] = []
-    assert len(list(parse(body).walk())) == 64
+    assert len(list(parse(body, Limits(max_depth=64)).walk())) == 64
 
 
 def test_small_depth_limit() -> None:
@@ -314,4 +325,4 @@ def test_parameters_keep_any_json_value() -> None:
 def test_limits_are_checked_before_fields() -> None:
     body = chain(65)
     body["maxAttempts"] = "many"
-    assert list(rejection(body)) == [at_depth(65)]
+    assert list(rejection(body, Limits(max_depth=64))) == [at_depth(65)]
