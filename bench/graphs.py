@@ -37,6 +37,7 @@ import statistics
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -57,6 +58,7 @@ from bench.core import (
     machine,
     ms,
     pct,
+    print_profile,
     print_report,
 )
 
@@ -282,12 +284,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll-ms", type=float, default=5.0)
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--profile", action="store_true", help="cProfile the last 200 adds")
+    parser.add_argument(
+        "--profile-workers",
+        type=Path,
+        metavar="DIR",
+        help="cProfile the worker threads during the runs (DIR/graphs-workers.prof)",
+    )
     args = parser.parse_args(argv)
     opts = Options(
         workers=args.workers,
         poll_seconds=args.poll_ms / 1000,
         sql_stats=False,
-        profile_dir=None,
+        profile_dir=args.profile_workers,
         timeout=args.timeout,
     )
     backend = Backend(args.database_url)
@@ -303,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         backend.close()
     print_report(report)
     print(f"\nload average at end: {load_average()}")
+    if args.profile_workers is not None:
+        print_profile(args.profile_workers / "graphs-workers.prof")
     return 0
 
 
