@@ -116,7 +116,7 @@ def test_every_refusal_is_a_4xx_that_stores_nothing(api: Api, runtime: Runtime) 
     _, secret = tokens.create(runtime.db, "submitter", "etl")
     submitter = Api(api.base.removesuffix("/api/v1"), {"Authorization": f"Bearer {secret}"})
     shell = api.model("shell")["id"]
-    api.asset(shell, "x", job={"targetObject": "SHELL", "parameters": {"command": "true"}})
+    api.asset(shell, "x", job={"targetObject": "SHELL", "parameters": {"command": ["true"]}})
     error_of(submitter.call("POST", f"/models/{shell}/runs", json={}), 403, "insufficient_role")
     assert submitter.ok("GET", f"/models/{shell}/runs")["items"] == []
     assert submitter.ok("POST", runs, 201, json={"assets": ["d"]})["state"] == "RUNNING"
