@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Float, Row, bindparam, func, select, update
+from sqlalchemy import Connection, Float, Row, and_, bindparam, func, select
 
 from app.domain.outcome import Attempt, RetryPolicy, Verdict, decide_outcome
 from app.domain.statuses import Status, Transition, target
@@ -22,7 +22,7 @@ from app.store.database import Database, now
 from app.store.joblog import append_log
 from app.store.release import release_finished, release_next_jobs
 from app.store.tables import jobs
-from app.store.transitions import apply, guard, record
+from app.store.transitions import apply, logged_update
 
 
 @dataclass(frozen=True)
@@ -54,25 +54,20 @@ LOCK_FOR_RECORDING = (
     .where(jobs.c.id.in_(bindparam("ids", expanding=True)))
     .with_for_update()
 )
-# Executed with many parameter sets: RETURNING is not used, the caller knows the rows.
-_FINISH_MANY = (
-    update(jobs)
-    .where(
-        jobs.c.id == bindparam("b_id"),
-        jobs.c.lease_token == bindparam("b_token"),
-        guard(Transition.FINISH),
-    )
-    .values(
-        status=target(Transition.FINISH).value,
-        message=bindparam("b_message"),
-        result=bindparam("b_result", type_=jobs.c.result.type),
-        progress=func.coalesce(bindparam("b_progress", type_=Float()), jobs.c.progress),
-        lease_token=None,
-        lease_owner=None,
-        lease_expires_at=None,
-        finished_at=bindparam("b_at"),
-        updated_at=bindparam("b_at"),
-    )
+# Executed with many parameter sets, returning nothing: the caller knows the rows (locked).
+_FINISH_MANY = logged_update(
+    Transition.FINISH,
+    and_(jobs.c.id == bindparam("b_id"), jobs.c.lease_token == bindparam("b_token")),
+    {
+        "message": bindparam("b_message"),
+        "result": bindparam("b_result", type_=jobs.c.result.type),
+        "progress": func.coalesce(bindparam("b_progress", type_=Float()), jobs.c.progress),
+        "lease_token": None,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "finished_at": bindparam("b_at"),
+        "updated_at": bindparam("b_at"),
+    },
 )
 
 
@@ -235,8 +230,8 @@ def _record_finished(
     conn: Connection, finished: list[tuple[Row[Any], Done]], log_limit: int, t: float
 ) -> int:
     """FINISHED jobs: one executemany, then one release of all their next jobs."""
-    conn.execute(
-        _FINISH_MANY,
+    _FINISH_MANY.run_many(
+        conn,
         [
             {
                 "b_id": row.id,
@@ -248,8 +243,9 @@ def _record_finished(
             }
             for row, item in finished
         ],
+        [row for row, _ in finished],
+        t,
     )
-    record(conn, Transition.FINISH, (row for row, _ in finished), t)
     for row, item in finished:
         if item.outcome.log:
             append_log(conn, row.id, item.outcome.log, log_limit)

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Row, and_, bindparam, case, select
 
 from app.domain.statuses import TERMINAL, TRANSITIONS, Status, Transition, target
 from app.store.tables import jobs
-from app.store.transitions import AT, apply, apply_to_ids, guarded_update, record
+from app.store.transitions import AT, apply, apply_to_ids, logged_update
 
 # A JOIN node runs no user code: its "run" is its arrival, microseconds of bookkeeping. It is
 # due as of its creation, so claims (ordered by run_after, id) take it before ordinary jobs
@@ -72,7 +72,7 @@ def _arriving_with(outcome: Status) -> dict[str, Any]:
 # one statement: the two transitions must share their source and target.
 if TRANSITIONS[Transition.PARENT_FINISHED] != TRANSITIONS[Transition.ARRIVE]:
     raise RuntimeError("PARENT_FINISHED and ARRIVE must move the same statuses")
-_START_CHILDREN = guarded_update(
+_START_CHILDREN = logged_update(
     Transition.PARENT_FINISHED,
     jobs.c.parent_id.in_(bindparam("parents", expanding=True)),
     {
@@ -81,16 +81,14 @@ _START_CHILDREN = guarded_update(
         "updated_at": AT,
     },
     returning=(jobs.c.join_id,),
+    alternate=(Transition.ARRIVE, jobs.c.join_id),
 )
 
 
 def release_finished(conn: Connection, parent_ids: list[int], at: float) -> int:
     """Start every waiting next job of these FINISHED parents (one prebuilt statement,
     this is the hot path); returns how many."""
-    started = conn.execute(_START_CHILDREN, {"parents": parent_ids, "at": at}).all()
-    record(conn, Transition.PARENT_FINISHED, (r for r in started if r.join_id is None), at)
-    record(conn, Transition.ARRIVE, (r for r in started if r.join_id is not None), at)
-    return len(started)
+    return len(_START_CHILDREN.run(conn, {"parents": parent_ids, "at": at}, at))
 
 
 def block_waiting_subtree(
