@@ -147,8 +147,10 @@ def record_and_claim(
                 released += arrived - nodes
         return Completion(statuses, claims, max(0, released - len(claims)), retry_at)
 
-    # Replay-safe: every update above is guarded by status and lease token.
-    completion = db.write(work, replay_safe=True)
+    # Replay-safe: every update above is guarded by status and lease token. Unpinged: a
+    # worker's hot path saves the round trip; a dead connection fails the first statement
+    # and the transaction runs again.
+    completion = db.write(work, replay_safe=True, ping=False)
     if done:
         failpoint("after_finish_commit")
     if completion.dispatchable:
