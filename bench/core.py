@@ -212,13 +212,15 @@ class Stats:
             with self.lock:
                 self.rollbacks += 1
 
-        # Pool pings bypass the cursor events: count them at the dialect.
+        # Pool pings bypass the cursor events: count them at the dialect, except the
+        # harness's own (its completion poll runs on the main thread).
         self.postgres = engine.dialect.name == "postgresql"
         real_ping = engine.dialect.do_ping
 
         def ping(dbapi_connection: Any) -> bool:
-            with self.lock:
-                self.pings += 1
+            if threading.current_thread() is not threading.main_thread():
+                with self.lock:
+                    self.pings += 1
             return bool(real_ping(dbapi_connection))
 
         engine.dialect.do_ping = ping  # type: ignore[method-assign]
