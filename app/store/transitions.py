@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    CTE,
     BindParameter,
     Column,
     ColumnElement,
@@ -112,6 +113,7 @@ class LoggedUpdate:
     plain: Update  # ``update`` without RETURNING, for executemany
     combined: Select[Any]
     events_only: Insert  # ``combined`` without its result rows, for executemany
+    moved: CTE  # the update as a CTE, for a statement that does more (see logged_together)
     alternate: tuple[Transition, Column[Any]] | None = None
 
     def run(self, conn: Connection, params: Mapping[str, Any], at: float) -> list[Row[Any]]:
@@ -160,6 +162,7 @@ def logged_update(
     only_from: Status | None = None,
     reason: str | None = None,
     alternate: tuple[Transition, Column[Any]] | None = None,
+    name: str = "moved",
 ) -> LoggedUpdate:
     """Build a single-source change and its event rows (see :class:`LoggedUpdate`).
 
@@ -181,7 +184,7 @@ def logged_update(
             extra.append(column)
     plain = _guarded(transition, condition, values, only_from)
     stmt = plain.returning(jobs.c.id, jobs.c.attempt, *extra)
-    moved = plain.returning(jobs.c.id, jobs.c.attempt, jobs.c.updated_at, *extra).cte("moved")
+    moved = plain.returning(jobs.c.id, jobs.c.attempt, jobs.c.updated_at, *extra).cte(name)
     why: ColumnElement[Any] = literal(str(reason or transition), Text)
     if alternate is not None:
         why = case(
@@ -200,7 +203,7 @@ def logged_update(
         ),
     )
     combined = select(moved.c.id, moved.c.attempt, *(moved.c[c.name] for c in extra)).add_cte(
-        events.cte("logged")
+        events.cte(f"{name}_logged")
     )
     return LoggedUpdate(
         transition=transition,
@@ -210,8 +213,18 @@ def logged_update(
         plain=plain,
         combined=combined,
         events_only=events,
+        moved=moved,
         alternate=alternate,
     )
+
+
+def logged_together(result: Select[Any], *changes: LoggedUpdate) -> Select[Any]:
+    """One PostgreSQL statement for several logged changes (each built with its own
+    ``name``; a later one may select from an earlier one's ``moved``): every change and
+    its event rows, and ``result`` as the answer."""
+    for change in changes:
+        result = result.add_cte(change.events_only.cte(f"{change.moved.name}_logged"))
+    return result
 
 
 def apply(
