@@ -181,6 +181,8 @@ class Stats:
         self.finish_calls = 0
         self.finish_seconds = 0.0
         self.wakes = 0
+        self.pings = 0
+        self.postgres = False
 
     def attach(self, db: Database) -> Callable[[], None]:
         engine = db.engine
@@ -212,6 +214,18 @@ class Stats:
             with self.lock:
                 self.rollbacks += 1
 
+        # Pool pings bypass the cursor events: count them at the dialect, except the
+        # harness's own (its completion poll runs on the main thread).
+        self.postgres = engine.dialect.name == "postgresql"
+        real_ping = engine.dialect.do_ping
+
+        def ping(dbapi_connection: Any) -> bool:
+            if threading.current_thread() is not threading.main_thread():
+                with self.lock:
+                    self.pings += 1
+            return bool(real_ping(dbapi_connection))
+
+        engine.dialect.do_ping = ping  # type: ignore[method-assign]
         event.listen(engine, "before_cursor_execute", before)
         event.listen(engine, "commit", on_commit)
         event.listen(engine, "rollback", on_rollback)
@@ -241,6 +255,7 @@ class Stats:
         def detach() -> None:
             claims.claim = real_claim
             completion.finish = real_finish
+            engine.dialect.do_ping = real_ping  # type: ignore[method-assign]
             event.remove(engine, "before_cursor_execute", before)
             event.remove(engine, "commit", on_commit)
             event.remove(engine, "rollback", on_rollback)
@@ -260,6 +275,16 @@ class Stats:
             f"{1000 * self.finish_seconds / max(1, self.finish_calls):.3f} ms",
             f"pool.wake(): {self.wakes} ({self.wakes / n:.2f}/job)",
         ]
+        if self.postgres:
+            # psycopg sends BEGIN as a round trip of its own before a transaction's first
+            # statement; the pool's liveness pings are one each.
+            ends = self.commits + self.rollbacks
+            trips = total + ends + ends + self.pings
+            lines.insert(
+                1,
+                f"round trips: {trips} ({trips / n:.2f}/job) = statements + BEGIN "
+                f"{ends} + COMMIT/ROLLBACK {ends} + pings {self.pings} ({self.pings / n:.2f}/job)",
+            )
         for key, count in self.statements.most_common():
             lines.append(f"    {count:>8}  {count / n:6.2f}/job  {key}")
         return lines

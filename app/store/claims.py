@@ -21,7 +21,7 @@ from app.store.database import Database, now
 from app.store.dialect import DriverConnection
 from app.store.joblog import append_log
 from app.store.tables import jobs
-from app.store.transitions import guarded_update, record
+from app.store.transitions import logged_update
 
 
 @dataclass(frozen=True)
@@ -96,19 +96,31 @@ _CLAIMED_COLUMNS = (
     jobs.c.parent_id,
     jobs.c.arrival_outcome,
 )
-_CLAIM = guarded_update(
+_CLAIM_VALUES = {
+    "attempt": jobs.c.attempt + 1,
+    "lease_token": bindparam("token"),
+    "lease_owner": bindparam("owner"),
+    "lease_expires_at": bindparam("expires"),
+    "started_at": bindparam("now"),
+    "updated_at": bindparam("now"),
+    "finished_at": None,
+    "progress": None,
+}
+# SQLite: lock the ids (_DUE), then claim them and log the claims.
+_CLAIM = logged_update(
     Transition.CLAIM,
     jobs.c.id.in_(bindparam("ids", expanding=True)),
-    {
-        "attempt": jobs.c.attempt + 1,
-        "lease_token": bindparam("token"),
-        "lease_owner": bindparam("owner"),
-        "lease_expires_at": bindparam("expires"),
-        "started_at": bindparam("now"),
-        "updated_at": bindparam("now"),
-        "finished_at": None,
-        "progress": None,
-    },
+    _CLAIM_VALUES,
+    returning=_CLAIMED_COLUMNS,
+)
+# PostgreSQL: all of it in one statement. The due rows are locked in a MATERIALIZED CTE,
+# evaluated once: as an ``IN (subquery)`` PostgreSQL may rescan the skip-locked subquery
+# per row and so claim every due job, not ``limit``.
+_DUE_ONCE = _DUE.cte("due").prefix_with("MATERIALIZED")
+_CLAIM_DUE = logged_update(
+    Transition.CLAIM,
+    jobs.c.id == _DUE_ONCE.c.id,
+    _CLAIM_VALUES,
     returning=_CLAIMED_COLUMNS,
 )
 _CLAIMED_BY = select(*_CLAIMED_COLUMNS).where(
@@ -120,17 +132,15 @@ _CLAIMED_BY = select(*_CLAIMED_COLUMNS).where(
 def _claim(
     conn: Connection, owner: str, limit: int, lease_seconds: float, t: float, token: str
 ) -> list[Row[Any]]:
+    params = {"token": token, "owner": owner, "expires": t + lease_seconds, "now": t}
+    if conn.dialect.name == "postgresql":
+        return _CLAIM_DUE.run(conn, {**params, "limit": limit}, t)
     # Lock the ids first, in their own statement: as an IN (subquery) PostgreSQL may
     # rescan the skip-locked subquery per row and so claim every due job, not ``limit``.
     ids = list(conn.execute(_DUE, {"now": t, "limit": limit}).scalars())
     if not ids:
         return []
-    rows = conn.execute(
-        _CLAIM,
-        {"ids": ids, "token": token, "owner": owner, "expires": t + lease_seconds, "now": t},
-    ).all()
-    record(conn, Transition.CLAIM, rows, t)
-    return list(rows)
+    return _CLAIM.run(conn, {**params, "ids": ids}, t)
 
 
 # Bounds the claim-arrive-claim loop of one transaction (a join of joins of joins ...).

@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Float, Row, bindparam, func, select, update
+from sqlalchemy import Connection, Float, Row, and_, bindparam, func, select
 
 from app.domain.outcome import Attempt, RetryPolicy, Verdict, decide_outcome
 from app.domain.statuses import Status, Transition, target
@@ -20,9 +20,9 @@ from app.failpoints import failpoint
 from app.store.claims import Claim, claim_with_arrivals, claimed_with, held
 from app.store.database import Database, now
 from app.store.joblog import append_log
-from app.store.release import release_finished, release_next_jobs
+from app.store.release import release_finished, release_next_jobs, start_children
 from app.store.tables import jobs
-from app.store.transitions import apply, guard, record
+from app.store.transitions import apply, logged_together, logged_update
 
 
 @dataclass(frozen=True)
@@ -54,25 +54,28 @@ LOCK_FOR_RECORDING = (
     .where(jobs.c.id.in_(bindparam("ids", expanding=True)))
     .with_for_update()
 )
-# Executed with many parameter sets: RETURNING is not used, the caller knows the rows.
-_FINISH_MANY = (
-    update(jobs)
-    .where(
-        jobs.c.id == bindparam("b_id"),
-        jobs.c.lease_token == bindparam("b_token"),
-        guard(Transition.FINISH),
-    )
-    .values(
-        status=target(Transition.FINISH).value,
-        message=bindparam("b_message"),
-        result=bindparam("b_result", type_=jobs.c.result.type),
-        progress=func.coalesce(bindparam("b_progress", type_=Float()), jobs.c.progress),
-        lease_token=None,
-        lease_owner=None,
-        lease_expires_at=None,
-        finished_at=bindparam("b_at"),
-        updated_at=bindparam("b_at"),
-    )
+# Executed with many parameter sets, returning nothing: the caller knows the rows (locked).
+_FINISH_CONDITION = and_(jobs.c.id == bindparam("b_id"), jobs.c.lease_token == bindparam("b_token"))
+_FINISH_VALUES = {
+    "message": bindparam("b_message"),
+    "result": bindparam("b_result", type_=jobs.c.result.type),
+    "progress": func.coalesce(bindparam("b_progress", type_=Float()), jobs.c.progress),
+    "lease_token": None,
+    "lease_owner": None,
+    "lease_expires_at": None,
+    "finished_at": bindparam("b_at"),
+    "updated_at": bindparam("b_at"),
+}
+_FINISH_MANY = logged_update(Transition.FINISH, _FINISH_CONDITION, _FINISH_VALUES)
+# PostgreSQL, one FINISHED job (a chain's hop): its finish, the start of its next jobs and
+# every event row in one statement, answering how many started. The next jobs are those of
+# the row the finish moved (a different row: each row is updated once).
+_FINISHED_ONE = logged_update(Transition.FINISH, _FINISH_CONDITION, _FINISH_VALUES, name="finished")
+_STARTED_AFTER = start_children(
+    jobs.c.parent_id.in_(select(_FINISHED_ONE.moved.c.id)), name="started"
+)
+_FINISH_ONE_AND_RELEASE = logged_together(
+    select(func.count()).select_from(_STARTED_AFTER.moved), _FINISHED_ONE, _STARTED_AFTER
 )
 
 
@@ -152,8 +155,10 @@ def record_and_claim(
                 released += arrived - nodes
         return Completion(statuses, claims, max(0, released - len(claims)), retry_at)
 
-    # Replay-safe: every update above is guarded by status and lease token.
-    completion = db.write(work, replay_safe=True)
+    # Replay-safe: every update above is guarded by status and lease token. Unpinged: a
+    # worker's hot path saves the round trip; a dead connection fails the first statement
+    # and the transaction runs again.
+    completion = db.write(work, replay_safe=True, ping=False)
     if done:
         failpoint("after_finish_commit")
     if completion.dispatchable:
@@ -234,23 +239,23 @@ def ended_attempt_values(
 def _record_finished(
     conn: Connection, finished: list[tuple[Row[Any], Done]], log_limit: int, t: float
 ) -> int:
-    """FINISHED jobs: one executemany, then one release of all their next jobs."""
-    conn.execute(
-        _FINISH_MANY,
-        [
-            {
-                "b_id": row.id,
-                "b_token": item.token,
-                "b_message": item.outcome.message,
-                "b_result": item.outcome.result,
-                "b_progress": item.outcome.progress,
-                "b_at": t,
-            }
-            for row, item in finished
-        ],
-    )
-    record(conn, Transition.FINISH, (row for row, _ in finished), t)
+    """FINISHED jobs: one executemany, then one release of all their next jobs (on
+    PostgreSQL, a single job: one statement for both)."""
+    params = [
+        {
+            "b_id": row.id,
+            "b_token": item.token,
+            "b_message": item.outcome.message,
+            "b_result": item.outcome.result,
+            "b_progress": item.outcome.progress,
+            "b_at": t,
+        }
+        for row, item in finished
+    ]
     for row, item in finished:
         if item.outcome.log:
             append_log(conn, row.id, item.outcome.log, log_limit)
+    if len(finished) == 1 and conn.dialect.name == "postgresql":
+        return int(conn.execute(_FINISH_ONE_AND_RELEASE, {**params[0], "at": t}).scalar_one())
+    _FINISH_MANY.run_many(conn, params, [row for row, _ in finished], t)
     return release_finished(conn, [row.id for row, _ in finished], t)

@@ -20,7 +20,7 @@ from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from app.store.dialect import is_transient, postgres_engine, sqlite_engine
+from app.store.dialect import is_transient, postgres_engine, sqlite_engine, unpinged
 from app.store.wakeups import PgWakeups
 
 T = TypeVar("T")
@@ -100,7 +100,7 @@ class Database:
         Connecting is retried while the database is unreachable; a connection lost in the
         middle raises DatabaseUnavailable (the caller may simply ask again).
         """
-        # Checking out a connection pings it (pool_pre_ping) and reconnects if it died.
+        # Checking out a connection pings it and reconnects if it died.
         conn = self._retrying(self.engine.connect, self._deadline())
         try:
             with conn, conn.begin():
@@ -110,21 +110,27 @@ class Database:
                 raise DatabaseUnavailable(_reason(exc)) from exc
             raise
 
-    def write(self, work: Callable[[Connection], T], replay_safe: bool = False) -> T:
+    def write(
+        self, work: Callable[[Connection], T], replay_safe: bool = False, ping: bool = True
+    ) -> T:
         """Run ``work`` in one write transaction, retrying it on transient errors.
 
         ``work`` must be safe to run again: everything it did is rolled back before a retry.
         A connection lost during COMMIT leaves the outcome unknown; such a transaction is
         run again only if ``replay_safe`` (its guarded updates make a replay a no-op),
-        otherwise the caller gets DatabaseUnavailable.
+        otherwise the caller gets DatabaseUnavailable. ``ping=False`` skips the pooled
+        connection's liveness check (a round trip on PostgreSQL): a dead connection then
+        fails the transaction's first statement and the transaction runs again.
         """
         deadline = self._deadline()
-        return self._retrying(lambda: self._write_once(work, replay_safe, deadline), deadline)
+        return self._retrying(lambda: self._write_once(work, replay_safe, deadline, ping), deadline)
 
-    def _write_once(self, work: Callable[[Connection], T], replay_safe: bool, deadline: float) -> T:
+    def _write_once(
+        self, work: Callable[[Connection], T], replay_safe: bool, deadline: float, ping: bool
+    ) -> T:
         committing = False
         try:
-            with self._turn(deadline), self.engine.connect() as conn:
+            with self._turn(deadline), self._connect(ping) as conn:
                 conn = conn.execution_options(**{WRITE_TRANSACTION: True})
                 with conn.begin():
                     result = work(conn)
@@ -137,6 +143,12 @@ class Database:
                     f"connection lost while committing; the change may not be saved: {_reason(exc)}"
                 ) from exc
             raise
+
+    def _connect(self, ping: bool) -> Connection:
+        if ping:
+            return self.engine.connect()
+        with unpinged():
+            return self.engine.connect()
 
     def _retrying(self, attempt: Callable[[], T], deadline: float) -> T:
         """Call ``attempt`` until it succeeds, fails for good, or ``deadline`` passes."""

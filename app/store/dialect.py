@@ -8,14 +8,16 @@ revisions.) Everything else in the store is portable SQLAlchemy Core.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InvalidatePoolError, OperationalError
 
 from app.domain import jsontext
 
@@ -39,10 +41,49 @@ JSON_CODEC: dict[str, Any] = {
 }
 
 
+# Whether checking out a PostgreSQL connection pings it first (see postgres_engine).
+_PING_ON_CHECKOUT: ContextVar[bool] = ContextVar("jobchain_ping_on_checkout", default=True)
+
+
 def postgres_engine(url: str, pool_size: int) -> Engine:
-    return create_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, **JSON_CODEC
-    )
+    """A pooled engine whose checkouts ping the connection first (``SELECT 1``), as
+    ``pool_pre_ping`` does, except within :func:`unpinged`.
+
+    The ping costs a round trip per transaction. The worker's hot path skips it: a
+    connection that died in the pool fails its transaction's first statement (nothing
+    was written), the failure invalidates the pool's connections, and ``Database.write``
+    runs the transaction again on a new one.
+    """
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, **JSON_CODEC)
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "connect")
+    def _fresh(_dbapi_connection: Any, record: Any) -> None:
+        record.info["jobchain_fresh"] = True  # just connected: nothing to ping
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if record.info.pop("jobchain_fresh", False) or not _PING_ON_CHECKOUT.get():
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as err:
+            if dialect.is_disconnect(err, dbapi_connection, None):
+                # The pool drops every connection as old as this one and reconnects.
+                raise InvalidatePoolError(str(err)) from err
+            raise
+
+    return engine
+
+
+@contextmanager
+def unpinged() -> Iterator[None]:
+    """Connections checked out in this block are not pinged first (see postgres_engine)."""
+    token = _PING_ON_CHECKOUT.set(False)
+    try:
+        yield
+    finally:
+        _PING_ON_CHECKOUT.reset(token)
 
 
 def is_transient(exc: DBAPIError, *, sqlite: bool) -> bool:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, bindparam, case, select
+from sqlalchemy import ColumnElement, Connection, Row, and_, bindparam, case, select
 
 from app.domain.statuses import TERMINAL, TRANSITIONS, Status, Transition, target
 from app.store.tables import jobs
-from app.store.transitions import AT, apply, apply_to_ids, guarded_update, record
+from app.store.transitions import AT, LoggedUpdate, apply, apply_to_ids, logged_update
 
 # A JOIN node runs no user code: its "run" is its arrival, microseconds of bookkeeping. It is
 # due as of its creation, so claims (ordered by run_after, id) take it before ordinary jobs
@@ -72,25 +72,32 @@ def _arriving_with(outcome: Status) -> dict[str, Any]:
 # one statement: the two transitions must share their source and target.
 if TRANSITIONS[Transition.PARENT_FINISHED] != TRANSITIONS[Transition.ARRIVE]:
     raise RuntimeError("PARENT_FINISHED and ARRIVE must move the same statuses")
-_START_CHILDREN = guarded_update(
-    Transition.PARENT_FINISHED,
-    jobs.c.parent_id.in_(bindparam("parents", expanding=True)),
-    {
-        "run_after": case((jobs.c.join_id.is_not(None), jobs.c.created_at), else_=AT),
-        "arrival_outcome": case((jobs.c.join_id.is_not(None), Status.FINISHED.value)),
-        "updated_at": AT,
-    },
-    returning=(jobs.c.join_id,),
-)
+
+
+def start_children(parents: ColumnElement[bool], name: str = "moved") -> LoggedUpdate:
+    """Start the waiting next jobs of the FINISHED parents ``parents`` selects (a condition
+    on ``jobs.parent_id``); ``at`` is the bound time."""
+    return logged_update(
+        Transition.PARENT_FINISHED,
+        parents,
+        {
+            "run_after": case((jobs.c.join_id.is_not(None), jobs.c.created_at), else_=AT),
+            "arrival_outcome": case((jobs.c.join_id.is_not(None), Status.FINISHED.value)),
+            "updated_at": AT,
+        },
+        returning=(jobs.c.join_id,),
+        alternate=(Transition.ARRIVE, jobs.c.join_id),
+        name=name,
+    )
+
+
+_START_CHILDREN = start_children(jobs.c.parent_id.in_(bindparam("parents", expanding=True)))
 
 
 def release_finished(conn: Connection, parent_ids: list[int], at: float) -> int:
     """Start every waiting next job of these FINISHED parents (one prebuilt statement,
     this is the hot path); returns how many."""
-    started = conn.execute(_START_CHILDREN, {"parents": parent_ids, "at": at}).all()
-    record(conn, Transition.PARENT_FINISHED, (r for r in started if r.join_id is None), at)
-    record(conn, Transition.ARRIVE, (r for r in started if r.join_id is not None), at)
-    return len(started)
+    return len(_START_CHILDREN.run(conn, {"parents": parent_ids, "at": at}, at))
 
 
 def block_waiting_subtree(

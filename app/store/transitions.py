@@ -2,24 +2,38 @@
 
 Every status change in jobchain is built here from :data:`app.domain.statuses.TRANSITIONS`: the
 guard (``status IN <sources>``), the new status and the event row's reason all come from
-the table. The hot path prebuilds its statements with :func:`guarded_update` and logs
-them with :func:`record`; everything else calls :func:`apply` inside its transaction, so a
-change and its event row commit or vanish together.
+the table. The hot path prebuilds its statements with :func:`logged_update`; everything else calls
+:func:`apply` inside its transaction, so a change and its event row commit or vanish together.
+
+On PostgreSQL a single-source change and its event rows are one statement (``WITH moved AS
+(UPDATE jobs ... RETURNING ...) INSERT INTO job_events ... SELECT ... FROM moved``): one round
+trip instead of two. SQLite cannot run an UPDATE inside a CTE, so there the event rows follow
+in a second statement (:func:`record`). Either way every event's ``from_status`` is exact: the
+update's guard names the only status a moved row can have left.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    CTE,
     BindParameter,
+    Column,
     ColumnElement,
     Connection,
+    Insert,
     Row,
+    Select,
+    String,
+    Text,
     Update,
     bindparam,
+    case,
     insert,
+    literal,
     select,
     update,
 )
@@ -48,12 +62,169 @@ def guarded_update(
 ) -> Update:
     """``UPDATE jobs SET status = <target>, ... WHERE <condition> AND <guard> RETURNING id,
     attempt, ...``: a statement the hot path builds once and runs many times."""
+    return _guarded(transition, condition, values, only_from).returning(
+        jobs.c.id, jobs.c.attempt, *_extra(returning)
+    )
+
+
+def _guarded(
+    transition: Transition,
+    condition: ColumnElement[bool],
+    values: dict[str, Any],
+    only_from: Status | None = None,
+) -> Update:
     return (
         update(jobs)
         .where(condition, guard(transition, only_from))
         .values(status=target(transition).value, **values)
-        .returning(jobs.c.id, jobs.c.attempt, *returning)
     )
+
+
+def _extra(returning: Sequence[Any]) -> list[Any]:
+    """``returning`` without id and attempt, which every guarded update returns first."""
+    seen = {"id", "attempt"}
+    extra = []
+    for column in returning:
+        if column.name not in seen:
+            seen.add(column.name)
+            extra.append(column)
+    return extra
+
+
+_EVENT_COLUMNS = ["job_id", "from_status", "to_status", "attempt", "at", "reason"]
+
+
+@dataclass(frozen=True)
+class LoggedUpdate:
+    """A guarded single-source status change and its event rows, built once.
+
+    ``update`` (RETURNING id, attempt, ...) and then :func:`record` on SQLite;
+    ``combined`` on PostgreSQL, one statement that returns the same rows. Each event's
+    ``at`` is the moved row's new ``updated_at`` (the update must set it), its
+    ``from_status`` the one source status the guard allows. With ``alternate``, rows whose
+    ``alternate[1]`` column is not NULL are logged under ``alternate[0]`` instead (a
+    transition with the same source and target).
+    """
+
+    transition: Transition
+    from_status: Status
+    reason: str
+    update: Update
+    plain: Update  # ``update`` without RETURNING, for executemany
+    combined: Select[Any]
+    events_only: Insert  # ``combined`` without its result rows, for executemany
+    moved: CTE  # the update as a CTE, for a statement that does more (see logged_together)
+    alternate: tuple[Transition, Column[Any]] | None = None
+
+    def run(self, conn: Connection, params: Mapping[str, Any], at: float) -> list[Row[Any]]:
+        """Apply the change; the rows that moved (id, attempt, plus ``returning``)."""
+        if conn.dialect.name == "postgresql":
+            return list(conn.execute(self.combined, dict(params)).all())
+        moved = list(conn.execute(self.update, dict(params)).all())
+        self._record(conn, moved, at)
+        return moved
+
+    def run_many(
+        self,
+        conn: Connection,
+        param_sets: list[dict[str, Any]],
+        expected: Sequence[Row[Any]],
+        at: float,
+    ) -> None:
+        """One parameter set per row, returning nothing (executemany). ``expected`` are the
+        rows the caller holds locked and has checked will move: SQLite logs those;
+        PostgreSQL logs, in the same statement, exactly the rows that moved."""
+        if conn.dialect.name == "postgresql":
+            conn.execute(self.events_only, param_sets)
+            return
+        conn.execute(self.plain, param_sets)
+        self._record(conn, expected, at)
+
+    def _record(self, conn: Connection, moved: Sequence[Row[Any]], at: float) -> None:
+        if self.alternate is None:
+            record(
+                conn, self.transition, moved, at, from_status=self.from_status, reason=self.reason
+            )
+            return
+        other, column = self.alternate
+        key = column.name
+        usual = [r for r in moved if r._mapping[key] is None]
+        rest = [r for r in moved if r._mapping[key] is not None]
+        record(conn, self.transition, usual, at, from_status=self.from_status, reason=self.reason)
+        record(conn, other, rest, at, from_status=self.from_status)
+
+
+def logged_update(
+    transition: Transition,
+    condition: ColumnElement[bool],
+    values: dict[str, Any],
+    returning: Sequence[Any] = (),
+    only_from: Status | None = None,
+    reason: str | None = None,
+    alternate: tuple[Transition, Column[Any]] | None = None,
+    name: str = "moved",
+) -> LoggedUpdate:
+    """Build a single-source change and its event rows (see :class:`LoggedUpdate`).
+
+    A transition with several sources must lock its rows first to know each one's source
+    (:func:`apply` does): it is refused here unless ``only_from`` names the source.
+    """
+    froms = _froms(transition, only_from)
+    if len(froms) != 1:
+        raise ValueError(f"{transition} has several sources; lock the rows first (apply)")
+    if "updated_at" not in values:
+        raise ValueError("a logged update sets updated_at: its events' time")
+    source = froms[0]
+    extra = _extra(returning)
+    if alternate is not None:
+        other, column = alternate
+        if (sources(other), target(other)) != (frozenset({source}), target(transition)):
+            raise ValueError(f"{other} must move the rows {transition} moves")
+        if column.name not in {c.name for c in extra}:
+            extra.append(column)
+    plain = _guarded(transition, condition, values, only_from)
+    stmt = plain.returning(jobs.c.id, jobs.c.attempt, *extra)
+    moved = plain.returning(jobs.c.id, jobs.c.attempt, jobs.c.updated_at, *extra).cte(name)
+    why: ColumnElement[Any] = literal(str(reason or transition), Text)
+    if alternate is not None:
+        why = case(
+            (moved.c[alternate[1].name].is_not(None), literal(str(alternate[0]), Text)),
+            else_=why,
+        )
+    events = insert(job_events).from_select(
+        _EVENT_COLUMNS,
+        select(
+            moved.c.id,
+            literal(source.value, String),
+            literal(target(transition).value, String),
+            moved.c.attempt,
+            moved.c.updated_at,
+            why,
+        ),
+    )
+    combined = select(moved.c.id, moved.c.attempt, *(moved.c[c.name] for c in extra)).add_cte(
+        events.cte(f"{name}_logged")
+    )
+    return LoggedUpdate(
+        transition=transition,
+        from_status=source,
+        reason=str(reason or transition),
+        update=stmt,
+        plain=plain,
+        combined=combined,
+        events_only=events,
+        moved=moved,
+        alternate=alternate,
+    )
+
+
+def logged_together(result: Select[Any], *changes: LoggedUpdate) -> Select[Any]:
+    """One PostgreSQL statement for several logged changes (each built with its own
+    ``name``; a later one may select from an earlier one's ``moved``): every change and
+    its event rows, and ``result`` as the answer."""
+    for change in changes:
+        result = result.add_cte(change.events_only.cte(f"{change.moved.name}_logged"))
+    return result
 
 
 def apply(
@@ -76,13 +247,11 @@ def apply(
     (id, attempt, plus ``returning`` columns).
     """
     froms = _froms(transition, only_from)
-    stmt = guarded_update(
-        transition, condition, {"updated_at": at, **(values or {})}, returning, only_from
-    )
+    values = {"updated_at": at, **(values or {})}
     if len(froms) == 1:
-        single = list(conn.execute(stmt).all())
-        record(conn, transition, single, at, from_status=froms[0], reason=reason)
-        return single
+        logged = logged_update(transition, condition, values, returning, froms[0], reason)
+        return logged.run(conn, {}, at)
+    stmt = guarded_update(transition, condition, values, returning, only_from)
     locked = dict(
         conn.execute(
             select(jobs.c.id, jobs.c.status)

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import event, func, select, text
+from sqlalchemy import create_engine, event, func, select, text
+from sqlalchemy.pool import NullPool
 
 from app.domain.statuses import Status, Transition
 from app.runner.worker_pool import WorkerPool
@@ -166,6 +167,56 @@ def test_a_call_repeated_after_a_lost_answer_takes_over_its_claims(db: Database)
     assert again.claims == first.claims and len(first.claims) == 1
     assert again.statuses == {root: None}  # already recorded: the guard makes it a no-op
     assert sorted(reason for _, reason in events_of(db)).count("claim") == 2
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_the_unpinged_hot_path_survives_a_pooled_connection_that_died(db: Database) -> None:
+    """record_and_claim() checks out its connection without the liveness ping; when that
+    pooled connection died while idle, its first statement fails, nothing was written,
+    and the transaction runs again on a new connection: the job is recorded once and
+    its child claimed once. Other checkouts still ping."""
+    submit(db, {"targetObject": "a.NOOP", "nextJobs": [{"targetObject": "b.NOOP"}]})
+    (claim,) = claims.claim(db, owner="w", lease_seconds=30)
+    with db.engine.connect() as pooled:  # the connection the next checkout gets back
+        pid = pooled.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    _terminate(db, pid)
+    pings: list[int] = []
+    real_ping = db.engine.dialect.do_ping
+
+    def counting_ping(dbapi_connection: Any) -> bool:
+        pings.append(1)
+        return bool(real_ping(dbapi_connection))
+
+    db.engine.dialect.do_ping = counting_ping  # type: ignore[method-assign]
+    # The replay announces what it may have released (pg_notify, on a pinged checkout of
+    # its own, after the commit): left out here, so every checkout counted is the hot path's.
+    wakeups, db.wakeups = db.wakeups, None
+    try:
+        done = completion.Done(claim.id, claim.lease_token, completion.Outcome(failed=False))
+        recorded = completion.record_and_claim(db, [done], owner="w", claim_limit=5)
+        assert pings == []
+        assert recorded.statuses == {claim.id: Status.FINISHED}
+        assert [c.target_object for c in recorded.claims] == ["b.NOOP"]
+        with db.read():  # an ordinary checkout still pings
+            pass
+        assert pings == [1]
+    finally:
+        db.engine.dialect.do_ping = real_ping  # type: ignore[method-assign]
+        db.wakeups = wakeups
+    reasons = sorted(reason for _, reason in events_of(db))
+    assert reasons.count("finish") == 1 and reasons.count("claim") == 2
+
+
+def _terminate(db: Database, pid: int) -> None:
+    """Terminate a backend from a connection outside ``db``'s pool; wait until it is gone."""
+    killer = create_engine(db.url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        with killer.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            alive = text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid")
+            wait_until(lambda: not conn.execute(alive, {"pid": pid}).scalar(), timeout=5)
+    finally:
+        killer.dispose()
 
 
 def events_of(db: Database) -> list[tuple[int, str]]:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import DBAPIError
 
 from app.domain.outcome import RetryPolicy
 from app.domain.statuses import TRANSITIONS, Status, allowed
@@ -269,21 +270,29 @@ def test_heartbeat_renews_the_lease_and_stores_progress_and_log(db: Database) ->
     assert [h[2] for h in history(db, root)] == ["submit", "claim"]
 
 
-def test_a_failed_event_write_rolls_back_the_status_change(
-    db: Database, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_failed_event_write_rolls_back_the_status_change(db: Database) -> None:
     root = submit(db, node("1.NOOP", node("a.NOOP")))
     child = ids_by_target(db, root)["a.NOOP"]
     claim = claim_job(db, root)
     before = event_count(db)
 
-    def broken(*args: Any, **kwargs: Any) -> None:
-        raise RuntimeError("event table unavailable")
-
-    monkeypatch.setattr(transitions, "record_event_rows", broken)  # every event row
-    with pytest.raises(RuntimeError):
+    # Every event row is refused by the database itself: on PostgreSQL the events are
+    # written in the same statement as their status change, on SQLite in the next one.
+    if db.is_sqlite:
+        broken = (
+            "CREATE TRIGGER no_events BEFORE INSERT ON job_events"
+            " BEGIN SELECT RAISE(ABORT, 'event table unavailable'); END"
+        )
+        repaired = "DROP TRIGGER no_events"
+    else:
+        broken = "ALTER TABLE job_events ADD CONSTRAINT no_events CHECK (false) NOT VALID"
+        repaired = "ALTER TABLE job_events DROP CONSTRAINT no_events"
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql(broken)
+    with pytest.raises(DBAPIError, match=r"no_events|event table unavailable"):
         completion.finish(db, root, claim.lease_token, OK)
-    monkeypatch.undo()
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql(repaired)
     assert status(db, root) == PROCESSING
     assert status(db, child) == WFP
     assert event_count(db) == before
