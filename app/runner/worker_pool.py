@@ -18,12 +18,11 @@ import threading
 import time
 import traceback
 import uuid
-from collections import deque
-from dataclasses import dataclass, field
 from typing import Any, overload
 
 from app.domain.outcome import RetryPolicy
 from app.failpoints import failpoint
+from app.runner.lane import Lane, Running
 from app.store import claims, completion, external, recovery
 from app.store.callback_deadline import callback_timeout
 from app.store.database import Database, now
@@ -48,50 +47,6 @@ SLOW_SECONDS = 0.05
 # A worker loop that failed unexpectedly (the database gone for longer than its wait)
 # pauses this long before it goes on.
 ERROR_BACKOFF_SECONDS = 1.0
-
-
-@dataclass
-class Lane:
-    """One worker thread's jobs: claimed but not started, and done but not yet recorded."""
-
-    held: deque[claims.Claim] = field(default_factory=deque)
-    done: list[completion.Done] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    batch: int = 1
-    # The first job of the batch just claimed starts as claimed; every later one waited,
-    # and is checked for a cancel before it starts.
-    first_of_batch: int | None = None
-    # The thread's own connection for that check (None: a pooled transaction per check).
-    start_checks: claims.StartChecks | None = None
-
-    def may_start(self, db: Database, claim: claims.Claim) -> bool:
-        if self.start_checks is not None:
-            return self.start_checks.may_start(claim)
-        return claims.start_check(db, claim)
-
-    def take(self) -> claims.Claim | None:
-        with self.lock:
-            return self.held.popleft() if self.held else None
-
-    def drain(self) -> tuple[list[claims.Claim], list[completion.Done]]:
-        with self.lock:
-            held, done = list(self.held), self.done
-            self.held.clear()
-            self.done = []
-        return held, done
-
-
-@dataclass
-class Running:
-    claim: claims.Claim
-    ctx: JobContext
-    deadline: float | None
-    lane: Lane
-    started: float = field(default_factory=time.monotonic)
-    last_beat: float = field(default_factory=time.monotonic)
-    timed_out_at: float | None = None
-    settled: bool = False  # finished by the monitor (timeout) or lease lost
-    handed_back: bool = False  # its lane's other jobs were handed back (it is slow)
 
 
 class WorkerPool:

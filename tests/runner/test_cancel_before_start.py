@@ -11,7 +11,8 @@ import threading
 from typing import Any
 
 from app.domain.statuses import Status
-from app.runner.worker_pool import Lane, WorkerPool
+from app.runner.lane import Lane
+from app.runner.worker_pool import WorkerPool
 from app.store import actions, claims, queries, recovery
 from app.store.database import Database
 from jobs import REGISTRY, JobContext, job_type
