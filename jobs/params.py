@@ -9,10 +9,11 @@ values with their defaults. JSON has no coercion: the fields here refuse ``"3"``
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields
+
+from app.domain.payload import StrictBoolean, StrictInteger, StrictNumber
 
 MAX_SECONDS = 7 * 24 * 3600
 # With ``validate.Range(min=0, min_inclusive=False)``: apispec does not document exclusivity.
@@ -25,40 +26,10 @@ def printable(value: str) -> None:
         raise ValidationError("must be printable text")
 
 
-class Boolean(fields.Boolean):
-    """A JSON true/false only."""
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
-        if not isinstance(value, bool):
-            raise self.make_error("invalid", input=value)
-        return value
-
-
-class Integer(fields.Integer):
-    """A JSON integer only (not a string, a float or a boolean)."""
-
-    def __init__(self, **kwargs: Any):
-        super().__init__(strict=True, **kwargs)
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
-        if isinstance(value, bool):
-            raise self.make_error("invalid", input=value)
-        result: int = super()._deserialize(value, attr, data, **kwargs)
-        return result
-
-
-class Number(fields.Number):
-    """A finite JSON number, loaded as a float (not a string, a boolean or NaN)."""
-
-    num_type = float
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.make_error("invalid", input=value)
-        result: float = super()._deserialize(value, attr, data, **kwargs)
-        if not math.isfinite(result):
-            raise ValidationError("Not a finite number.")
-        return result
+# JSON's own types, never coerced: the payload's strict fields, one definition for both.
+Boolean = StrictBoolean
+Integer = StrictInteger
+Number = StrictNumber
 
 
 class String(fields.String):
