@@ -7,9 +7,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, redirect
 from flask.json.provider import DefaultJSONProvider
 from sqlalchemy import text
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from app.api.errors import register_error_handlers
 from app.domain import jsontext
@@ -74,6 +75,16 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             log.warning("health check: database unavailable: %s", exc)
             return jsonify({"status": "unavailable", "database": "unavailable"}), 503
         return jsonify({"status": "ok", "database": "ok"}), 200
+
+    @app.get("/")
+    def home() -> WerkzeugResponse:
+        """A browser opening the service's address lands on the console."""
+        return redirect("/admin/", code=302)
+
+    @app.get("/favicon.ico")
+    def favicon() -> tuple[str, int]:
+        """No icon, and no 401 for the request every browser makes."""
+        return "", 204
 
     @app.get("/openapi.json")
     @app.get("/api/v1/openapi.json")

@@ -9,6 +9,8 @@ call                                       role         why
 =========================================  ===========  =====================================
 GET/HEAD/OPTIONS /health, /openapi.json    (none)       health checks and API docs stay open
   (also under /api/v1)
+GET/HEAD/OPTIONS /, /favicon.ico           (none)       a browser at the service's address:
+                                                          / redirects to the console
 GET /metrics                               (own check)  loopback, or JOBCHAIN_METRICS_TOKEN
                                                           (app/metrics/endpoint.py)
 anything under /api/v1/notification-rules  admin        alert targets are an admin's business
@@ -44,7 +46,9 @@ from app.store.tokens import ROLES
 
 __all__ = ["READ_METHODS", "ROLES", "allows", "is_console", "required_role"]
 
-OPEN_PATHS = frozenset({"/health", "/api/v1/health", "/openapi.json", "/api/v1/openapi.json"})
+OPEN_PATHS = frozenset(
+    {"/health", "/api/v1/health", "/openapi.json", "/api/v1/openapi.json", "/", "/favicon.ico"}
+)
 # Not a bearer-token path: the endpoint checks its own token (or loopback).
 METRICS_PATH = "/metrics"
 ADMIN_ONLY_PREFIXES = ("/api/v1/notification-rules", "/admin/alerts")

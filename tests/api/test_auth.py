@@ -219,6 +219,18 @@ def test_health_and_openapi_are_open(call: Caller) -> None:
     assert {"401", "403"} <= set(submit["responses"])
 
 
+def test_a_browser_at_the_service_address_lands_on_the_console(call: Caller) -> None:
+    home = call("GET", "/", allow_redirects=False)
+    assert home.status_code in (302, 303)
+    assert home.headers["Location"].endswith("/admin/")
+    assert call("HEAD", "/", allow_redirects=False).status_code in (302, 303)
+    icon = call("GET", "/favicon.ico")
+    assert icon.status_code in (200, 204)
+    assert "WWW-Authenticate" not in icon.headers
+    # Only reading is open there: anything else still needs the admin role.
+    assert call("POST", "/").status_code == 401
+
+
 def test_errors_are_json_with_a_bearer_challenge(call: Caller, role_tokens: dict[str, str]) -> None:
     missing = call("GET", "/api/v1/jobs")
     assert missing.status_code == 401
@@ -313,6 +325,9 @@ def test_verifier_caches_valid_tokens_only_briefly(db: Database) -> None:
         ("GET", "/api/v1/notification-rules/1/deliveries", "admin"),
         ("GET", "/api/v1/notification-rules-x", "reader"),
         ("GET", "/metrics", None),
+        ("GET", "/", None),
+        ("HEAD", "/favicon.ico", None),
+        ("POST", "/", "admin"),
         ("POST", "/metrics", "admin"),
     ],
 )
