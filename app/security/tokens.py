@@ -2,7 +2,8 @@
 against the role the call needs (``app/security/roles.py``), describing that in OpenAPI, and
 the admin token a first start creates. 401 (with ``WWW-Authenticate: Bearer``) means no valid
 token: missing, unknown or revoked; 403 means a valid token whose role is too low, and names
-the role needed. The tokens themselves are stored by ``app/store/tokens.py``.
+the role needed. A path no route matches is 404 for every caller, before any check. The
+tokens themselves are stored by ``app/store/tokens.py``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask, Response, g, request
+from werkzeug.exceptions import NotFound
 
 from app.api.errors import error_response
 from app.security.roles import allows, is_console, required_role
@@ -91,6 +93,11 @@ def install_auth(app: Flask, db: Database, seeds: Iterable[str]) -> None:
     def _authorize() -> tuple[Response, int] | None:
         if is_console(request.path):
             return None  # the console applies this policy to its session (app/admin/access.py)
+        if isinstance(request.routing_exception, NotFound):
+            # No route has this path (for any method): 404 for every caller, token or none,
+            # not a 403 naming a role for something that does not exist. A known path with
+            # the wrong method (405) is still checked first, as before.
+            return None
         return authorize(
             verifier, request.method, request.path, request.headers.get("Authorization")
         )

@@ -254,9 +254,24 @@ def test_errors_are_json_with_a_bearer_challenge(call: Caller, role_tokens: dict
         "message": "POST /api/v1/jobs/1/cancel needs the admin role; this token has submitter",
         "details": {"requiredRole": "admin", "role": "submitter"},
     }
-    # An unknown path is no way around the check, and reveals nothing without a token.
-    assert call("GET", "/api/v1/nowhere").status_code == 401
+    # A wrong method on a known path is no way around the check.
     assert call("DELETE", "/api/v1/jobs/1", role_tokens["integration"]).status_code == 403
+    assert call("DELETE", "/api/v1/jobs/1").status_code == 401
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])
+@pytest.mark.parametrize("path", ["/api/v1/nowhere", "/api/v1/jobs/1/nowhere", "/nowhere"])
+def test_unknown_paths_are_404_for_any_token_or_none(
+    call: Caller, role_tokens: dict[str, str], method: str, path: str
+) -> None:
+    for who in (None, "reader", "submitter", "admin", "revoked"):
+        token = role_tokens[who] if who else None
+        response = call(method, path, token)
+        assert response.status_code == 404, (who, response.text)
+        assert "WWW-Authenticate" not in response.headers
+        error = response.json()["error"]
+        assert error["code"] == "not_found"
+        assert set(error) == {"code", "message", "details"}
 
 
 def test_authorization_header_forms(live: LiveServer, role_tokens: dict[str, str]) -> None:
