@@ -40,10 +40,13 @@ def no_controls(value: str) -> None:
 
 
 def parse_json(raw: bytes) -> Any:
-    """Decode a request body without recursion; 400 ``invalid_json`` if it is not JSON or
-    nests deeper than :func:`max_json_depth`."""
+    """Decode a request body without recursion; 400 ``invalid_json`` if it is not JSON,
+    nests deeper than :func:`max_json_depth` or names a key twice in one object (which
+    ``json`` would silently settle by keeping the last)."""
     try:
-        return jsontext.loads(raw, max_depth=max_json_depth())
+        return jsontext.loads(raw, max_depth=max_json_depth(), unique_keys=True)
+    except jsontext.DuplicateKeyError as exc:
+        raise ApiError(400, "invalid_json", f"body has a {exc}", {"key": exc.key}) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "invalid_json", f"body is not valid JSON: {exc}") from None
 

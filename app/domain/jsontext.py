@@ -7,7 +7,8 @@ Its C code is about ten times faster than a loop in Python, so :func:`loads` and
 try it first and, when it gives up, do the same work in a loop that keeps containers on an
 explicit stack and leaves every scalar to the ``json`` module's own helpers. Both ways accept
 and produce exactly what ``json.loads`` and ``json.dumps`` do: strict strings, NaN and
-Infinity, arbitrarily large integers, the last of duplicate keys. Libraries that parse
+Infinity, arbitrarily large integers, the last of duplicate keys (or, with
+``unique_keys``, DuplicateKeyError for an object naming a key twice). Libraries that parse
 iteratively (yajl through ijson) refuse NaN and integers beyond 64 bits, which ``json``
 accepts; hence this module.
 """
@@ -22,7 +23,14 @@ from json.decoder import scanstring  # type: ignore[attr-defined]  # the C scann
 from json.encoder import encode_basestring, encode_basestring_ascii
 from typing import Any
 
-__all__ = ["JSONDecodeError", "dumps", "dumps_iteratively", "loads", "loads_iteratively"]
+__all__ = [
+    "DuplicateKeyError",
+    "JSONDecodeError",
+    "dumps",
+    "dumps_iteratively",
+    "loads",
+    "loads_iteratively",
+]
 
 _WS = re.compile(r"[ \t\n\r]*")
 # The number grammar of json.scanner: integer, fraction, exponent.
@@ -37,18 +45,45 @@ _CONSTANTS: tuple[tuple[str, Any], ...] = (
 )
 
 
-def loads(data: str | bytes | bytearray, *, max_depth: int | None = None) -> Any:
+class DuplicateKeyError(ValueError):
+    """An object names the same key twice (only raised when asked for ``unique_keys``)."""
+
+    def __init__(self, key: str):
+        super().__init__(f"duplicate key {json.dumps(key)} in an object")
+        self.key = key
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for the recursive decoder: a dict, or DuplicateKeyError."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKeyError(key)
+            seen.add(key)
+    return obj
+
+
+def loads(
+    data: str | bytes | bytearray, *, max_depth: int | None = None, unique_keys: bool = False
+) -> Any:
     """``json.loads(data)`` at any depth. Past the recursion limit the loop decodes it, and
     ``max_depth`` (arrays and objects nested in each other) bounds what a hostile body can
     build there. Raises ``json.JSONDecodeError`` (a ValueError) or, for bytes in no Unicode
-    encoding, UnicodeDecodeError."""
+    encoding, UnicodeDecodeError; with ``unique_keys``, DuplicateKeyError (a ValueError) for
+    an object that names a key twice, where ``json`` keeps the last."""
     try:
+        if unique_keys:
+            return json.loads(data, object_pairs_hook=_unique_object)
         return json.loads(data)
     except RecursionError:
-        return loads_iteratively(data, max_depth=max_depth)
+        return loads_iteratively(data, max_depth=max_depth, unique_keys=unique_keys)
 
 
-def loads_iteratively(data: str | bytes | bytearray, *, max_depth: int | None = None) -> Any:
+def loads_iteratively(
+    data: str | bytes | bytearray, *, max_depth: int | None = None, unique_keys: bool = False
+) -> Any:
     """:func:`loads` without trying the recursive decoder first."""
     if isinstance(data, bytes | bytearray):
         text = data.decode(json.detect_encoding(data), "surrogatepass")
@@ -56,13 +91,14 @@ def loads_iteratively(data: str | bytes | bytearray, *, max_depth: int | None = 
         text = data
     if text.startswith("\ufeff"):
         raise JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
-    return _Decoder(text, max_depth).run()
+    return _Decoder(text, max_depth, unique_keys).run()
 
 
 class _Decoder:
-    def __init__(self, text: str, max_depth: int | None):
+    def __init__(self, text: str, max_depth: int | None, unique_keys: bool = False):
         self.text = text
         self.max_depth = max_depth
+        self.unique_keys = unique_keys
 
     def _ws(self, pos: int) -> int:
         return _WS.match(self.text, pos).end()  # type: ignore[union-attr]
@@ -137,6 +173,8 @@ class _Decoder:
                     top.append(value)
                     closer = "]"
                 else:
+                    if self.unique_keys and keys[-1] in top:
+                        raise DuplicateKeyError(keys[-1])
                     top[keys[-1]] = value
                     closer = "}"
                 if char == ",":

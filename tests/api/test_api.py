@@ -436,6 +436,28 @@ UNSTORABLE = [
 ]
 
 
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        (b'{"targetObject": "NOOP", "targetObject": "FAIL"}', "targetObject"),
+        (b'{"targetObject": "NOOP", "parameters": {"x": 1, "x": 2}}', "x"),
+        (
+            b'{"targetObject": "NOOP", "nextJobs": [{"targetObject": "NOOP", "maxAttempts": 1, '
+            b'"maxAttempts": 3}]}',
+            "maxAttempts",
+        ),
+    ],
+)
+def test_duplicate_keys_are_refused_by_name(api: Api, db: Database, raw: bytes, key: str) -> None:
+    response = api.post("/jobs", data=raw, headers={"Content-Type": "application/json"})
+    error = error_of(response, 400)
+    assert error["code"] == "invalid_json"
+    assert f'duplicate key "{key}"' in error["message"]
+    assert error["details"] == {"key": key}
+    with db.read() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM jobs").scalar() == 0
+
+
 def test_bad_bodies_are_400_and_store_nothing(api: Api, db: Database) -> None:
     for raw in INVALID_JSON:
         response = api.post("/jobs", data=raw, headers={"Content-Type": "application/json"})

@@ -90,6 +90,34 @@ def test_json_s_liberties_are_kept() -> None:
         loads_iteratively(b'"\xff\xfe\xfd"')
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": 1, "a": 2}',
+        '{"b": {"x": [], "a": 1, "a": 1}}',
+        '[{"c": 0}, {"d": 1, "a": null, "a": {}}]',
+    ],
+)
+def test_unique_keys_refuses_a_key_named_twice(text: str) -> None:
+    for decode in (jsontext.loads, loads_iteratively):
+        with pytest.raises(jsontext.DuplicateKeyError, match='duplicate key "a"') as caught:
+            decode(text, unique_keys=True)
+        assert caught.value.key == "a" and isinstance(caught.value, ValueError)
+        assert decode(text) == json.loads(text)  # by default, as json: the last one wins
+    assert loads_iteratively('{"a": {"a": 1}, "b": [{"a": 2}]}', unique_keys=True) == {
+        "a": {"a": 1},
+        "b": [{"a": 2}],
+    }
+
+
+def test_unique_keys_past_the_recursion_limit() -> None:
+    deep = chain_text(5_000)
+    assert jsontext.dumps(jsontext.loads(deep, unique_keys=True)) == deep
+    repeated = deep.replace('{"a":1}', '{"a":1,"a":1}')
+    with pytest.raises(jsontext.DuplicateKeyError, match='duplicate key "a"'):
+        jsontext.loads(repeated, unique_keys=True)
+
+
 def test_deep_documents_decode_without_recursion() -> None:
     text = chain_text(10_000)
     with pytest.raises(RecursionError):
