@@ -7,7 +7,13 @@ from typing import Any
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
-from marshmallow import Schema, fields
+from flask import g, has_request_context
+from marshmallow import Schema, fields, post_dump
+
+from app.security.roles import allows
+
+# Who may see which process holds a job's lease (host:pid): not a reader.
+LEASE_OWNER_ROLE = "submitter"
 
 
 class EpochDateTime(fields.Field):
@@ -45,11 +51,33 @@ class JobSchema(Schema):
     message = fields.String(allow_none=True)
     result = fields.Raw(allow_none=True)
     progress = fields.Float(allow_none=True)
-    leaseOwner = fields.String(attribute="lease_owner", allow_none=True)
+    leaseOwner = fields.String(
+        attribute="lease_owner",
+        allow_none=True,
+        metadata={
+            "description": "the worker process holding the lease (host:pid); "
+            f"left out for a token below the {LEASE_OWNER_ROLE} role"
+        },
+    )
     createdAt = EpochDateTime(attribute="created_at")
     startedAt = EpochDateTime(attribute="started_at", allow_none=True)
     finishedAt = EpochDateTime(attribute="finished_at", allow_none=True)
     runAfter = EpochDateTime(attribute="run_after")
+
+    @post_dump
+    def _hide_lease_owner(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        """A reader does not learn the hosts and process ids of the workers."""
+        if not shows_lease_owner():
+            data.pop("leaseOwner", None)
+        return data
+
+
+def shows_lease_owner() -> bool:
+    """Whether this request's caller may see ``leaseOwner`` (always, outside a request)."""
+    if not has_request_context():
+        return True
+    token = g.get("api_token")
+    return token is not None and allows(token.role, LEASE_OWNER_ROLE)
 
 
 class JobTreeSchema(JobSchema):

@@ -274,6 +274,36 @@ def test_unknown_paths_are_404_for_any_token_or_none(
         assert set(error) == {"code", "message", "details"}
 
 
+def test_lease_owner_is_shown_to_submitters_and_above_only(
+    call: Caller, db: Database, role_tokens: dict[str, str]
+) -> None:
+    body = {"targetObject": "NOOP", "nextJobs": [{"targetObject": "NOOP"}]}
+    root = call("POST", "/api/v1/jobs", role_tokens["submitter"], json=body).json()
+    db.write(lambda conn: conn.exec_driver_sql("UPDATE jobs SET lease_owner = 'worker-host:4242'"))
+    reads = [f"/api/v1/jobs/{root['id']}", f"/api/v1/jobs/{root['id']}/tree", "/api/v1/jobs"]
+
+    def jobs_seen(path: str, role: str) -> list[dict[str, Any]]:
+        response = call("GET", path, role_tokens[role])
+        assert response.status_code == 200, response.text
+        found = response.json()
+        if "items" in found:
+            return list(found["items"])
+        seen, stack = [], [found]
+        while stack:
+            job = stack.pop()
+            seen.append(job)
+            stack.extend(job.get("nextJobs", []))
+        return seen
+
+    for path in reads:
+        reader_jobs = jobs_seen(path, "reader")
+        assert reader_jobs and all("leaseOwner" not in job for job in reader_jobs), path
+        assert "worker-host" not in call("GET", path, role_tokens["reader"]).text
+        for role in ("submitter", "integration", "admin"):
+            jobs = jobs_seen(path, role)
+            assert jobs and all(job["leaseOwner"] == "worker-host:4242" for job in jobs), path
+
+
 def test_authorization_header_forms(live: LiveServer, role_tokens: dict[str, str]) -> None:
     def status(header: str) -> int:
         url = f"{live.url}/api/v1/job-types"
