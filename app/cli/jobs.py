@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from app.cli.client import ApiClient
-from app.cli.shared import api_call
+from app.cli.shared import UpperCaseChoice, api_call
 from app.domain import jsontext
 from app.domain.statuses import TERMINAL, Status
 
@@ -117,7 +117,7 @@ def events(client: ApiClient, job_id: int) -> None:
 @click.command("list")
 @click.option(
     "--status",
-    type=click.Choice([s.value for s in Status], case_sensitive=False),
+    type=UpperCaseChoice([s.value for s in Status]),
     default=None,
     help="Only jobs in this status.",
 )
@@ -125,7 +125,7 @@ def events(client: ApiClient, job_id: int) -> None:
 @click.pass_obj
 def list_jobs(client: ApiClient, status: str | None, limit: int) -> None:
     """List the newest jobs."""
-    page = api_call(lambda: client.jobs(status=status.upper() if status else None, limit=limit))
+    page = api_call(lambda: client.jobs(status=status, limit=limit))
     for job in page["items"]:
         click.echo(
             f"{job['id']:>8}  {job['status']:<22} {job['targetObject']:<30} {job['message'] or ''}"

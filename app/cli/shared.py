@@ -14,6 +14,18 @@ T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class UpperCaseChoice(click.Choice[str]):
+    """A choice of upper-case names (statuses, as the API names them), accepted in any case
+    and listed in upper case in help and errors: click lists a case-insensitive choice in
+    lower case."""
+
+    def __init__(self, choices: list[str]) -> None:
+        super().__init__([choice.upper() for choice in choices], case_sensitive=False)
+
+    def normalize_choice(self, choice: object, ctx: click.Context | None) -> str:
+        return super().normalize_choice(choice, ctx).upper()
+
+
 def database_option(command: F) -> F:
     """The --database-url option (env JOBCHAIN_DATABASE_URL) of a direct-database command."""
     option = click.option(

@@ -210,9 +210,13 @@ def test_list_filters_by_status(jobchain: Run, api: ApiClient) -> None:
     everything = jobchain("list", "--limit", "5").output.splitlines()
     assert [int(line.split()[0]) for line in everything] == [bad, ok]
 
+    assert jobchain("list", "--status", "Failed").output.splitlines() == failed
     wrong = jobchain("list", "--status", "DONE")
     assert wrong.exit_code == 2
-    assert "'DONE' is not one of" in wrong.output
+    assert "'DONE' is not one of 'WAITING_FOR_PARENT', 'WAITING_FOR_DISPATCH'" in wrong.output
+    assert "failed" not in wrong.output
+    usage = jobchain("list", "--help").output
+    assert "[WAITING_FOR_PARENT|WAITING_FOR_DISPATCH|PROCESSING|FINISHED|FAILED|" in usage
 
 
 def test_job_types_lists_builtin_and_user_types(jobchain: Run) -> None:
