@@ -100,6 +100,8 @@ def show_log(client: ApiClient, job_id: int) -> None:
         click.echo(f"... ({entry['droppedBytes']} earlier bytes dropped)")
     for line in entry["lines"]:
         click.echo(line)
+    if not entry["lines"]:
+        click.echo(f"no log lines for job {job_id}")
 
 
 @click.command()

@@ -189,6 +189,14 @@ def test_log_and_events(jobchain: Run, api: ApiClient) -> None:
     assert "INFO recalculating price list 155 (delta, attempt 1)" in log.output
     assert "INFO repriced 80 articles" in log.output
 
+    # A job that never ran (skipped after its parent failed) has no log lines: say so.
+    failing = api.submit({"targetObject": "x.FAIL", "nextJobs": [{"targetObject": "y.NOOP"}]})
+    skipped = failing["nextJobIds"][0]
+    wait_for(api, skipped, "SKIPPED")
+    empty = jobchain("log", str(skipped))
+    assert empty.exit_code == 0
+    assert empty.output == f"no log lines for job {skipped}\n"
+
     events = jobchain("events", str(root)).output.splitlines()
     assert [line.split()[1:4] for line in events] == [
         ["-", "->", "WAITING_FOR_DISPATCH"],
