@@ -1,4 +1,5 @@
-"""Schemathesis against a live server: every check but one, a fixed seed, bounded examples.
+"""Schemathesis against a live server: every check but one, a fixed seed, 80 examples per
+operation on one worker (the same requests every run: no time budget).
 
 Any server error, any answer outside the document (status code, content type, headers,
 body schema) or any invalid data accepted fails it; a planted 500 in one endpoint makes it
@@ -25,8 +26,8 @@ from tests.helpers import ADMIN_TOKEN, LiveServer
 
 ST = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "st"
 SEED = 42
-MAX_EXAMPLES = 10
-MAX_SECONDS = 90
+# Per operation, with one worker: the same requests in every run (no time budget).
+MAX_EXAMPLES = 80
 
 
 @pytest.mark.timeout(240)
@@ -55,10 +56,8 @@ def test_the_api_conforms_to_its_document(live: LiveServer, tmp_path: Path) -> N
             str(SEED),
             "--max-examples",
             str(MAX_EXAMPLES),
-            "--max-time",
-            str(MAX_SECONDS),
             "--workers",
-            "2",
+            "1",
             "--no-color",
         ],
         capture_output=True,
