@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from app.store import schema
 from app.store.database import Database
 from config import Settings
 from jobs import REGISTRY
 from jobs.registry import Registry
+
+
+class JobAborter(Protocol):
+    """What the web layer may ask of this process's workers: stop a job they run."""
+
+    def request_abort(self, job_id: int, reason: str = "cancelled") -> bool: ...
 
 
 @dataclass
@@ -18,7 +25,7 @@ class Runtime:
     registry: Registry
     # Present when this process also runs workers (``jobchain serve``), so a cancel made
     # through its API reaches a job it runs at once instead of at the next heartbeat.
-    pool: object | None = None
+    pool: JobAborter | None = None
 
     @classmethod
     def create(cls, settings: Settings) -> Runtime:

@@ -77,7 +77,7 @@ def cancel(job_id: int) -> Any:
     except actions.Conflict as exc:
         return _outcome(job_id, str(exc), "error")
     if status == Status.PROCESSING and rt.pool is not None:
-        rt.pool.request_abort(job_id)  # type: ignore[attr-defined]
+        rt.pool.request_abort(job_id)
         return _outcome(job_id, f"Cancel requested: job {job_id} is asked to stop.")
     return _outcome(job_id, f"Cancelled job {job_id} and what had not started below it.")
 

@@ -200,7 +200,7 @@ def cancel_job(job_id: int) -> Response:
     rt = runtime()
     status = _guarded(lambda: actions.cancel(rt.db, valid_job_id(job_id)))
     if status == Status.PROCESSING and rt.pool is not None:
-        rt.pool.request_abort(job_id)  # type: ignore[attr-defined]
+        rt.pool.request_abort(job_id)
     return jsonify(JobSchema().dump(_job_or_404(job_id)))
 
 
