@@ -198,7 +198,11 @@ class Cluster:
         """An API-only node (``gunicorn wsgi:app``); returns it and its base URL once healthy."""
         command = [str(BIN / "gunicorn"), "--bind", "127.0.0.1:0", "--workers", "1"]
         command += ["--threads", "8", "--no-control-socket", "--timeout", "120"]
-        command += ["--graceful-timeout", "2", "wsgi:app"]
+        # gunicorn closes a connection idle for its keep-alive (2 s by default) on a timer; a
+        # request a client sends on it at that instant gets no answer at all, an HTTP/1.1
+        # race of every client that reuses connections, not the server failing. No scenario
+        # leaves a connection idle for 75 s, so "no answer" here means the server's fault.
+        command += ["--keep-alive", "75", "--graceful-timeout", "2", "wsgi:app"]
         proc = Proc(self._name("api"), command, self.env(), self.workdir)
         self.procs.append(proc)
         base = proc.wait_for(GUNICORN_URL).group(1)
