@@ -78,6 +78,10 @@ class Settings:
     notify_retry_max_seconds: float = 300.0
     notify_max_attempts: int = 30
     notify_timeout_seconds: float = 10.0
+    # Declarative automation (docs/automation.md): how often each model's reconciliation
+    # tick runs, and after how many failed automated runs in a row an asset is held.
+    automation_tick_seconds: float = 30.0
+    automation_max_failures: int = 3
     # E-mail alerts go through this SMTP server.
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25

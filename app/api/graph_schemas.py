@@ -50,6 +50,36 @@ class ModelPatchSchema(ModelInputSchema):
     name = fields.String(validate=valid_name)
 
 
+class FreshnessSchema(Schema):
+    """At any moment the asset holds all root data that arrived more than
+    ``maximumLagMinutes`` ago (with a cron: by each of its ticks, as of the tick less the
+    lag)."""
+
+    class Meta:
+        unknown = RAISE
+
+    maximumLagMinutes = fields.Float(
+        required=True,
+        allow_nan=False,
+        validate=validate.Range(min=0, min_inclusive=False, max=366 * 24 * 60),
+    )
+    cronSchedule = fields.String(validate=validate.Length(1, 255))
+    timezone = fields.String(validate=validate.Length(1, 64))
+
+
+class ObserveSchema(Schema):
+    """How jobchain observes a source's data version by itself."""
+
+    class Meta:
+        unknown = RAISE
+
+    type = fields.String(required=True, validate=validate.OneOf(["FILE_MTIME", "FILE_SHA256"]))
+    path = fields.String(required=True, validate=[validate.Length(1, 1024), printable])
+    intervalSeconds = fields.Float(
+        load_default=60.0, allow_nan=False, validate=validate.Range(min=0.1, max=86400)
+    )
+
+
 class AssetInputSchema(Schema):
     """An asset; ``job`` is checked as ``POST /jobs`` checks a payload (see check_asset)."""
 
@@ -57,9 +87,24 @@ class AssetInputSchema(Schema):
         unknown = RAISE
 
     name = fields.String(required=True, validate=valid_name)
-    job: fields.Field = fields.Raw(
-        required=True, metadata={"description": "one ChainedJobInfo node, without nextJobs"}
+    kind = fields.String(
+        load_default="job",
+        validate=validate.OneOf(["job", "source"]),
+        metadata={"description": "job: refreshed by its job; source: observed, not run"},
     )
+    job: fields.Field = fields.Raw(
+        metadata={"description": "one ChainedJobInfo node, without nextJobs (not for a source)"}
+    )
+    automation = fields.String(
+        load_default="off",
+        validate=validate.OneOf(["off", "reconcile"]),
+        metadata={"description": "reconcile: the reconciliation loop keeps it up to date"},
+    )
+    freshness = fields.Nested(FreshnessSchema, allow_none=True, load_default=None)
+    codeVersion = fields.String(
+        allow_none=True, load_default=None, validate=[validate.Length(1, 255), printable]
+    )
+    observe = fields.Nested(ObserveSchema, allow_none=True, load_default=None)
     cron = fields.String(
         allow_none=True,
         load_default=None,
@@ -71,10 +116,18 @@ class AssetInputSchema(Schema):
 
 
 class AssetPatchSchema(AssetInputSchema):
+    class Meta:
+        unknown = RAISE
+        exclude = ("kind",)  # a job stays a job, a source a source
+
     name = fields.String(validate=valid_name)
     job = fields.Raw(metadata={"description": "one ChainedJobInfo node, without nextJobs"})
     cron = fields.String(allow_none=True, validate=validate.Length(1, 255))
     timezone = fields.String()
+    automation = fields.String(validate=validate.OneOf(["off", "reconcile"]))
+    freshness = fields.Nested(FreshnessSchema, allow_none=True)
+    codeVersion = fields.String(allow_none=True, validate=[validate.Length(1, 255), printable])
+    observe = fields.Nested(ObserveSchema, allow_none=True)
 
 
 class AssetInputDocSchema(AssetInputSchema):
@@ -156,12 +209,31 @@ class RefreshSchema(Schema):
     finishedAt = EpochDateTime(attribute="finished_at", allow_none=True)
 
 
+class CauseSchema(Schema):
+    cause = fields.String(metadata={"description": "CODE, DATA or DEPENDENCIES"})
+    asset = fields.String(metadata={"description": "the asset with the cause (root cause)"})
+
+
 class AssetSchema(Schema):
     id = fields.Integer()
     modelId = fields.Integer(attribute="model_id")
     name = fields.String()
     description = fields.String(allow_none=True)
-    job = fields.Raw(metadata={"description": "one ChainedJobInfo node"})
+    kind = fields.String()
+    job = fields.Raw(allow_none=True, metadata={"description": "one ChainedJobInfo node"})
+    automation = fields.String()
+    freshness = fields.Raw(allow_none=True)
+    codeVersion = fields.String(attribute="code_version", allow_none=True)
+    observe = fields.Raw(allow_none=True)
+    status = fields.String(metadata={"description": "MISSING, STALE or FRESH"})
+    causes = fields.List(fields.Nested(CauseSchema))
+    dataVersion = fields.String(attribute="data_version", allow_none=True)
+    currentDataTime = EpochDateTime(attribute="current_data_time", allow_none=True)
+    late = fields.Boolean()
+    lateBy = fields.Float(attribute="late_by", metadata={"description": "seconds"})
+    nextDeadline = EpochDateTime(attribute="next_deadline", allow_none=True)
+    held = fields.Boolean()
+    heldError = fields.String(attribute="held_error", allow_none=True)
     cron = fields.String(allow_none=True)
     timezone = fields.String()
     dependsOn = fields.List(fields.Nested(AssetRefSchema), attribute="depends_on")
@@ -224,8 +296,16 @@ def check_asset(data: dict[str, Any], path: str = "") -> dict[str, list[str]]:
     """Problems of a loaded asset (or of the fields a PATCH changes), by path: its job as
     ``POST /jobs`` checks it but a single node, its cron and time zone as schedules do."""
     prefix = f"{path}." if path else ""
-    found: dict[str, list[str]] = {}
-    if "job" in data:
+    found: dict[str, list[str]] = _kind_problems(data, prefix)
+    policy = data.get("freshness") or {}
+    if policy.get("cronSchedule") or policy.get("timezone"):
+        try:
+            cron_schedule(policy.get("cronSchedule") or _ANY_CRON, policy.get("timezone", "UTC"))
+        except InvalidSchedule as exc:
+            names = {"cron": "cronSchedule", "timezone": "timezone"}
+            for field, m in exc.details.items():
+                found[f"{prefix}freshness.{names.get(field, field)}"] = m
+    if data.get("job") is not None:
         found.update(_job_problems(data["job"], f"{prefix}job"))
     if "cron" in data or "timezone" in data:
         cron = data.get("cron")
@@ -239,6 +319,24 @@ def check_asset(data: dict[str, Any], path: str = "") -> dict[str, list[str]]:
                     if cron or field != "cron"
                 }
             )
+    return found
+
+
+def _kind_problems(data: dict[str, Any], prefix: str) -> dict[str, list[str]]:
+    """A source has no job, code version, cron or automation; a job asset no observer.
+    (For a PATCH, ``data`` holds the stored asset's fields under the change.)"""
+    found: dict[str, list[str]] = {}
+    if data.get("kind", "job") == "source":
+        for field in ("job", "codeVersion", "cron", "freshness"):
+            if data.get(field) is not None:
+                found[f"{prefix}{field}"] = ["not for a source asset: it is observed, not run"]
+        if data.get("automation", "off") != "off":
+            found[f"{prefix}automation"] = ["a source asset is observed, not reconciled"]
+    else:
+        if "job" in data and data["job"] is None:
+            found[f"{prefix}job"] = ["Missing data for required field."]
+        if data.get("observe") is not None:
+            found[f"{prefix}observe"] = ["only a source asset is observed"]
     return found
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from app.api.asset_status import filtered, stored_fields, with_status
 from app.api.errors import ApiError
 from app.api.graph_schemas import (
     AssetInputSchema,
@@ -24,7 +25,6 @@ from app.api.graph_schemas import (
     load,
 )
 from app.api.shared import MAX_ID, json_body, runtime
-from app.domain.payload import unwrap
 from app.store import graph_changes, graphs
 
 models_api = Blueprint("models_api", __name__, url_prefix="/api/v1")
@@ -155,8 +155,10 @@ def create_asset(model_id: int) -> tuple[Response, int, dict[str, str]]:
     """
     model_or_404(model_id)
     data = load(AssetInputSchema(), json_body(), "invalid_asset", "asset")
+    if data["kind"] == "job":
+        data.setdefault("job", None)
     reject(check_asset(data), "invalid_asset", "invalid asset")
-    data["job"] = unwrap(data["job"])
+    data = stored_fields(data)
     try:
         asset_id = graph_changes.create_asset(runtime().db, model_id, data)
     except graphs.ModelNotFound:
@@ -164,7 +166,7 @@ def create_asset(model_id: int) -> tuple[Response, int, dict[str, str]]:
     except graphs.NameTaken:
         raise name_taken("asset", data["name"]) from None
     location = {"Location": f"/api/v1/models/{model_id}/assets/{asset_id}"}
-    return jsonify(AssetSchema().dump(asset_or_404(model_id, asset_id))), 201, location
+    return jsonify(AssetSchema().dump(shown(model_id, asset_id))), 201, location
 
 
 @models_api.get("/models/<int:model_id>/assets")
@@ -178,15 +180,18 @@ def list_assets(model_id: int) -> Response:
         name: transitive
         schema: {type: boolean, default: false}
         description: all ancestors and descendants instead of direct neighbours
+      - {in: query, name: status, schema: {type: string, enum: [MISSING, STALE, FRESH]}}
+      - {in: query, name: late, schema: {type: boolean}}
       responses:
         200: {description: The assets, content: {application/json: {schema: AssetList}}}
         400: {description: Invalid query, content: {application/json: {schema: Error}}}
         404: {description: No such model, content: {application/json: {schema: Error}}}
     """
-    transitive = transitive_arg()
+    transitive = transitive_arg(frozenset({"status", "late"}))
     found = graphs.list_assets(runtime().db, model_id, transitive) if model_id <= MAX_ID else None
     if found is None:
         raise model_not_found(model_id)
+    found = filtered(with_status(model_id, found))
     return jsonify({"items": AssetSchema(many=True).dump(found)})
 
 
@@ -204,7 +209,7 @@ def get_asset(model_id: int, asset_id: int) -> Response:
         400: {description: Invalid query, content: {application/json: {schema: Error}}}
         404: {description: No such asset, content: {application/json: {schema: Error}}}
     """
-    return jsonify(AssetSchema().dump(asset_or_404(model_id, asset_id, transitive_arg())))
+    return jsonify(AssetSchema().dump(shown(model_id, asset_id, transitive_arg())))
 
 
 @models_api.patch("/models/<int:model_id>/assets/<int:asset_id>")
@@ -229,16 +234,19 @@ def update_asset(model_id: int, asset_id: int) -> Response:
     timing = {}
     if "cron" in changes or "timezone" in changes:
         timing = {k: changes.get(k, current[k]) for k in ("cron", "timezone")}
-    reject(check_asset({**changes, **timing}), "invalid_asset", "invalid asset")
-    if "job" in changes:
-        changes["job"] = unwrap(changes["job"])
+    reject(
+        check_asset({"kind": current["kind"], **changes, **timing}),
+        "invalid_asset",
+        "invalid asset",
+    )
+    changes = stored_fields(changes)
     try:
         found = graph_changes.update_asset(runtime().db, model_id, asset_id, changes)
     except graphs.NameTaken:
         raise name_taken("asset", changes["name"]) from None
     if not found:
         raise asset_not_found(model_id, asset_id)
-    return jsonify(AssetSchema().dump(asset_or_404(model_id, asset_id)))
+    return jsonify(AssetSchema().dump(shown(model_id, asset_id)))
 
 
 @models_api.delete("/models/<int:model_id>/assets/<int:asset_id>")
@@ -270,9 +278,9 @@ def delete_asset(model_id: int, asset_id: int) -> tuple[str, int]:
 # -- shared by this blueprint's views ----------------------------------------------------
 
 
-def transitive_arg() -> bool:
-    """?transitive=true|false (default false); anything else is a 400."""
-    unknown = set(request.args) - {"transitive"}
+def transitive_arg(others: frozenset[str] = frozenset()) -> bool:
+    """?transitive=true|false (default false); anything else (but ``others``) is a 400."""
+    unknown = set(request.args) - {"transitive"} - others
     value = request.args.get("transitive", "false").lower()
     if unknown or value not in ("true", "false"):
         details = {name: ["unknown query parameter"] for name in sorted(unknown)}
@@ -303,6 +311,11 @@ def asset_or_404(model_id: int, asset_id: int, transitive: bool = False) -> dict
     return found
 
 
+def shown(model_id: int, asset_id: int, transitive: bool = False) -> dict[str, Any]:
+    """The asset with its automation status."""
+    return with_status(model_id, [asset_or_404(model_id, asset_id, transitive)])[0]
+
+
 def model_not_found(model_id: int) -> ApiError:
     return ApiError(404, "not_found", f"no model {model_id}")
 
@@ -318,4 +331,4 @@ def name_taken(kind: str, name: str) -> ApiError:
 
 
 # The dependency, order, graph and run views register on models_api when imported.
-from app.api import model_graph, runs  # noqa: E402, F401
+from app.api import automation, model_graph, runs  # noqa: E402, F401

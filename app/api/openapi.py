@@ -11,6 +11,14 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from apispec.yaml_utils import load_operations_from_docstring
 from flask import Flask
 
+from app.api.automation import (
+    AssetEventPageSchema,
+    AssetRefreshPageSchema,
+    EvaluationPageSchema,
+    ObservationInputSchema,
+    ObservationSchema,
+    TickPageSchema,
+)
 from app.api.graph_schemas import (
     AssetInputDocSchema,
     AssetListSchema,
@@ -106,6 +114,12 @@ SCHEMAS = {
     "RunInput": RunInputSchema,
     "Batch": BatchSchema,
     "AssetJob": AssetJobSchema,
+    "Observation": ObservationSchema,
+    "ObservationInput": ObservationInputSchema,
+    "AssetRefreshPage": AssetRefreshPageSchema,
+    "EvaluationPage": EvaluationPageSchema,
+    "TickPage": TickPageSchema,
+    "AssetEventPage": AssetEventPageSchema,
 }
 
 

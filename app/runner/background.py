@@ -11,10 +11,12 @@ import logging
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from app.alerts.dispatcher import Dispatcher
+from app.runner.automation_loop import AutomationLoop
 from app.runner.housekeeping import start_housekeeping
 from app.runner.schedule_loop import ScheduleLoop
 from app.runner.worker_pool import WorkerPool
 from app.runtime import Runtime
+from app.services.runs import RunService
 
 log = logging.getLogger("jobchain.background")
 
@@ -27,6 +29,7 @@ class Background:
         self.pool = WorkerPool(runtime.db, runtime.registry, runtime.settings)
         runtime.pool = self.pool
         self.schedule_loop = ScheduleLoop(runtime.db, runtime.registry, runtime.settings)
+        self.automation = AutomationLoop(RunService.for_runtime(runtime))
         self._scheduler: BackgroundScheduler | None = None
         # Alerts: matched and sent on a thread of their own, never a worker's.
         self.alerts = Dispatcher(runtime.db, runtime.settings)
@@ -41,6 +44,7 @@ class Background:
         )
         self.pool.start()
         self.schedule_loop.start()  # its first check fires what came due while we were down
+        self.automation.start()
         self.alerts.start()
         return self
 
@@ -49,5 +53,6 @@ class Background:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
         self.schedule_loop.stop()
+        self.automation.stop()
         self.alerts.stop()
         self.pool.stop(grace_seconds)

@@ -19,7 +19,9 @@ GET, HEAD, OPTIONS anything else           reader       reading jobs, joins, sch
 POST /api/v1/jobs (exactly)                submitter    submitting a chain
 POST /api/v1/models/<id>/runs, and         submitter    starting (a run is a chain) and
   .../runs/<id>/cancel                                    cancelling a model's run
-POST /api/v1/jobs/<id>/callback            integration  external systems reporting back
+POST /api/v1/jobs/<id>/callback, and       integration  external systems reporting back
+  /api/v1/models/<id>/assets/<id>/                        (a job's end, a source's new data)
+  observations
 GET /admin/login, /admin/static/...        (none)       the console's login page and assets
 POST /admin/login                          (none)       exchanging a token for a session
 POST /admin/logout, /admin/submit/check    reader       ending a session; checking a payload
@@ -55,6 +57,7 @@ ADMIN_ONLY_PREFIXES = ("/api/v1/notification-rules", "/admin/alerts")
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SUBMIT_PATH = "/api/v1/jobs"
 CALLBACK_PATH = re.compile(r"/api/v1/jobs/[^/]+/callback")
+OBSERVATION_PATH = re.compile(r"/api/v1/models/[^/]+/assets/[^/]+/observations")
 RUN_PATHS = re.compile(r"/api/v1/models/[^/]+/runs(/[^/]+/cancel)?")
 CONSOLE_PREFIX = "/admin"
 CONSOLE_LOGIN = "/admin/login"
@@ -73,7 +76,7 @@ def required_role(method: str, path: str) -> str | None:
         return None if path in OPEN_PATHS or CONSOLE_OPEN.fullmatch(path) else "reader"
     if method == "POST" and (path == SUBMIT_PATH or RUN_PATHS.fullmatch(path)):
         return "submitter"
-    if method == "POST" and CALLBACK_PATH.fullmatch(path):
+    if method == "POST" and (CALLBACK_PATH.fullmatch(path) or OBSERVATION_PATH.fullmatch(path)):
         return "integration"
     if method == "POST" and path == CONSOLE_LOGIN:
         return None

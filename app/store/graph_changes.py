@@ -27,8 +27,30 @@ from app.store.graphs import (
 )
 from app.store.tables import asset_dependencies, assets
 
-ASSET_EDITABLE = frozenset({"name", "description", "job", "cron", "timezone"})
-ASSET_DEFAULTS = {"description": None, "cron": None, "timezone": "UTC"}
+ASSET_EDITABLE = frozenset(
+    {
+        "name",
+        "description",
+        "job",
+        "cron",
+        "timezone",
+        "automation",
+        "freshness",
+        "code_version",
+        "observe",
+    }
+)
+ASSET_DEFAULTS = {
+    "description": None,
+    "cron": None,
+    "timezone": "UTC",
+    "kind": "job",
+    "job": None,
+    "automation": "off",
+    "freshness": None,
+    "code_version": None,
+    "observe": None,
+}
 
 
 class UnknownAsset(Exception):
@@ -95,6 +117,8 @@ def update_asset(db: Database, model_id: int, asset_id: int, changes: Mapping[st
         values = {**changes, "updated_at": now()}
         if "cron" in changes or "timezone" in changes:
             values["next_fire_at"] = None  # the scheduler computes it anew
+        if "observe" in changes:
+            values["next_evaluation_at"] = None  # observe at the next tick
         changed = conn.execute(
             update(assets)
             .where(assets.c.id == asset_id, assets.c.model_id == model_id)

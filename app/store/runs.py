@@ -15,7 +15,7 @@ the check, and the run does not wait, or after the insert, and its release start
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,7 @@ from app.domain.join_plan import JoinPlan
 from app.domain.payload import JobSpec, split_target
 from app.domain.statuses import TERMINAL
 from app.store import actions
+from app.store.asset_versions import release_holds
 from app.store.database import Database, now
 from app.store.graph_changes import record_refreshes
 from app.store.graphs import ModelNotFound, graph_edges, lock_model
@@ -45,6 +46,9 @@ class RunRequest:
     downstream: bool = True
     force: bool = False
     fire_time: float | None = None
+    # A reconciliation tick's run: why each asset refreshes, and the tick.
+    reasons: Mapping[str, str] | None = None
+    tick_id: int | None = None
 
 
 class AlreadyInBatch(Exception):
@@ -74,13 +78,21 @@ def store_run(conn: Connection, model_id: int, request: RunRequest, build: Build
     if not lock_model(conn, model_id):
         raise ModelNotFound(model_id)
     rows = conn.execute(
-        select(assets.c.id, assets.c.name, assets.c.job, assets.c.last_job_id).where(
-            assets.c.model_id == model_id
-        )
+        select(
+            assets.c.id,
+            assets.c.name,
+            assets.c.kind,
+            assets.c.job,
+            assets.c.last_job_id,
+            assets.c.code_version,
+        ).where(assets.c.model_id == model_id)
     ).all()
+    # A source is observed, not run: runs neither refresh nor wait for it.
+    sources = {r.name for r in rows if r.kind == "source"}
+    rows = [r for r in rows if r.name not in sources]
     found = {r.name: plans.Asset(r.id, r.name, r.job) for r in rows}
-    edges = graph_edges(conn, model_id)
-    named = _named(request, found, edges)
+    edges = [e for e in graph_edges(conn, model_id) if e[0] not in sources]
+    named = _named(request, found, edges, sources)
     t = now()
     run_id: int = conn.execute(
         insert(runs)
@@ -92,6 +104,7 @@ def store_run(conn: Connection, model_id: int, request: RunRequest, build: Build
             downstream=request.downstream,
             force=request.force,
             fire_time=request.fire_time,
+            tick_id=request.tick_id,
             created_at=t,
         )
         .returning(runs.c.id)
@@ -114,6 +127,8 @@ def store_run(conn: Connection, model_id: int, request: RunRequest, build: Build
     for wait in plan.external:
         _attach(conn, wait, joins)
     own = {plan.paths[s.path]: ids[id(s)] for s in root.walk() if s.path in plan.paths}
+    reasons = request.reasons or {}
+    code_versions = {r.name: r.code_version for r in rows}
     conn.execute(
         insert(run_assets),
         [
@@ -127,17 +142,25 @@ def store_run(conn: Connection, model_id: int, request: RunRequest, build: Build
                 "own": name in own,
                 "position": position,
                 "waits_for": [list(pair) for pair in plan.waits_for.get(name, [])],
+                "reason": reasons.get(name),
+                "code_version": code_versions[name],
+                "settled": name not in own,  # only an own refresh's end is recorded
             }
             for position, name in enumerate(plan.assets)
         ],
     )
     record_refreshes(conn, {found[name].asset_id: job_id for name, job_id in own.items()})
+    if request.tick_id is None:  # someone runs a held asset: the hold ends
+        release_holds(conn, [found[name].asset_id for name in own])
     conn.execute(update(runs).where(runs.c.id == run_id).values(batch=batch, root_job_id=root_id))
     return run_id
 
 
 def _named(
-    request: RunRequest, found: dict[str, plans.Asset], edges: list[rules.Edge]
+    request: RunRequest,
+    found: dict[str, plans.Asset],
+    edges: list[rules.Edge],
+    sources: set[str],
 ) -> list[str]:
     """The assets the request names (default: all; with a batch, the roots), checked."""
     if not found:
@@ -147,7 +170,11 @@ def _named(
         names = sorted(found)
         return [n for n in names if not uphill.get(n)] if request.batch is not None else names
     problems = {
-        f"assets[{i}]": [f"no asset named {name!r} in this model"]
+        f"assets[{i}]": [
+            f"{name!r} is a source asset: it is observed, not run"
+            if name in sources
+            else f"no asset named {name!r} in this model"
+        ]
         for i, name in enumerate(request.assets)
         if name not in found
     }

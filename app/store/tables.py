@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData()
@@ -294,7 +295,7 @@ assets = Table(
     Column("model_id", Id, ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
     Column("name", String(100), nullable=False),
     Column("description", Text, nullable=True),
-    Column("job", JSON, nullable=False),
+    Column("job", JSON, nullable=True),  # NULL for a source (observed, not computed)
     Column("cron", String(255), nullable=True),
     Column("timezone", String(64), nullable=False),
     # The root job of the asset's latest refresh (set by runs); refreshing while not terminal.
@@ -303,8 +304,22 @@ assets = Table(
     Column("updated_at", Float, nullable=False),
     # When the asset's cron fires next (NULL: no cron, or not computed yet by a scheduler).
     Column("next_fire_at", Float, nullable=True),
+    # Declarative automation (app/domain/freshness.py, app/store/automation.py).
+    Column("kind", String(16), nullable=False, server_default="job"),
+    Column("automation", String(16), nullable=False, server_default="off"),
+    Column("freshness", JSON, nullable=True),
+    Column("code_version", String(255), nullable=True),
+    Column("observe", JSON, nullable=True),
+    Column("current_version_id", Id, nullable=True),
+    Column("failures", Integer, nullable=False, server_default="0"),
+    Column("held_at", Float, nullable=True),
+    Column("held_error", Text, nullable=True),
+    Column("late_since", Float, nullable=True),
+    # When a tick must look at the asset on its own (a deadline, an observation due).
+    Column("next_evaluation_at", Float, nullable=True),
     UniqueConstraint("model_id", "name", name="uq_asset_name"),
     Index("ix_assets_next_fire", "next_fire_at"),
+    Index("ix_assets_next_evaluation", "model_id", "next_evaluation_at"),
     sqlite_autoincrement=True,
 )
 
@@ -339,6 +354,8 @@ runs = Table(
     # Set for a run started by the assets' cron: the fire time it serves.
     Column("fire_time", Float, nullable=True),
     Column("created_at", Float, nullable=False),
+    # Set for a run a reconciliation tick started (app/store/automation.py).
+    Column("tick_id", Id, nullable=True),
     Index("ix_runs_model", "model_id", "id"),
     Index("ix_runs_model_batch", "model_id", "batch", "id"),
     sqlite_autoincrement=True,
@@ -359,7 +376,13 @@ run_assets = Table(
     Column("own", Boolean, nullable=False),
     Column("position", Integer, nullable=False),
     Column("waits_for", JSON, nullable=False),
+    # Automation: why a tick refreshes it, the code version it ran, whether its end is
+    # recorded (as a version or a failure: app/store/asset_versions.py).
+    Column("reason", Text, nullable=True),
+    Column("code_version", String(255), nullable=True),
+    Column("settled", Boolean, nullable=False, server_default=false()),
     Index("ix_run_assets_run", "run_id", "position"),
+    Index("ix_run_assets_settled", "model_id", "settled"),
     Index("ix_run_assets_job", "job_id"),
     Index("ix_run_assets_batch", "model_id", "batch", "asset_id"),
 )
@@ -376,3 +399,5 @@ model_fires = Table(
     Column("message", Text, nullable=True),
     UniqueConstraint("model_id", "fire_time", name="uq_model_fire"),
 )
+
+from app.store import automation_tables as _automation_tables  # noqa: E402, F401

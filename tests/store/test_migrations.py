@@ -233,6 +233,15 @@ def _sqlite_ddl(url: str) -> dict[str, str]:
 # Created AUTOINCREMENT by 0004 (ids of models, assets and dependencies leave the database)
 # and 0005 (run ids).
 GRAPH_TABLES = {"models", "assets", "asset_dependencies", "runs"}
+NOTIFICATION_TABLES = {"notification_rules", "notification_deliveries"}
+# 0007: every automation table's ids are shown or paged on.
+AUTOMATION_TABLES = {
+    "asset_versions",
+    "automation_ticks",
+    "automation_requests",
+    "asset_evaluations",
+    "asset_events",
+}
 
 
 def test_sqlite_migrations_make_the_ddl_of_tables_py(sqlite_url: str, tmp_path: Path) -> None:
@@ -251,7 +260,7 @@ def test_sqlite_migrations_make_the_ddl_of_tables_py(sqlite_url: str, tmp_path: 
             for table in metadata.tables.values()
             if table.kwargs.get("sqlite_autoincrement")
         }
-        == set(NEVER_REUSED) | GRAPH_TABLES | {"notification_rules", "notification_deliveries"}
+        == set(NEVER_REUSED) | GRAPH_TABLES | AUTOMATION_TABLES | NOTIFICATION_TABLES
     )
 
 

@@ -1,0 +1,306 @@
+"""Assets' versions: recording what refreshes and observations produced, and reading a
+model's assets as the freshness rules see them (``app/domain/freshness.py``).
+
+A refresh's end is recorded ("settled") once, by whoever gets there first (a tick, or a
+read of the model's assets): a guarded UPDATE of its ``run_assets`` row decides who, and
+the version or the failure is written in the same transaction. Every writer of versions
+holds the model's lock, so a tick's watermark (the newest version id it saw) is exact.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select, update
+
+from app.domain import freshness as rules
+from app.domain.reconcile import Standing
+from app.domain.statuses import TERMINAL, Status
+from app.store.automation_tables import asset_events, asset_versions
+from app.store.graphs import graph_edges, lock_model
+from app.store.tables import assets, jobs, run_assets, runs
+
+_TERMINAL = [s.value for s in TERMINAL]
+
+
+@dataclass
+class ModelState:
+    """A model's assets as the rules see them, with their ids and standing."""
+
+    assets: dict[str, rules.Asset]
+    ids: dict[str, int]
+    rows: dict[str, Any]
+    standing: dict[str, Standing]
+    history: StoredHistory
+
+    def assessment(self) -> rules.Assessment:
+        return rules.Assessment(self.assets, self.history)
+
+
+@dataclass
+class StoredHistory:
+    """Older versions, read when the rules ask for them (few: the inputs of current ones)."""
+
+    conn: Connection
+    ids: Mapping[str, int]
+    _versions: dict[int, rules.Version] = field(default_factory=dict)
+
+    def version(self, version_id: int) -> rules.Version:
+        if version_id not in self._versions:
+            row = self.conn.execute(
+                select(asset_versions).where(asset_versions.c.id == version_id)
+            ).one()
+            self._versions[version_id] = to_version(row)
+        return self._versions[version_id]
+
+    def first_arrival_after(self, asset: str, version_id: int) -> float | None:
+        held = self.version(version_id).data_version
+        found = self.conn.execute(
+            select(func.min(asset_versions.c.arrived_at)).where(
+                asset_versions.c.asset_id == self.ids[asset],
+                asset_versions.c.id > version_id,
+                asset_versions.c.data_version != held,
+            )
+        ).scalar()
+        return float(found) if found is not None else None
+
+
+def to_version(row: Any) -> rules.Version:
+    inputs = {name: (int(pair[0]), str(pair[1])) for name, pair in (row.inputs or {}).items()}
+    return rules.Version(
+        row.id, row.data_version, row.code_version, inputs, row.started_at, row.arrived_at
+    )
+
+
+def load_state(conn: Connection, model_id: int) -> ModelState:
+    """Every asset of the model with its current version, upstreams and standing."""
+    rows = {r.name: r for r in conn.execute(select(assets).where(assets.c.model_id == model_id))}
+    ids = {name: r.id for name, r in rows.items()}
+    ups: dict[str, list[str]] = {name: [] for name in rows}
+    for up, down in graph_edges(conn, model_id):
+        ups[down].append(up)
+    current_ids = [r.current_version_id for r in rows.values() if r.current_version_id]
+    history = StoredHistory(conn, ids)
+    run_seconds: dict[int, float] = {}
+    for row in _chunks(conn, asset_versions, current_ids):
+        history._versions[row.id] = to_version(row)
+        run_seconds[row.id] = row.run_seconds or 0.0
+    last_jobs = [r.last_job_id for r in rows.values() if r.last_job_id]
+    busy = {job_id for job_id, status in _job_statuses(conn, last_jobs) if status not in _TERMINAL}
+    found: dict[str, rules.Asset] = {}
+    standing: dict[str, Standing] = {}
+    for name, r in rows.items():
+        current = history._versions.get(r.current_version_id) if r.current_version_id else None
+        found[name] = rules.Asset(
+            name,
+            r.kind,
+            r.automation,
+            r.code_version,
+            rules.Policy.from_json(r.freshness),
+            tuple(sorted(ups[name])),
+            current,
+        )
+        standing[name] = Standing(
+            held=r.held_at is not None,
+            in_flight=r.last_job_id in busy,
+            run_seconds=run_seconds.get(r.current_version_id or 0, 0.0),
+        )
+    return ModelState(found, ids, rows, standing, history)
+
+
+def _chunks(conn: Connection, table: Any, ids: list[int], size: int = 500) -> Iterable[Any]:
+    for i in range(0, len(ids), size):
+        yield from conn.execute(select(table).where(table.c.id.in_(ids[i : i + size])))
+
+
+def _job_statuses(conn: Connection, ids: list[int], size: int = 500) -> Iterable[Any]:
+    for i in range(0, len(ids), size):
+        query = select(jobs.c.id, jobs.c.status).where(jobs.c.id.in_(ids[i : i + size]))
+        yield from conn.execute(query)
+
+
+# -- settling refreshes ------------------------------------------------------------------
+
+
+def unsettled(conn: Connection, model_id: int) -> bool:
+    """Whether a refresh of the model has ended and is not recorded yet."""
+    return conn.execute(_unsettled_query(model_id).limit(1)).first() is not None
+
+
+def _unsettled_query(model_id: int) -> Any:
+    return (
+        select(
+            run_assets.c.id,
+            run_assets.c.asset_id,
+            run_assets.c.job_id,
+            run_assets.c.run_id,
+            run_assets.c.code_version,
+            runs.c.tick_id,
+            runs.c.created_at.label("run_created_at"),
+            jobs.c.status,
+            jobs.c.result,
+            jobs.c.message,
+            jobs.c.started_at,
+            jobs.c.finished_at,
+        )
+        .join(jobs, jobs.c.id == run_assets.c.job_id)
+        .join(runs, runs.c.id == run_assets.c.run_id)
+        .where(
+            run_assets.c.model_id == model_id,
+            run_assets.c.settled.is_(False),
+            run_assets.c.own.is_(True),
+            jobs.c.status.in_(_TERMINAL),
+        )
+        .order_by(run_assets.c.id)
+    )
+
+
+def settle(conn: Connection, model_id: int, now: float, max_failures: int) -> set[int]:
+    """Record every ended refresh of the model (the caller holds the model's lock);
+    returns the ids of the assets whose data or failure count changed."""
+    changed: set[int] = set()
+    ended = conn.execute(_unsettled_query(model_id)).all()
+    if not ended:
+        return changed
+    names = dict(
+        conn.execute(select(assets.c.id, assets.c.name).where(assets.c.model_id == model_id))
+        .tuples()
+        .all()
+    )
+    ids = {name: asset_id for asset_id, name in names.items()}
+    ups: dict[int, list[str]] = {}
+    for up, down in graph_edges(conn, model_id):
+        ups.setdefault(ids[down], []).append(up)
+    for row in ended:
+        mine = (run_assets.c.id == row.id, run_assets.c.settled.is_(False))
+        if not conn.execute(update(run_assets).where(*mine).values(settled=True)).rowcount:
+            continue
+        if row.asset_id not in names:
+            continue  # the asset was deleted since
+        changed.add(row.asset_id)
+        if row.status == Status.FINISHED.value:
+            _record_refresh(
+                conn, model_id, row, {u: ids[u] for u in ups.get(row.asset_id, [])}, now
+            )
+        elif row.status == Status.FAILED.value and row.tick_id is not None:
+            _count_failure(conn, model_id, row, now, max_failures)
+    return changed
+
+
+def _record_refresh(
+    conn: Connection, model_id: int, row: Any, ups: Mapping[str, int], now: float
+) -> None:
+    started = row.started_at if row.started_at is not None else row.finished_at or now
+    inputs: dict[str, tuple[int, str]] = {}
+    for name, up_id in ups.items():
+        read = conn.execute(
+            select(asset_versions.c.id, asset_versions.c.data_version)
+            .where(asset_versions.c.asset_id == up_id, asset_versions.c.arrived_at <= started)
+            .order_by(asset_versions.c.id.desc())
+            .limit(1)
+        ).first()
+        if read is not None:
+            inputs[name] = (read.id, read.data_version)
+    version = rules.data_version(row.result, row.code_version, inputs, row.job_id)
+    finished = row.finished_at if row.finished_at is not None else now
+    version_id = conn.execute(
+        insert(asset_versions)
+        .values(
+            model_id=model_id,
+            asset_id=row.asset_id,
+            job_id=row.job_id,
+            run_id=row.run_id,
+            data_version=version,
+            code_version=row.code_version,
+            inputs={k: list(v) for k, v in inputs.items()},
+            started_at=started,
+            arrived_at=finished,
+            run_seconds=max(0.0, finished - row.run_created_at),
+        )
+        .returning(asset_versions.c.id)
+    ).scalar_one()
+    conn.execute(
+        update(assets)
+        .where(assets.c.id == row.asset_id)
+        .values(current_version_id=version_id, failures=0)
+    )
+
+
+def _count_failure(conn: Connection, model_id: int, row: Any, now: float, limit: int) -> None:
+    """An automated refresh failed: after ``limit`` in a row the asset is held."""
+    failures = conn.execute(
+        update(assets)
+        .where(assets.c.id == row.asset_id)
+        .values(failures=assets.c.failures + 1)
+        .returning(assets.c.failures, assets.c.held_at)
+    ).one()
+    if failures.failures >= limit and failures.held_at is None:
+        error = (row.message or "failed")[:2000]
+        conn.execute(
+            update(assets).where(assets.c.id == row.asset_id).values(held_at=now, held_error=error)
+        )
+        message = f"held after {failures.failures} failed automated runs in a row: {error}"
+        add_event(conn, model_id, row.asset_id, "HELD", now, message)
+
+
+def release_holds(conn: Connection, asset_ids: list[int], by: str = "a run") -> list[int]:
+    """End the holds of those of ``asset_ids`` that are held (someone runs them, or
+    releases them); returns the ids released."""
+    if not asset_ids:
+        return []
+    held = conn.execute(
+        update(assets)
+        .where(assets.c.id.in_(asset_ids), assets.c.held_at.is_not(None))
+        .values(held_at=None, held_error=None, failures=0)
+        .returning(assets.c.id, assets.c.model_id)
+    ).all()
+    for row in held:
+        add_event(conn, row.model_id, row.id, "RELEASED", time.time(), f"hold ended by {by}")
+    return [row.id for row in held]
+
+
+def add_event(
+    conn: Connection, model_id: int, asset_id: int, kind: str, at: float, message: str
+) -> None:
+    conn.execute(
+        insert(asset_events).values(
+            model_id=model_id, asset_id=asset_id, kind=kind, at=at, message=message
+        )
+    )
+
+
+# -- observations ------------------------------------------------------------------------
+
+
+def observe(
+    conn: Connection, model_id: int, asset_id: int, version: str, observed_at: float
+) -> bool:
+    """Record a source's observed data version; True if it is new data (the same version
+    again changes nothing). The caller checked that the asset is a source of the model."""
+    lock_model(conn, model_id)
+    current = conn.execute(
+        select(asset_versions.c.data_version)
+        .join(assets, assets.c.current_version_id == asset_versions.c.id)
+        .where(assets.c.id == asset_id)
+    ).scalar()
+    if current == version:
+        return False
+    version_id = conn.execute(
+        insert(asset_versions)
+        .values(
+            model_id=model_id,
+            asset_id=asset_id,
+            data_version=version,
+            inputs={},
+            started_at=observed_at,
+            arrived_at=observed_at,
+        )
+        .returning(asset_versions.c.id)
+    ).scalar_one()
+    conn.execute(
+        update(assets).where(assets.c.id == asset_id).values(current_version_id=version_id)
+    )
+    return True
