@@ -55,8 +55,10 @@ class JoinParameters(Parameters):
 
 @job_type("NOOP", params=AnyParameters)
 def noop(ctx: JobContext) -> Any:
-    """Does nothing and finishes; useful as a chain's root or a join point."""
-    return None
+    """Does nothing and finishes; useful as a chain's root or a join point. Returns
+    ``parameters.result`` when given (e.g. ``{"dataVersion": "v1"}`` for an asset's data
+    version), so examples and tests can report one."""
+    return ctx.parameters.get("result")
 
 
 @job_type("SLEEP", params=SleepParameters)

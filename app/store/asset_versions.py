@@ -165,11 +165,8 @@ def settle(conn: Connection, model_id: int, now: float, max_failures: int) -> se
     ended = conn.execute(_unsettled_query(model_id)).all()
     if not ended:
         return changed
-    names = dict(
-        conn.execute(select(assets.c.id, assets.c.name).where(assets.c.model_id == model_id))
-        .tuples()
-        .all()
-    )
+    query = select(assets.c.id, assets.c.name).where(assets.c.model_id == model_id)
+    names = {r.id: r.name for r in conn.execute(query)}
     ids = {name: asset_id for asset_id, name in names.items()}
     ups: dict[int, list[str]] = {}
     for up, down in graph_edges(conn, model_id):
@@ -234,7 +231,7 @@ def _count_failure(conn: Connection, model_id: int, row: Any, now: float, limit:
     failures = conn.execute(
         update(assets)
         .where(assets.c.id == row.asset_id)
-        .values(failures=assets.c.failures + 1)
+        .values(failures=assets.c.failures + 1, next_evaluation_at=now)  # look again
         .returning(assets.c.failures, assets.c.held_at)
     ).one()
     if failures.failures >= limit and failures.held_at is None:

@@ -176,7 +176,10 @@ def _store_evaluations(
     latest = (
         select(func.max(e.id)).where(e.asset_id.in_(ids)).group_by(e.asset_id).scalar_subquery()
     )
-    last = dict(conn.execute(select(e.asset_id, e.signature).where(e.id.in_(latest))).tuples())
+    last = {
+        r.asset_id: r.signature
+        for r in conn.execute(select(e.asset_id, e.signature).where(e.id.in_(latest)))
+    }
     rows = []
     for name, evaluation in evaluations.items():
         asset_id, row = state.ids[name], state.rows[name]

@@ -52,7 +52,7 @@ automation_ticks = Table(
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("model_id", Id, ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
-    Column("slot", Integer, nullable=False),
+    Column("slot", Id, nullable=False),  # at // tick_seconds
     Column("started_at", Float, nullable=False),
     Column("duration_ms", Float, nullable=False),
     Column("evaluated", Integer, nullable=False),

@@ -82,7 +82,7 @@ def _create_tables() -> None:
         "automation_ticks",
         sa.Column("id", Id, primary_key=True, autoincrement=True),
         sa.Column("model_id", Id, sa.ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
-        sa.Column("slot", sa.Integer, nullable=False),
+        sa.Column("slot", Id, nullable=False),
         sa.Column("started_at", sa.Float, nullable=False),
         sa.Column("duration_ms", sa.Float, nullable=False),
         sa.Column("evaluated", sa.Integer, nullable=False),
