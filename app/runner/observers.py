@@ -38,10 +38,10 @@ def observe_due(db: Database, at: float) -> int:
         due = conn.execute(
             select(a.id, a.model_id, a.name, a.observe).where(
                 a.kind == "source",
-                a.observe.is_not(None),
                 a.next_evaluation_at.is_(None) | (a.next_evaluation_at <= at),
             )
         ).all()
+    due = [row for row in due if row.observe]  # JSON null is not SQL NULL
     new = 0
     for row in due:
         try:

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, func, insert, select, update
 
 from app.domain import graphs as graph_rules
 from app.domain.reconcile import Evaluation, plan_tick
+from app.failpoints import failpoint
 from app.store import asset_versions as versions
 from app.store.automation_tables import asset_evaluations, automation_requests, automation_ticks
 from app.store.graphs import lock_model
@@ -126,6 +127,7 @@ def tick_model(
             ],
         )
     _store_evaluations(conn, model_id, tick_id, at, state, plan.evaluations)
+    failpoint("automation.tick.before_commit")  # the crash tests' kill point
     duration_ms = (clock() - started) * 1000
     conn.execute(
         update(automation_ticks)
