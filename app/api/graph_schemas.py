@@ -268,9 +268,14 @@ class OrderSchema(Schema):
 class GraphAssetOutSchema(Schema):
     name = fields.String()
     description = fields.String(allow_none=True)
-    job = fields.Raw(metadata={"description": "one ChainedJobInfo node, as stored"})
+    kind = fields.String()
+    job = fields.Raw(allow_none=True, metadata={"description": "one ChainedJobInfo node"})
     cron = fields.String(allow_none=True)
     timezone = fields.String()
+    automation = fields.String()
+    freshness = fields.Raw(allow_none=True)
+    codeVersion = fields.String(attribute="code_version", allow_none=True)
+    observe = fields.Raw(allow_none=True)
 
 
 class GraphSchema(Schema):

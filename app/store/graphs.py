@@ -265,9 +265,19 @@ def get_graph(db: Database, model_id: int) -> dict[str, Any] | None:
     with db.read() as conn:
         if conn.execute(select(models.c.id).where(models.c.id == model_id)).first() is None:
             return None
+        a = assets.c
         query = select(
-            assets.c.name, assets.c.description, assets.c.job, assets.c.cron, assets.c.timezone
-        ).where(assets.c.model_id == model_id)
+            a.name,
+            a.description,
+            a.kind,
+            a.job,
+            a.cron,
+            a.timezone,
+            a.automation,
+            a.freshness,
+            a.code_version,
+            a.observe,
+        ).where(a.model_id == model_id)
         rows = conn.execute(query.order_by(assets.c.name)).mappings()
         found = [dict(r) for r in rows]
         edges = _edges(conn, model_id)

@@ -154,6 +154,21 @@ def test_asset_crud(api: Api) -> None:
         "dependsOn": [],
         "requiredBy": [],
         "lastRefresh": None,
+        # Declarative automation (tests/api/test_automation_api.py): the defaults.
+        "kind": "job",
+        "automation": "off",
+        "freshness": None,
+        "codeVersion": None,
+        "observe": None,
+        "status": "MISSING",
+        "causes": [],
+        "dataVersion": None,
+        "currentDataTime": None,
+        "late": False,
+        "lateBy": 0.0,
+        "nextDeadline": None,
+        "held": False,
+        "heldError": None,
     }
     asset_id = created["id"]
     path = f"/models/{model_id}/assets/{asset_id}"
