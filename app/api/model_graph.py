@@ -13,6 +13,7 @@ from typing import Any
 from flask import Response, jsonify
 from marshmallow import ValidationError
 
+from app.api.asset_status import stored_fields
 from app.api.errors import ApiError
 from app.api.graph_schemas import (
     DependencyInputSchema,
@@ -27,7 +28,7 @@ from app.api.graph_schemas import (
 from app.api.models import model_not_found, model_or_404, models_api, reject
 from app.api.shared import MAX_ID, json_body, runtime
 from app.domain import graphs as rules
-from app.domain.payload import flatten, unwrap
+from app.domain.payload import flatten
 from app.store import graph_changes, graphs
 from app.store.database import Database
 
@@ -235,8 +236,7 @@ def check_graph(body: dict[str, Any]) -> tuple[list[dict[str, Any]], list[rules.
             problems[f"{path}.name"] = [f"{name!r} is also assets[{first_of[name]}]"]
             continue
         first_of[name] = i
-        asset["job"] = unwrap(asset["job"])
-        loaded.append(asset)
+        loaded.append(stored_fields(asset))  # codeVersion -> code_version; a source has no job
     edges: list[rules.Edge] = []
     at: list[int] = []
     seen: dict[rules.Edge, int] = {}
