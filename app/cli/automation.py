@@ -32,8 +32,8 @@ NONE = "\u2013"  # an en dash
 def status(client: ApiClient, model: str, status: str | None, late: bool, as_json: bool) -> None:
     """A table of the model's assets: status, lag, next deadline and cause."""
     model_id = resolve_model(client, model)
-    filters = {"status": status, "late": "true" if late else None}
-    assets = api_call(lambda: client.assets(model_id, **filters))
+    late_only = "true" if late else None
+    assets = api_call(lambda: client.assets(model_id, status=status, late=late_only))
     if as_json:
         click.echo(json.dumps(assets, indent=2))
         return
