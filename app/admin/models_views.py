@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import abort, g, redirect, request, url_for
 
-from app.admin import model_runs
+from app.admin import automation_view, model_runs
 from app.admin.access import flash
 from app.admin.blueprint import FRAGMENT_HEADER, admin, is_fetch, page, runtime
 from app.api.errors import ApiError
@@ -29,6 +29,8 @@ MAX_DRAWN = 400
 # console.js asks for the drawer alone with this value of the fragment header.
 DRAWER = "drawer"
 REFRESH_SECONDS = 3
+# While any asset is under automation or has a freshness policy: its status moves by itself.
+AUTOMATION_REFRESH_SECONDS = 10
 
 
 @admin.get("/models")
@@ -130,6 +132,7 @@ def _graph_view(db: Database, model_id: int) -> dict[str, Any]:
     """The assets with their level and last refresh, the dependencies, and the picture's
     data for graph.js."""
     assets = graphs.list_assets(db, model_id) or []
+    automation_view.annotate(db, model_id, assets, runtime().settings.automation_max_failures)
     dependencies = graphs.list_dependencies(db, model_id) or []
     ids = {a["id"] for a in assets}
     # Two reads: a change between them must not leave a dependency on a missing asset.
@@ -156,6 +159,9 @@ def _graph_view(db: Database, model_id: int) -> dict[str, Any]:
                 "level": a["level"],
                 "state": a["state"],
                 "at": a["refreshed_at"],
+                "status": a["status"],
+                "badges": a["badges"],
+                "cause": a["cause_text"],
                 "url": url_for("admin.model_asset", model_id=model_id, asset_id=a["id"]),
             }
             for a in assets
@@ -171,8 +177,20 @@ def _graph_view(db: Database, model_id: int) -> dict[str, Any]:
         "counts": counts,
         "picture": picture if len(assets) <= MAX_DRAWN else None,
         "max_drawn": MAX_DRAWN,
-        "refresh_seconds": REFRESH_SECONDS if any(a["refreshing"] for a in assets) else 0,
+        "refresh_seconds": _refresh_seconds(assets),
+        "statuses": {
+            s: sum(a["status"] == s for a in assets) for s in ("MISSING", "STALE", "FRESH")
+        },
+        "late": sum(bool(a["late"]) for a in assets),
+        "held": sum(bool(a["held"]) for a in assets),
     }
+
+
+def _refresh_seconds(assets: list[dict[str, Any]]) -> int:
+    if any(a["refreshing"] for a in assets):
+        return REFRESH_SECONDS
+    automated = any(a["automation"] == "reconcile" or a["freshness"] for a in assets)
+    return AUTOMATION_REFRESH_SECONDS if automated else 0
 
 
 def _drawer_context(
@@ -193,6 +211,7 @@ def _drawer_context(
         "depends_on": sorted(ups, key=lambda d: d["upstream"]),
         "required_by": sorted(downs, key=lambda d: d["downstream"]),
         "candidates": [a for a in view["assets"] if a["id"] not in taken],
+        "automation": automation_view.drawer(db, asset),
     }
 
 

@@ -238,7 +238,7 @@ def check_graph(body: dict[str, Any]) -> tuple[list[dict[str, Any]], list[rules.
             problems[f"{path}.name"] = [f"{name!r} is also assets[{first_of[name]}]"]
             continue
         first_of[name] = i
-        loaded.append(stored_fields(asset))
+        loaded.append(stored_fields(asset))  # codeVersion -> code_version; a source has no job
     edges: list[rules.Edge] = []
     at: list[int] = []
     seen: dict[rules.Edge, int] = {}

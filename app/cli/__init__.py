@@ -1,6 +1,7 @@
 """The ``jobchain`` command, one module per command group: ``root`` (the group, --url and
 --token), ``service`` (serve, worker), ``jobs`` (submit, status, cancel, ...), ``schedules``,
-``models`` and ``deps`` (dependency graphs), ``tokens`` and ``db``; ``client`` is the HTTP
+``models`` and ``deps`` (dependency graphs; ``model_runs`` and ``automation`` add
+``models run``, ``status`` and ``why``), ``tokens`` and ``db``; ``client`` is the HTTP
 client of the API the commands call and ``shared`` what the groups share. Modules here may
 import click, requests, ``app.store`` (the ``tokens`` and ``db`` commands work on the
 database directly), ``app.security``, ``app.domain.statuses`` and ``config``; ``service`` imports

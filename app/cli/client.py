@@ -159,9 +159,13 @@ class ApiClient:
     def update_model(self, model_id: int, changes: dict[str, Any]) -> dict[str, Any]:
         return self._call("PATCH", f"/models/{model_id}", json=changes)
 
-    def assets(self, model_id: int, transitive: bool = False) -> list[dict[str, Any]]:
-        params = {"transitive": "true"} if transitive else None
-        return self._call("GET", f"/models/{model_id}/assets", params=params)["items"]
+    def assets(
+        self, model_id: int, transitive: bool = False, **filters: Any
+    ) -> list[dict[str, Any]]:
+        params = {k: v for k, v in filters.items() if v is not None}
+        if transitive:
+            params["transitive"] = "true"
+        return self._call("GET", f"/models/{model_id}/assets", params=params or None)["items"]
 
     def graph(self, model_id: int) -> dict[str, Any]:
         return self._call("GET", f"/models/{model_id}/graph")
@@ -181,6 +185,18 @@ class ApiClient:
 
     def delete_dependency(self, model_id: int, dependency_id: int) -> None:
         self._call("DELETE", f"/models/{model_id}/dependencies/{dependency_id}")
+
+    # -- declarative automation (app/cli/automation.py) -----------------------------------
+
+    def asset_refreshes(self, model_id: int, asset_id: int, limit: int = 5) -> list[dict[str, Any]]:
+        path = f"/models/{model_id}/assets/{asset_id}/refreshes"
+        return self._call("GET", path, params={"limit": limit})["items"]
+
+    def asset_evaluations(
+        self, model_id: int, asset_id: int, limit: int = 1
+    ) -> list[dict[str, Any]]:
+        path = f"/models/{model_id}/assets/{asset_id}/evaluations"
+        return self._call("GET", path, params={"limit": limit})["items"]
 
     # -- notification rules (app/cli/alerts.py) -------------------------------------------
 

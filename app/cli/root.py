@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from app.cli import model_runs  # noqa: F401  (registers `models run`)
+from app.cli import automation, model_runs  # noqa: F401  (register `models status|why|run`)
 from app.cli.alerts import alerts
 from app.cli.client import ApiClient
 from app.cli.db import db

@@ -33,6 +33,22 @@ function clipped(name) {
   return name.length > NODE.maxName ? `${name.slice(0, NODE.maxName - 1)}…` : name;
 }
 
+// The asset's status (FRESH, STALE, MISSING) and LATE / held as small coloured pills after
+// its name, from x; returns the room they take.
+function pills(link, badges, x) {
+  let at = x;
+  for (const badge of badges) {
+    const pill = svg("g", { class: `pill st-${badge}`, "data-badge": badge }, link);
+    const rect = svg("rect", { x: at, y: 7, height: 14, rx: 3, ry: 3 }, pill);
+    const text = svg("text", { x: at + 4, y: 17.5 }, pill);
+    text.textContent = badge === "HELD" ? "held" : badge;
+    const width = Math.ceil(text.getComputedTextLength() + 8);
+    rect.setAttribute("width", width);
+    at += width + 3;
+  }
+  return badges.length ? at - x + 3 : 0;
+}
+
 // d3's "basis" curve through dagre's edge points: smooth, and it stays inside their hull.
 function basisPath(points) {
   const p = points;
@@ -71,16 +87,19 @@ function draw(container, data, selected) {
       "data-asset": asset.id, "data-state": asset.state, "data-level": asset.level,
     }, nodeLayer);
     if (String(asset.id) === selected) link.classList.add("selected");
+    if (asset.status) link.setAttribute("data-status", (asset.badges || [asset.status]).join(" "));
     const title = svg("title", {}, link);
     const when = asset.at ? new Date(asset.at * 1000).toISOString().replace(".000Z", "Z") : "";
-    title.textContent = `${asset.name}: ${asset.state === "never" ? "never refreshed" : `${asset.state} ${when}`}`;
+    const refreshed = asset.state === "never" ? "never refreshed" : `last refresh ${asset.state} ${when}`;
+    title.textContent = asset.cause ? `${asset.name}: ${asset.cause}\n${refreshed}` : `${asset.name}: ${refreshed}`;
     const box = svg("rect", { class: "box", rx: "4", ry: "4" }, link);
     const stripe = svg("rect", { class: "stripe", width: NODE.stripe }, link);
     const name = svg("text", { class: "name", x: NODE.stripe + NODE.padX, y: 18 }, link);
     name.textContent = clipped(asset.name);
     const state = svg("text", { class: "state", x: NODE.stripe + NODE.padX, y: 34 }, link);
     state.textContent = stateLine(asset);
-    const textWidth = Math.max(name.getComputedTextLength(), state.getComputedTextLength());
+    const pillsWidth = pills(link, asset.badges || [], NODE.stripe + NODE.padX + name.getComputedTextLength() + 6);
+    const textWidth = Math.max(name.getComputedTextLength() + pillsWidth, state.getComputedTextLength());
     const width = Math.ceil(textWidth + NODE.stripe + 2 * NODE.padX);
     for (const rect of [box, stripe]) rect.setAttribute("height", NODE.height);
     box.setAttribute("width", width);
