@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, func, insert, select, update
 
 from app.domain import graphs as graph_rules
+from app.domain.freshness import RECONCILE, Asset
 from app.domain.reconcile import Evaluation, plan_tick
 from app.failpoints import failpoint
 from app.store import asset_versions as versions
@@ -89,9 +90,13 @@ def tick_model(
     names = {asset_id: name for name, asset_id in state.ids.items()}
     seed_names = {names[i] for i in seeds if i in names}
     edges = [(up, down) for down, a in state.assets.items() for up in a.upstreams]
-    candidates = set(seed_names)
+    reached = set(seed_names)
     for name in seed_names:
-        candidates |= graph_rules.descendants(edges, name)
+        reached |= graph_rules.descendants(edges, name)
+    # Only what automation decides on: assets under reconcile or with a policy to watch.
+    candidates = {n for n in reached if _watched(state.assets[n])}
+    if not candidates:
+        return None  # what it settled commits; no tick to record
     plan = plan_tick(state.assessment(), state.standing, candidates, at, settings.tick_seconds)
     tick_id: int = conn.execute(
         insert(automation_ticks)
@@ -137,6 +142,10 @@ def tick_model(
     return TickResult(
         model_id, tick_id, len(plan.evaluations), list(plan.requests), run_id, duration_ms
     )
+
+
+def _watched(asset: Asset) -> bool:
+    return asset.automation == RECONCILE or asset.policy is not None
 
 
 def _changed_since(conn: Connection, model_id: int, at: float, last: object) -> set[int]:
