@@ -42,10 +42,14 @@ def purge_idempotency_keys(db: Database, ttl_seconds: float) -> None:
 
 
 def purge_finished_chains(db: Database, retention_days: float) -> None:
-    """Delete finished chains that ended more than ``retention_days`` ago."""
+    """Delete finished chains that ended more than ``retention_days`` ago, and automation
+    rows as old."""
     chains, deleted = retention.purge_finished(db, retention_days * DAY_SECONDS)
     if chains:
         log.info("retention: deleted %d finished chain(s), %d job(s)", chains, deleted)
+    rows = retention.purge_automation(db, retention_days * DAY_SECONDS)
+    if rows:
+        log.info("retention: deleted %d automation tick, evaluation and event row(s)", rows)
 
 
 def start_housekeeping(

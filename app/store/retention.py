@@ -1,4 +1,5 @@
-"""Retention: finished chains older than the retention period are deleted, in batches.
+"""Retention: finished chains older than the retention period are deleted, in batches (and
+automation's ticks, evaluations and asset events, ``purge_automation``).
 
 A chain (every job of one root) goes as a whole, with its events, logs, join arrivals,
 Idempotency-Keys and schedule fire records, once every job in it is terminal and the last
@@ -19,6 +20,12 @@ from typing import Any
 from sqlalchemy import Connection, delete, exists, func, or_, select
 
 from app.domain.statuses import TERMINAL
+from app.store.automation_tables import (
+    asset_evaluations,
+    asset_events,
+    automation_requests,
+    automation_ticks,
+)
 from app.store.database import Database, now
 from app.store.tables import (
     idempotency_keys,
@@ -202,3 +209,28 @@ def _with_join_partners(
         roots = settled
     # Still moving: keep every chain that has a join node for a later run.
     return roots - {r for group in members.values() for r in group}, set()
+
+
+def purge_automation(db: Database, older_than_seconds: float, at: float | None = None) -> int:
+    """Delete reconciliation ticks (with their requests), evaluations and asset events
+    older than the cutoff; each asset's latest evaluation stays (it answers "why not?").
+    Asset versions stay: they are the assets' data history, one row per refresh."""
+    cutoff = (now() if at is None else at) - older_than_seconds
+    e = asset_evaluations.c
+
+    def work(conn: Connection) -> int:
+        latest = select(func.max(e.id)).group_by(e.asset_id)
+        old_ticks = select(automation_ticks.c.id).where(automation_ticks.c.started_at < cutoff)
+        removed = conn.execute(
+            delete(automation_requests).where(automation_requests.c.tick_id.in_(old_ticks))
+        ).rowcount
+        removed += conn.execute(
+            delete(automation_ticks).where(automation_ticks.c.started_at < cutoff)
+        ).rowcount
+        removed += conn.execute(
+            delete(asset_evaluations).where(e.at < cutoff, e.id.not_in(latest))
+        ).rowcount
+        removed += conn.execute(delete(asset_events).where(asset_events.c.at < cutoff)).rowcount
+        return removed
+
+    return int(db.write(work))
