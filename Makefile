@@ -4,13 +4,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint docs bench bench-peers reliability clean
+.PHONY: install run test test-fast lint docs bench bench-peers reliability clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# The venv alone: after it, `make run &` starts at once (the README's quick start).
+install: $(STAMP)
 
 # The example job types (LPG, CFS) are loaded so examples/*.json run as they are.
 run: $(STAMP)

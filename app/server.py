@@ -63,7 +63,7 @@ def serve(settings: Settings) -> None:
         if first_admin_token is not None:
             print(
                 f"  first start: created admin token {first_admin_token}\n"
-                f"  saved to {ADMIN_TOKEN_FILE} (mode 0600), where the CLI finds it; "
+                f"  saved to {ADMIN_TOKEN_FILE.absolute()} (mode 0600), where the CLI finds it; "
                 "it is not shown again",
                 flush=True,
             )

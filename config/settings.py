@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_DATA_DIR = Path("var")
+# The directory holding this package: the checkout `make run` runs in (an editable install).
+CHECKOUT_DIR = Path(__file__).resolve().parents[1]
 
 
 def _default_database_url() -> str:

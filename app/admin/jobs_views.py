@@ -11,6 +11,7 @@ from app.admin.access import flash
 from app.admin.blueprint import admin, page, runtime
 from app.admin.rerun import NothingToRerun, rerun_from
 from app.api.shared import MAX_ID
+from app.domain.history import status_history
 from app.domain.payload import PayloadError
 from app.domain.statuses import CANCELLABLE, RETRYABLE, Status
 from app.store import actions, console, queries
@@ -51,8 +52,11 @@ def job(job_id: int) -> Any:
     found = queries.get_job(db, _valid(job_id))
     if found is None:
         abort(404, f"no job {job_id}")
-    events = queries.get_events(db, job_id) or []
+    # The status history an operator reads: a hand-back's internal moves stay in the log.
+    events = status_history(queries.get_events(db, job_id) or [])
+    join = get_join(db, found["join_id"]) if found["join_id"] is not None else None
     related = [found["root_id"], found["parent_id"], found["blocked_by"], *found["next_job_ids"]]
+    related += join["started_job_ids"] if join else []
     return page(
         "admin/job.html",
         "admin/_job_live.html",
@@ -61,7 +65,7 @@ def job(job_id: int) -> Any:
         attempts=attempts(events),
         log=queries.get_log(db, job_id),
         related=console.brief_jobs(db, [i for i in related if i is not None]),
-        join=get_join(db, found["join_id"]) if found["join_id"] is not None else None,
+        join=join,
         cancellable=found["status"] in CANCELLABLE,
         retryable=found["status"] in RETRYABLE,
     )

@@ -2,7 +2,8 @@
 
 A callback is trusted only with a valid HMAC signature (``app/security/signatures.py``)
 made with one of ``settings.callback_secrets``; without any configured secret, callbacks are
-refused with 503 (a configuration problem of this service, not a bad request). The signature
+refused with 403 (a permanent configuration problem of this service, so no client retries it;
+an unknown job is a 404 first). The signature
 is checked on the raw bytes before anything else, so an unsigned caller learns nothing, not even
 whether the job exists.
 """

@@ -11,6 +11,7 @@ from app.api.errors import ApiError
 from app.api.run_schemas import AssetJobSchema
 from app.api.schemas import JobEventSchema, JobLogSchema, JobSchema, JobTypeSchema, dump_tree
 from app.api.shared import MAX_ID, job_not_found, json_body, no_controls, runtime, valid_job_id
+from app.domain.history import mark_internal
 from app.domain.payload import PayloadError
 from app.domain.statuses import Status
 from app.services.submit import IdempotentRequest, RoleDenied, SubmitService
@@ -222,7 +223,8 @@ def retry_job(job_id: int) -> Response:
 
 @jobs_api.get("/jobs/<int:job_id>/events")
 def job_events(job_id: int) -> Response:
-    """Every status change of the job, oldest first.
+    """Every status change of the job, oldest first; ``internal`` marks a hand-back of a
+    claimed job no worker started and the claim it undid (left out of the status history).
     ---
     get:
       parameters:
@@ -234,7 +236,7 @@ def job_events(job_id: int) -> Response:
     events = queries.get_events(runtime().db, valid_job_id(job_id))
     if events is None:
         raise job_not_found(job_id)
-    return jsonify({"items": JobEventSchema(many=True).dump(events)})
+    return jsonify({"items": JobEventSchema(many=True).dump(mark_internal(events))})
 
 
 @jobs_api.get("/jobs/<int:job_id>/log")

@@ -112,6 +112,9 @@ class JobEventSchema(Schema):
     attempt = fields.Integer()
     at = EpochDateTime()
     reason = fields.String()
+    # A hand-back of a claimed, never started job and the claim it undid: kept in the log,
+    # left out of the status history the console and `jobchain events` show.
+    internal = fields.Boolean()
 
 
 class JobEventListSchema(Schema):

@@ -18,7 +18,7 @@ MAX_ERROR_TEXT = 300
 class ApiClientError(Exception):
     """The service answered with an error status; ``body`` is its decoded error body."""
 
-    def __init__(self, status: int, body: Any):
+    def __init__(self, status: int, body: Any, hint: str = ""):
         error = body.get("error", {}) if isinstance(body, dict) else {}
         text = error.get("message") if isinstance(error, dict) else None
         if text is None:
@@ -26,6 +26,7 @@ class ApiClientError(Exception):
         super().__init__(f"HTTP {status}: {text}")
         self.status = status
         self.body = body
+        self.hint = hint  # what the caller may do about it (a 401: which token was sent)
 
     @property
     def details(self) -> dict[str, Any]:
@@ -36,14 +37,31 @@ class ApiClientError(Exception):
 
 
 class ApiUnavailable(Exception):
-    """The service could not be reached at all (not running, wrong URL, timed out)."""
+    """The service could not be reached at all (not running, wrong URL, timed out);
+    ``hint`` says where the URL came from when it was not given."""
+
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message)
+        self.hint = hint
 
 
 class ApiClient:
     """One method per API call. ``base_url`` may include the ``/api/v1`` the server prints;
-    ``token`` is sent as ``Authorization: Bearer <token>`` with every call."""
+    ``token`` is sent as ``Authorization: Bearer <token>`` with every call. ``url_note`` and
+    ``token_note`` are added to the error of an unreachable service and of a 401: where the
+    URL came from, where the token was looked for."""
 
-    def __init__(self, base_url: str, timeout: float = 30.0, token: str | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        timeout: float = 30.0,
+        token: str | None = None,
+        *,
+        url_note: str = "",
+        token_note: str = "",
+    ):
+        self.url_note = url_note
+        self.token_note = token_note
         base = base_url.rstrip("/")
         if base.endswith(API_PREFIX):
             base = base[: -len(API_PREFIX)]
@@ -68,7 +86,7 @@ class ApiClient:
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         status, body = self._request(method, path, **kwargs)
         if status >= 400:
-            raise ApiClientError(status, body)
+            raise ApiClientError(status, body, self.token_note if status == 401 else "")
         return body
 
     def _request(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
@@ -83,11 +101,12 @@ class ApiClient:
             )
         except requests.Timeout:
             raise ApiUnavailable(
-                f"jobchain at {self.base_url} did not answer within {self.timeout:g} s"
+                f"jobchain at {self.base_url} did not answer within {self.timeout:g} s",
+                self.url_note,
             ) from None
         except requests.RequestException as exc:
             raise ApiUnavailable(
-                f"cannot reach jobchain at {self.base_url}: {_reason(exc)}"
+                f"cannot reach jobchain at {self.base_url}: {_reason(exc)}", self.url_note
             ) from None
         with response:
             try:
@@ -95,6 +114,10 @@ class ApiClient:
                 return response.status_code, jsontext.loads(response.content)
             except ValueError:
                 return response.status_code, response.text
+
+    def health(self) -> dict[str, Any]:
+        """Whether the service and its database answer (no token needed)."""
+        return self._call("GET", "/health")
 
     def submit(self, payload: Any) -> dict[str, Any]:
         # Encoded here, not by requests (json=): a deep chain is past what json.dumps encodes.

@@ -106,10 +106,15 @@ def show_log(client: ApiClient, job_id: int) -> None:
 
 @click.command()
 @click.argument("job_id", type=int)
+@click.option(
+    "--all", "everything", is_flag=True, help="Also internal moves (a worker's hand-back)."
+)
 @click.pass_obj
-def events(client: ApiClient, job_id: int) -> None:
-    """Print every status change of a job."""
+def events(client: ApiClient, job_id: int, everything: bool) -> None:
+    """Print the status changes of a job (its status history)."""
     for event in api_call(lambda: client.events(job_id)):
+        if event.get("internal") and not everything:
+            continue
         click.echo(
             f"{event['at']}  {event['fromStatus'] or '-':>22} -> "
             f"{event['toStatus']:<22} {event['reason']}"

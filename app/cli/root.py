@@ -3,9 +3,11 @@ and every command and command group of this package added to it."""
 
 from __future__ import annotations
 
+import os
+
 import click
 
-from app.cli import automation, model_runs  # noqa: F401  (register `models status|why|run`)
+from app.cli import automation, locate, model_runs  # noqa: F401  (register `models status|why|run`)
 from app.cli.alerts import alerts
 from app.cli.client import ApiClient
 from app.cli.db import db
@@ -15,30 +17,32 @@ from app.cli.models import models
 from app.cli.schedules import schedules
 from app.cli.service import SERVICE_COMMANDS
 from app.cli.tokens import tokens
-from app.security.admin_token import read_admin_token
-
-DEFAULT_URL = "http://127.0.0.1:8080"
 
 
 @click.group()
 @click.option(
     "--url",
     envvar="JOBCHAIN_URL",
-    default=DEFAULT_URL,
-    show_default=True,
-    help="Base URL of a running jobchain service (env JOBCHAIN_URL).",
+    default=None,
+    help="Base URL of a running jobchain service (env JOBCHAIN_URL); default: where "
+    "`jobchain serve` listens with the same JOBCHAIN_HOST and JOBCHAIN_PORT "
+    "(http://127.0.0.1:8080 unless set).",
 )
 @click.option(
     "--token",
     envvar="JOBCHAIN_TOKEN",
     default=None,
     help="API token (env JOBCHAIN_TOKEN); default: the admin token a first start saved "
-    "in var/admin-token.",
+    "in var/admin-token, of this directory or of the checkout jobchain runs from.",
 )
 @click.pass_context
-def cli(ctx: click.Context, url: str, token: str | None) -> None:
+def cli(ctx: click.Context, url: str | None, token: str | None) -> None:
     """jobchain: run chained jobs and track their status."""
-    ctx.obj = ApiClient(url, token=token or read_admin_token())
+    where = locate.service_url(url, os.environ)
+    auth = locate.admin_token(token)
+    ctx.obj = ApiClient(
+        where.value or "", token=auth.value, url_note=where.note, token_note=auth.note
+    )
     ctx.call_on_close(ctx.obj.close)
 
 

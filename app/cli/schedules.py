@@ -7,7 +7,9 @@ named by its id or by its name.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
@@ -56,9 +58,9 @@ def show(client: ApiClient, schedule: str, as_json: bool) -> None:
         return
     click.echo(_summary(found))
     for at in found["nextFireTimes"]:
-        click.echo(f"  next  {at}")
+        click.echo(f"  next  {_local(at, found['timezone'])}")
     for fire in found["lastChains"]:
-        click.echo(f"  fired {fire['fireTime']}  {_chain(fire)}")
+        click.echo(f"  fired {_local(fire['fireTime'], found['timezone'])}  {_chain(fire)}")
 
 
 @schedules.command()
@@ -109,9 +111,23 @@ def _summary(schedule: dict[str, Any]) -> str:
     last = schedule["lastChains"][0] if schedule["lastChains"] else None
     return (
         f"{schedule['id']:>6}  {schedule['name']:<24} {state:<8} "
-        f"{schedule['cron']} ({schedule['timezone']})  next {schedule['nextFireAt'] or '-'}"
+        f"{schedule['cron']} ({schedule['timezone']})  "
+        f"next {_local(schedule['nextFireAt'], schedule['timezone'])}"
         f"  last {_chain(last) if last else '-'}"
     )
+
+
+def _local(stamp: str | None, zone: str) -> str:
+    """An API time (UTC, ISO 8601) in the schedule's zone, to the second, with the zone:
+    ``2024-03-05 02:30:00 CET``."""
+    if not stamp:
+        return "-"
+    try:
+        tz = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        tz = ZoneInfo("UTC")
+    moment = datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone(tz)
+    return moment.strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def _chain(fire: dict[str, Any]) -> str:

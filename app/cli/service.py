@@ -1,11 +1,15 @@
 """``jobchain serve`` and ``jobchain worker``: the commands that run the service itself
-(the others talk to a running one). The server modules load when the command runs, so the
-API-calling commands start without them."""
+(the others talk to a running one), and ``jobchain ready``, which waits until a service
+being started answers. The server modules load when the command runs, so the API-calling
+commands start without them."""
 
 from __future__ import annotations
 
+import time
+
 import click
 
+from app.cli.client import ApiClient, ApiClientError, ApiUnavailable
 from config import Settings
 
 
@@ -61,4 +65,34 @@ def worker(workers: int | None, database_url: str | None) -> None:
         raise click.ClickException(str(exc)) from None
 
 
-SERVICE_COMMANDS = (serve, worker)
+@click.command()
+@click.option(
+    "--timeout",
+    type=float,
+    default=120.0,
+    show_default=True,
+    help="Give up after this many seconds.",
+)
+@click.pass_obj
+def ready(client: ApiClient, timeout: float) -> None:
+    """Wait until the service answers and its database is up (after `make run &`, say).
+
+    Exits 0 once it does, 1 if it still does not at --timeout. A first start has saved its
+    admin token by then.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        try:
+            client.health()
+            break
+        except (ApiUnavailable, ApiClientError) as exc:
+            if time.monotonic() + delay > deadline:
+                hint = f"\n  {exc.hint}" if exc.hint else ""
+                raise click.ClickException(f"not ready after {timeout:g} s: {exc}{hint}") from None
+        time.sleep(delay)
+        delay = min(1.0, delay * 2)
+    click.echo(f"jobchain at {client.base_url} is ready")
+
+
+SERVICE_COMMANDS = (serve, worker, ready)

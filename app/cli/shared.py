@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import click
 
 from app.cli.client import ApiClientError, ApiUnavailable
+from app.cli.locate import TOKEN_ADVICE
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -45,10 +46,11 @@ def api_call(call: Callable[[], T]) -> T:
     except ApiClientError as exc:
         lines = [str(exc)]
         if exc.status == 401:
-            lines.append("  pass --token or set JOBCHAIN_TOKEN (see `jobchain tokens create`)")
+            lines.append(f"  {exc.hint or TOKEN_ADVICE}")
         for path, messages in exc.details.items():
             text = "; ".join(map(str, messages)) if isinstance(messages, list) else messages
             lines.append(f"  {path}: {text}")
         raise click.ClickException("\n".join(lines)) from None
     except ApiUnavailable as exc:
-        raise click.ClickException(str(exc)) from None
+        hint = f"\n  {exc.hint}" if exc.hint else ""
+        raise click.ClickException(f"{exc}{hint}") from None

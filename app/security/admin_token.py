@@ -11,7 +11,7 @@ from pathlib import Path
 
 from app.store import tokens
 from app.store.database import Database
-from config.settings import DEFAULT_DATA_DIR
+from config.settings import CHECKOUT_DIR, DEFAULT_DATA_DIR
 
 ADMIN_TOKEN_FILE = DEFAULT_DATA_DIR / "admin-token"
 
@@ -49,3 +49,21 @@ def read_admin_token(path: Path = ADMIN_TOKEN_FILE) -> str | None:
         return path.read_text().strip() or None
     except OSError:
         return None
+
+
+def admin_token_paths(cwd: Path | None = None) -> list[Path]:
+    """Where a first start may have saved the admin token, in the order the CLI looks:
+    var/ of the current directory (``jobchain serve`` writes it under the directory it runs
+    in), then var/ of the checkout jobchain is installed from (where `make run` runs), so
+    ``.venv/bin/jobchain`` finds it from any directory."""
+    here = (cwd or Path.cwd()) / ADMIN_TOKEN_FILE
+    return list(dict.fromkeys([here.absolute(), CHECKOUT_DIR / ADMIN_TOKEN_FILE]))
+
+
+def find_admin_token(paths: list[Path]) -> tuple[str, Path] | None:
+    """The first saved admin token among ``paths``, and where it was."""
+    for path in paths:
+        secret = read_admin_token(path)
+        if secret is not None:
+            return secret, path
+    return None

@@ -26,8 +26,10 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, func, select
 
+from app.domain.join_rules import WAITING
 from app.domain.statuses import Status
 from app.store.database import Database
+from app.store.join_reads import NOT_STARTED
 from app.store.tables import api_tokens, job_events, jobs, join_arrivals, joins
 
 # Ids a search without an index of its own looks at per page (its cost bound).
@@ -251,6 +253,24 @@ def _joins(conn: Connection, join_ids: list[int]) -> dict[int, dict[str, Any]]:
     ).mappings()
     for arrival in arrivals:
         found[arrival["join_id"]]["arrivals"].append(dict(arrival))
+    # What each decided join started, wherever it hangs: a join across submissions
+    # continues below its owner node, which may be in another chain.
+    owners = {
+        j["owner_job_id"]: j
+        for j in found.values()
+        if j["owner_job_id"] is not None and j["state"] != WAITING
+    }
+    for join in found.values():
+        join["started"] = []
+    if not owners:
+        return found
+    started = conn.execute(
+        select(jobs.c.id, jobs.c.root_id, jobs.c.parent_id, jobs.c.target_object, jobs.c.status)
+        .where(jobs.c.parent_id.in_(list(owners)), jobs.c.status.not_in(NOT_STARTED))
+        .order_by(jobs.c.parent_id, jobs.c.position)
+    ).mappings()
+    for job in started:
+        owners[job["parent_id"]]["started"].append(dict(job))
     return found
 
 

@@ -11,6 +11,11 @@ from app.domain.statuses import Status
 from app.store.database import Database
 from app.store.tables import jobs, join_arrivals, joins
 
+# A decided join's next jobs in these statuses were not started by it (skipped, cancelled).
+NOT_STARTED = frozenset(
+    {Status.WAITING_FOR_PARENT.value, Status.SKIPPED.value, Status.CANCELLED.value}
+)
+
 
 def get_join(db: Database, join_id: int) -> dict[str, Any] | None:
     with db.read() as conn:
@@ -56,10 +61,5 @@ def _describe(conn: Connection, join: dict[str, Any]) -> dict[str, Any]:
         ).all()
         join["next_job_ids"] = [c.id for c in children]
         if join["state"] != WAITING:
-            not_started = {
-                Status.WAITING_FOR_PARENT.value,
-                Status.SKIPPED.value,
-                Status.CANCELLED.value,
-            }
-            join["started_job_ids"] = [c.id for c in children if c.status not in not_started]
+            join["started_job_ids"] = [c.id for c in children if c.status not in NOT_STARTED]
     return join

@@ -650,6 +650,8 @@ def test_cli_add_list_show_pause_resume_delete(
     listed = jobchain("schedules", "list")
     assert listed.exit_code == 0
     assert "nightly" in listed.output and "0 2 * * * (Europe/Prague)" in listed.output
+    # Times in the schedule's zone, to the second, with the zone: 02:00 in Prague.
+    assert re.search(r"  next \d{4}-\d\d-\d\d 02:00:00 CES?T  last -$", listed.output, re.M)
 
     paused = jobchain("schedules", "pause", "nightly")
     assert paused.exit_code == 0 and "paused" in paused.output and "next -" in paused.output
@@ -663,7 +665,8 @@ def test_cli_add_list_show_pause_resume_delete(
     [fired] = fire(runtime.db, settings, due_at)
     shown = jobchain("schedules", "show", "nightly")
     assert shown.exit_code == 0
-    assert shown.output.count("  next  ") == 5
+    assert len(re.findall(r"^  next  \d{4}-\d\d-\d\d 02:00:00 CES?T$", shown.output, re.M)) == 5
+    assert re.search(r"^  fired \d{4}-\d\d-\d\d 02:00:00 CES?T  job", shown.output, re.M)
     assert f"job {fired.root_job_id} WAITING_FOR_DISPATCH" in shown.output
     as_json = json.loads(jobchain("schedules", "show", str(schedule_id), "--json").output)
     assert as_json["lastChains"][0]["rootJobId"] == fired.root_job_id

@@ -14,13 +14,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO
 
 import requests
 from sqlalchemy import Connection, create_engine, text
@@ -28,9 +27,8 @@ from sqlalchemy.engine import make_url
 
 from app.runtime import Runtime
 from config import Settings
+from tests.helpers import wait_until
 from tests.reliability.jobtypes import JOURNAL_ENV
-
-T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -38,6 +36,8 @@ DEFAULT_POSTGRES = os.environ.get(
     "JOBCHAIN_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 TOKEN = "battery-admin-token"
+# How often a wait polls: the conditions read files, logs and the database.
+POLL = 0.05
 JOB_MODULE = "tests.reliability.jobtypes"
 WORKER_READY = "jobchain worker ready"
 GUNICORN_URL = re.compile(r"Listening at: (http://\S+)")
@@ -50,20 +50,6 @@ FAST = {
     "JOBCHAIN_RETRY_MAX_SECONDS": "0.5",
     "JOBCHAIN_SHUTDOWN_GRACE_SECONDS": "5",
 }
-
-
-def wait_until(
-    predicate: Callable[[], T | None], timeout: float, what: str, interval: float = 0.05
-) -> T:
-    """Poll ``predicate`` until it returns something truthy; TimeoutError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
 
 
 class Proc:
@@ -93,7 +79,7 @@ class Proc:
                 raise RuntimeError(f"{self.name} exited {self.popen.returncode}:\n{self.tail()}")
             return match
 
-        return wait_until(found, timeout, f"{self.name} to print {regex.pattern!r}")
+        return wait_until(found, timeout, POLL, f"{self.name} to print {regex.pattern!r}")
 
     def signal(self, signum: int) -> None:
         if self.alive():
@@ -206,7 +192,7 @@ class Cluster:
         proc = Proc(self._name("api"), command, self.env(), self.workdir)
         self.procs.append(proc)
         base = proc.wait_for(GUNICORN_URL).group(1)
-        wait_until(lambda: _healthy(base), 60, f"{proc.name} to answer /health")
+        wait_until(lambda: _healthy(base), 60, POLL, f"{proc.name} to answer /health")
         return proc, base
 
     def start_workers(self, count: int, threads: int = 2) -> list[Proc]:

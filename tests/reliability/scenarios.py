@@ -28,15 +28,16 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.failpoints import ENV as FAILPOINTS_ENV
 from app.failpoints import EXIT_CODE as FAILPOINT_EXIT
+from tests.helpers import wait_until
 from tests.reliability import workload
 from tests.reliability.api import Submitter
 from tests.reliability.cluster import (
     DEFAULT_POSTGRES,
+    POLL,
     WORKER_READY,
     Cluster,
     Proc,
     admin_connection,
-    wait_until,
 )
 from tests.reliability.invariants import Report, check, read_journal
 from tests.reliability.probe import Probe
@@ -92,9 +93,11 @@ class Run:
         self.note(f"{self.faults}; waiting for {self.expected_jobs()} jobs to end")
         probe = self.probe()
         try:
-            wait_until(lambda: probe.drained(self.expected_jobs()), timeout, "the work to drain")
+            wait_until(
+                lambda: probe.drained(self.expected_jobs()), timeout, POLL, "the work to drain"
+            )
             self.note("drained")
-        except TimeoutError as exc:
+        except AssertionError as exc:
             self.problems.append(f"{exc}: {probe.unfinished()} job(s) unfinished")
         finally:
             probe.close()
@@ -351,7 +354,7 @@ def _stale_round(run: Run, config: StaleLease, label: str) -> None:
     def started_in(pid: int) -> bool:
         return any(r.job_id == root and r.pid == pid for r in read_journal(cluster.journal))
 
-    wait_until(lambda: started_in(stopped.pid), config.timeout, f"{label} to start")
+    wait_until(lambda: started_in(stopped.pid), config.timeout, POLL, f"{label} to start")
     _stop_outside_transactions(cluster, stopped)
     rescuer = cluster.start_worker(threads=1)
     probe = run.probe()
@@ -359,6 +362,7 @@ def _stale_round(run: Run, config: StaleLease, label: str) -> None:
         wait_until(
             lambda: probe.status(f"{label}.next.BATTERY") == "FINISHED",
             config.timeout,
+            POLL,
             f"{label}: the rescuer to finish the job and its next job",
         )
         before = probe.snapshot()
@@ -368,7 +372,7 @@ def _stale_round(run: Run, config: StaleLease, label: str) -> None:
             runs = read_journal(cluster.journal)
             return any(r.job_id == root and r.pid == stopped.pid and r.end for r in runs)
 
-        wait_until(late_run_ended, config.timeout, f"{label}: the stopped worker's late end")
+        wait_until(late_run_ended, config.timeout, POLL, f"{label}: the stopped worker's late end")
         code = stopped.stop()  # a clean stop records (or drops) everything it still had
         if code != 0:
             run.problems.append(f"{label}: the resumed worker stopped with {code}")
@@ -383,16 +387,19 @@ def _stale_round(run: Run, config: StaleLease, label: str) -> None:
         rescuer.stop()
 
 
-def _stop_outside_transactions(cluster: Cluster, proc: Proc, tries: int = 20) -> None:
+def _stop_outside_transactions(cluster: Cluster, proc: Proc, timeout: float = 10.0) -> None:
     """SIGSTOP ``proc`` at a moment it holds no database lock (a stopped transaction would
-    block its rescuer, which is not what this scenario is about); retried until so."""
-    for _ in range(tries):
+    block its rescuer, which is not what this scenario is about): stopped, and let go on
+    again while it is inside a transaction, until it is stopped outside one."""
+
+    def stopped_outside() -> bool:
         proc.signal(signal.SIGSTOP)
         if not _write_locked(cluster):
-            return
-        proc.signal(signal.SIGCONT)
-        time.sleep(0.05)  # let it finish the transaction it was in, then try again
-    raise RuntimeError(f"{proc.name} was inside a transaction {tries} times in a row")
+            return True
+        proc.signal(signal.SIGCONT)  # let it finish the transaction it was in
+        return False
+
+    wait_until(stopped_outside, timeout, POLL, f"{proc.name} to be stopped outside a transaction")
 
 
 def _write_locked(cluster: Cluster) -> bool:
@@ -411,9 +418,19 @@ def _write_locked(cluster: Cluster) -> bool:
         "SELECT count(*) FROM pg_stat_activity WHERE datname = :db "
         "AND state IN ('active', 'idle in transaction', 'idle in transaction (aborted)')"
     )
-    time.sleep(0.1)  # a statement just sent shows as 'active' for a moment
     with admin_connection(cluster.postgres_url) as pg:
-        return bool(pg.execute(query, {"db": cluster.pg_database}).scalar())
+        # A statement sent just before the stop shows as 'active' until the server has
+        # answered it: only a session that stays busy holds a lock.
+        try:
+            wait_until(
+                lambda: not pg.execute(query, {"db": cluster.pg_database}).scalar(),
+                0.5,
+                0.02,
+                "the stopped worker's session to go idle",
+            )
+        except AssertionError:
+            return True
+        return False
 
 
 # -- 5. database faults ---------------------------------------------------------------------
@@ -504,7 +521,7 @@ def sqlite_lock(config: SqliteLock, postgres_url: str = DEFAULT_POSTGRES) -> Res
         workers = run.cluster.start_workers(config.workers, config.threads)
         period = config.hold + 2  # before, during and after the lock
         submitting = _background(lambda: run.submitter.submit_all(work, seconds=period))
-        wait_until(lambda: run.submitter.accepted, 30, "a first accepted submission")
+        wait_until(lambda: run.submitter.accepted, 30, POLL, "a first accepted submission")
         holder = _hold_lock(run.cluster, config.hold)
         _result_of(submitting, run, "submitting", config.drain_timeout + config.hold)
         if holder.popen.wait(config.hold + 30) != 0:

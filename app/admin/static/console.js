@@ -5,9 +5,10 @@
 const FETCH_HEADER = "X-Console-Fetch";
 
 function localize(root) {
+  // The browser's zone, named (CET, GMT+2): a time without its zone is ambiguous.
   const format = new Intl.DateTimeFormat(undefined, {
     year: "numeric", month: "2-digit", day: "2-digit",
-    hour: "2-digit", minute: "2-digit", second: "2-digit",
+    hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short",
   });
   for (const el of root.querySelectorAll("time[datetime]")) {
     const moment = new Date(el.getAttribute("datetime"));
