@@ -21,7 +21,7 @@ from app.api.model_graph import store_dependency
 from app.api.shared import MAX_ID
 from app.domain import graphs as rules
 from app.domain.statuses import TERMINAL
-from app.store import graph_changes, graphs
+from app.store import automation_reads, graph_changes, graphs
 from app.store.database import Database
 
 # The picture is laid out in the browser; past this many assets only the table is shown.
@@ -31,6 +31,8 @@ DRAWER = "drawer"
 REFRESH_SECONDS = 3
 # While any asset is under automation or has a freshness policy: its status moves by itself.
 AUTOMATION_REFRESH_SECONDS = 10
+# Automation events (late, recovered, held, released) listed on the model page.
+RECENT_EVENTS = 20
 
 
 @admin.get("/models")
@@ -82,6 +84,16 @@ def model_delete_dependency(model_id: int, asset_id: int, dependency_id: int) ->
     return _done(model_id, asset_id, message, 200)
 
 
+@admin.post("/models/<int:model_id>/assets/<int:asset_id>/release")
+def model_release(model_id: int, asset_id: int) -> Any:
+    """End the asset's hold: the reconciliation loop may run it again."""
+    db = runtime().db
+    asset = _asset_or_404(db, model_id, asset_id)
+    if not automation_reads.release(db, model_id, asset_id):
+        return _refused(model_id, asset_id, f"{asset['name']} is not held.", 409)
+    return _done(model_id, asset_id, f"{asset['name']} released: automation may run it.", 200)
+
+
 @admin.post("/models/<int:model_id>/runs")
 def model_run(model_id: int) -> Any:
     rt = runtime()
@@ -116,6 +128,7 @@ def _model_page(model_id: int, asset_id: int | None, status: int = 200, **extra:
         drawer=drawer,
         told=extra.get("told"),
         runs=model_runs.recent(db, model_id),
+        events=automation_reads.events(db, model_id, None, None, RECENT_EVENTS).items,
     )
 
 

@@ -43,15 +43,19 @@ def page_of(db: Database, query: Any, key: Any, cursor: int | None, limit: int) 
 
 def settle_now(db: Database, model_id: int, max_failures: int) -> None:
     """Record ended refreshes now (a write only when there is one)."""
-    with db.read() as conn:
-        pending = versions.unsettled(conn, model_id)
-    if pending:
+    if unsettled_any(db, model_id):
 
         def work(conn: Connection) -> None:
             if lock_model(conn, model_id):
                 versions.settle(conn, model_id, time.time(), max_failures)
 
         db.write(work)
+
+
+def unsettled_any(db: Database, model_id: int) -> bool:
+    """Whether a refresh of the model has ended and is not recorded yet."""
+    with db.read() as conn:
+        return versions.unsettled(conn, model_id)
 
 
 def annotate(db: Database, model_id: int, rows: list[dict[str, Any]], now: float) -> None:

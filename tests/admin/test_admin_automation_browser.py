@@ -157,3 +157,42 @@ def test_statuses_on_the_graph_and_why_in_the_drawer(
     )
     expect(drawer.locator("[data-chart=lag] polyline.lag.over")).to_have_count(1)
     screenshot(page, "model-automation-late")
+
+
+def test_a_held_asset_is_released_from_its_drawer_and_events_are_listed(
+    live: LiveServer, runtime: Runtime, page: Page, db: Database, pool: object
+) -> None:
+    model_id = graphs.create_model(db, "feeds", None)
+    bad = graph_changes.create_asset(
+        db, model_id, {"name": "bad", "job": {"targetObject": "x.FAIL"}, "automation": "reconcile"}
+    )
+    settings = replace(runtime.settings, automation_tick_seconds=0.001)
+    loop = AutomationLoop(RunService(db, runtime.registry, settings))
+    for failed in range(1, runtime.settings.automation_max_failures + 1):
+        assert [r.requested for r in loop.run_once()] == [["bad"]]
+        wait_until(
+            lambda n=failed: statuses(runtime, model_id)["bad"]["failures"] == n,  # type: ignore[misc]
+            20,
+            what=f"failed run {failed} to be recorded",
+        )
+    assert statuses(runtime, model_id)["bad"]["held"]
+    log_in(page, live.url, ADMIN_TOKEN)
+    page.goto(f"{live.url}/admin/models/{model_id}")
+    expect(page.locator(f"#node-{bad}")).to_have_attribute("data-status", "MISSING HELD")
+    events = page.locator("#automation-events tbody tr")
+    expect(events).to_have_count(1)
+    expect(events.first).to_have_attribute("data-event", "HELD")
+    expect(events.first).to_contain_text("held after 3 failed automated runs in a row")
+    page.locator(f"#node-{bad}").click()
+    drawer = page.locator("#drawer")
+    expect(drawer.locator("[data-field=held-error]")).to_contain_text("held after failed runs")
+    page.once("dialog", lambda dialog: dialog.accept())
+    drawer.locator("[data-action=release]").click()
+    expect(drawer.locator("[data-outcome=ok]")).to_have_text("bad released: automation may run it.")
+    expect(drawer.locator("[data-action=release]")).to_have_count(0)
+    assert not statuses(runtime, model_id)["bad"]["held"]
+    page.reload()
+    expect(page.locator("#automation-events tbody tr").first).to_have_attribute(
+        "data-event", "RELEASED"
+    )
+    screenshot(page, "model-automation-released")
