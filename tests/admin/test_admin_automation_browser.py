@@ -6,6 +6,7 @@ screenshots at 1280 and 390 px in artifacts/screenshots/."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -37,7 +38,7 @@ def statuses(runtime: Runtime, model_id: int) -> dict[str, dict[str, Any]]:
     db = runtime.db
     automation_reads.settle_now(db, model_id, runtime.settings.automation_max_failures)
     rows = graphs.list_assets(db, model_id) or []
-    automation_reads.annotate(db, model_id, rows, __import__("time").time())
+    automation_reads.annotate(db, model_id, rows, time.time())
     return {r["name"]: r for r in rows}
 
 

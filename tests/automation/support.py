@@ -3,6 +3,7 @@ on what the engine does, for the automation tests (both databases)."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -56,7 +57,7 @@ class Model:
         db, settings = self.runtime.db, self.runtime.settings
         automation_reads.settle_now(db, self.model_id, settings.automation_max_failures)
         rows = graphs.list_assets(db, self.model_id) or []
-        automation_reads.annotate(db, self.model_id, rows, __import__("time").time())
+        automation_reads.annotate(db, self.model_id, rows, time.time())
         return {r["name"]: r for r in rows}
 
     def run(self, *names: str) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import os
+import random
 import subprocess
 import sys
 import threading
@@ -149,3 +150,69 @@ def test_a_process_dying_mid_tick_leaves_nothing_and_the_next_tick_does_it_once(
         assert conn.execute(select(automation_requests.c.id)).first() is None
     assert [r.requested for r in m.loop().run_once()] == [["clean"]]
     assert m.requested() == ["clean"]
+
+
+def _busy_loop(url: str, ready: Any) -> None:
+    """Tick as fast as the loop allows (every 10 ms) until killed."""
+    from dataclasses import replace
+
+    from app.runner.automation_loop import AutomationLoop
+    from app.services.runs import RunService
+    from app.store.database import Database
+    from jobs import REGISTRY
+    from tests.conftest import TEST_SETTINGS
+
+    settings = replace(TEST_SETTINGS, database_url=url, automation_tick_seconds=0.01)
+    loop = AutomationLoop(RunService(Database(url), REGISTRY, settings))
+    ready.set()
+    while True:
+        loop.run_once()
+
+
+def test_kill_9_at_random_moments_leaves_every_tick_whole(
+    runtime: Runtime, pool: WorkerPool
+) -> None:
+    m = Model.create(runtime)
+    m.asset("src", kind="source")
+    previous = "src"
+    for i in range(60):  # a long eager chain: each tick has real work to do
+        m.asset(f"a{i}", previous, automation="reconcile")
+        previous = f"a{i}"
+    ctx = multiprocessing.get_context("spawn")
+    rng = random.Random(7)
+    for round_ in range(6):
+        _observe(m, f"v{round_}")
+        ready = ctx.Event()
+        proc = ctx.Process(target=_busy_loop, args=(runtime.db.url, ready))
+        proc.start()
+        assert ready.wait(60)
+        threading.Event().wait(rng.uniform(0.05, 0.6))  # the kill schedule, not a wait
+        os.kill(proc.pid or 0, 9)
+        proc.join(30)
+        assert proc.exitcode == -9
+    m.settled(timeout=60)
+    with runtime.db.read() as conn:
+        ticks = conn.execute(select(automation_ticks)).all()
+        requests = conn.execute(select(automation_requests)).all()
+        tick_runs = conn.execute(
+            select(runs.c.id, runs.c.tick_id).where(runs.c.tick_id.is_not(None))
+        ).all()
+    by_tick = {t.id: t for t in ticks}
+    for run in tick_runs:  # every automated run belongs to a committed tick that names it
+        assert by_tick[run.tick_id].run_id == run.id
+    for t in ticks:  # a tick's counts are its requests
+        mine = [r for r in requests if r.tick_id == t.id]
+        assert len(mine) == t.requested
+        assert (t.run_id is None) == (t.requested == 0)
+    assert len({(r.tick_id, r.asset_id) for r in requests}) == len(requests)
+    # Nothing doubled: no automated refresh of an asset began before the previous ended.
+    with runtime.db.read() as conn:
+        rows = conn.execute(
+            select(run_assets.c.asset, jobs.c.created_at, jobs.c.finished_at)
+            .join(jobs, jobs.c.id == run_assets.c.job_id)
+            .where(run_assets.c.own.is_(True))
+            .order_by(run_assets.c.asset, jobs.c.created_at)
+        ).all()
+    for earlier, later in itertools.pairwise(rows):
+        if earlier.asset == later.asset:
+            assert later.created_at >= earlier.finished_at, (earlier, later)
