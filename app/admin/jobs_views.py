@@ -14,7 +14,7 @@ from app.api.shared import MAX_ID
 from app.domain.history import status_history
 from app.domain.payload import PayloadError
 from app.domain.statuses import CANCELLABLE, RETRYABLE, Status
-from app.store import actions, console, queries
+from app.store import actions, console, queries, run_reads
 from app.store.join_reads import get_join
 from app.store.join_setup import JoinConflict
 
@@ -66,6 +66,7 @@ def job(job_id: int) -> Any:
         log=queries.get_log(db, job_id),
         related=console.brief_jobs(db, [i for i in related if i is not None]),
         join=join,
+        refreshes=run_reads.job_asset(db, job_id),
         cancellable=found["status"] in CANCELLABLE,
         retryable=found["status"] in RETRYABLE,
     )

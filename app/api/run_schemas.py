@@ -102,6 +102,9 @@ class JobAssetSchema(Schema):
     asset = fields.String()
     runId = fields.Integer(attribute="run_id")
     batch = fields.String()
+    reason = fields.String(
+        allow_none=True, metadata={"description": "why automation ran it; null: by hand or cron"}
+    )
 
 
 class AssetJobSchema(JobSchema):

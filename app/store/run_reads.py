@@ -178,14 +178,17 @@ def batch_log(db: Database, model_id: int, batch: str) -> list[dict[str, Any]] |
 
 
 def job_asset(db: Database, job_id: int) -> dict[str, Any] | None:
-    """Which model, asset, run and batch a job refreshes for, or None."""
+    """Which model, asset, run and batch a job refreshes for, and why a reconciliation tick
+    started it (None when run by hand or by cron); None if it refreshes no asset."""
     query = (
         select(
             run_assets.c.model_id,
             models.c.name.label("model"),
+            run_assets.c.asset_id,
             run_assets.c.asset,
             run_assets.c.run_id,
             run_assets.c.batch,
+            run_assets.c.reason,
         )
         .outerjoin(models, models.c.id == run_assets.c.model_id)
         .where(run_assets.c.job_id == job_id, run_assets.c.own.is_(True))

@@ -148,6 +148,13 @@ def test_statuses_on_the_graph_and_why_in_the_drawer(
     )
     reasons = drawer.locator("[data-list=refreshes] .reason")
     expect(reasons).to_have_text(["clean: code version changed to '2'", "clean is missing"])
+    # The job carries its reason too.
+    newest = automation_reads.refreshes(runtime.db, ids["clean"], None, 1).items[0]
+    page.goto(f"{live.url}/admin/jobs/{newest['job_id']}")
+    expect(page.locator("[data-field=refreshes]")).to_contain_text(
+        "why: clean: code version changed to '2'"
+    )
+    page.go_back()
 
     # audit is off: late, run by hand; its line crosses the policy's.
     node["audit"].click()

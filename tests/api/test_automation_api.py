@@ -56,6 +56,8 @@ def test_a_source_and_an_asset_declare_and_show_automation(
     refreshes = api.ok("GET", f"{base}/{clean['id']}/refreshes")
     assert [r["reason"] for r in refreshes["items"]] == ["clean is missing (maximum lag 1 h)"]
     assert refreshes["items"][0]["status"] == "FINISHED"
+    job = api.ok("GET", f"/jobs/{refreshes['items'][0]['jobId']}")  # the job carries it too
+    assert job["asset"]["reason"] == "clean is missing (maximum lag 1 h)"
     assert refreshes["nextCursor"] is None
     evaluations = api.ok("GET", f"{base}/{clean['id']}/evaluations")["items"]
     assert evaluations[0]["requested"] is True

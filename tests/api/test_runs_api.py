@@ -49,6 +49,7 @@ def test_a_run_lists_every_asset_it_refreshes_from_the_start(api: Api) -> None:
         "asset": "d",
         "runId": run["id"],
         "batch": f"run-{run['id']}",
+        "reason": None,
     }
     assert api.ok("GET", f"/jobs/{run['rootJobId']}")["asset"] is None
     assert api.ok("GET", f"/models/{model_id}/runs/{run['id']}") == run
