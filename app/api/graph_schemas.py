@@ -93,7 +93,8 @@ class AssetInputSchema(Schema):
         metadata={"description": "job: refreshed by its job; source: observed, not run"},
     )
     job: fields.Field = fields.Raw(
-        metadata={"description": "one ChainedJobInfo node, without nextJobs (not for a source)"}
+        allow_none=True,
+        metadata={"description": "one ChainedJobInfo node, without nextJobs (not for a source)"},
     )
     automation = fields.String(
         load_default="off",
@@ -131,7 +132,11 @@ class AssetPatchSchema(AssetInputSchema):
 
 
 class AssetInputDocSchema(AssetInputSchema):
-    job = fields.Nested(ChainedJobInfoSchema, required=True)
+    job = fields.Nested(
+        ChainedJobInfoSchema,
+        allow_none=True,
+        metadata={"description": "required for a job asset; a source has none"},
+    )
 
 
 class DependencyInputSchema(Schema):
