@@ -23,7 +23,7 @@ from app.api.shared import MAX_ID
 from app.store import notifications
 
 # The form's fields are named as the API's JSON fields, so the schema's errors name them.
-TEXT_FIELDS = ("name", "channel", "target", "jobType", "targetObject", "schedule")
+TEXT_FIELDS = ("name", "channel", "target", "jobType", "targetObject", "schedule", "model")
 FIELDS = (*TEXT_FIELDS, "events")
 GENERAL = "_form"
 

@@ -38,7 +38,7 @@ class Dispatcher:
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
         self.settings = settings
-        self.matcher = Matcher(db)
+        self.matcher = Matcher(db, public_url=settings.public_url)
         self.senders = Senders(settings)
         # Sending takes at most a timeout per round of SENDERS; a claim outlives that.
         rounds = -(-CLAIM // SENDERS)

@@ -1,4 +1,5 @@
-"""Turning new rows of the event log and the schedule fires into deliveries owed.
+"""Turning new rows of the event log, the schedule fires and the asset events into
+deliveries owed.
 
 One pass is one transaction: lock the source's cursor, read the rows after it (and the
 holes it remembers), derive the events, insert one delivery per (rule, event) a rule
@@ -10,13 +11,14 @@ together mean a stretch of events is never matched twice, nor skipped.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection
 
 from app.alerts.events import (
+    ASSET_KINDS,
     CHAIN_FAILED,
     JOB_FAILED,
     JOIN_FAILED,
@@ -29,7 +31,13 @@ from app.domain.statuses import TERMINAL, Status, Transition
 from app.store import alert_sources, monitoring, notifications
 from app.store.database import Database, now
 
-EVENTS, FIRES = "job_events", "schedule_fires"
+EVENTS, FIRES, ASSETS = "job_events", "schedule_fires", "asset_events"
+# Each source: its newest id, and its rows after a cursor. Cursors are locked in this order.
+SOURCES: dict[str, tuple[Callable[[Connection], int], Callable[..., Sequence[Any]]]] = {
+    EVENTS: (monitoring.last_event_id, monitoring.events_after),
+    FIRES: (monitoring.last_fire_id, monitoring.fires_after),
+    ASSETS: (monitoring.last_asset_event_id, monitoring.asset_events_after),
+}
 BATCH = 2000
 # Batches matched in a row at most, before the dispatcher sends what they owe.
 MAX_PASSES = 10
@@ -41,16 +49,18 @@ LEASE_REASONS = {Transition.RERUN.value, Transition.INTERRUPT.value}
 class Matcher:
     """Records the deliveries owed for events since the last pass (any process's)."""
 
-    def __init__(self, db: Database, batch: int = BATCH) -> None:
+    def __init__(self, db: Database, batch: int = BATCH, public_url: str = "") -> None:
         self.db = db
         self.batch = batch
+        # Links in notifications (a model's console page) start with it; relative without.
+        self.public_url = public_url.rstrip("/")
         self._idle_advanced_at = 0.0
 
     def match(self) -> int:
         """One pass; returns how many deliveries were added."""
         with self.db.read() as conn:
             rules = notifications.enabled_rules(conn)
-            heads = {EVENTS: monitoring.last_event_id(conn), FIRES: monitoring.last_fire_id(conn)}
+            heads = {source: head(conn) for source, (head, _) in SOURCES.items()}
             cursors = {s: alert_sources.peek_cursor(conn, s) for s in heads}
         behind = any(c is None or c.last_id < heads[s] or c.gaps for s, c in cursors.items())
         if not rules:
@@ -78,16 +88,13 @@ class Matcher:
         """Match one batch; returns (deliveries added, whether a batch was full)."""
         t = now()
         rules = notifications.enabled_rules(conn)  # under the lock: the rules as of now
-        events_cursor = alert_sources.lock_cursor(conn, EVENTS, heads[EVENTS])
-        rows = monitoring.events_after(
-            conn, events_cursor.last_id, self.batch, events_cursor.wanted()
-        )
-        fires_cursor = alert_sources.lock_cursor(conn, FIRES, heads[FIRES])
-        fires = monitoring.fires_after(
-            conn, fires_cursor.last_id, self.batch, fires_cursor.wanted()
-        )
+        cursors, read = {}, {}
+        for source, (_, rows_after) in SOURCES.items():
+            cursor = cursors[source] = alert_sources.lock_cursor(conn, source, heads[source])
+            read[source] = rows_after(conn, cursor.last_id, self.batch, cursor.wanted())
         kinds = {kind for rule in rules for kind in rule["events"]}
-        found = job_alerts(conn, rows, kinds) + fire_alerts(fires)
+        found = job_alerts(conn, read[EVENTS], kinds) + fire_alerts(read[FIRES])
+        found += asset_alerts(read[ASSETS], self.public_url)
         if any(rule.get("schedule") for rule in rules):
             found = with_schedules(conn, found)
         owed = [
@@ -102,11 +109,10 @@ class Matcher:
             if wants(rule, event)
         ]
         added = notifications.add_deliveries(conn, owed, t)
-        events_cursor.advance((r.id for r in rows), t)
-        fires_cursor.advance((f.id for f in fires), t)
-        alert_sources.save_cursor(conn, EVENTS, events_cursor, t)
-        alert_sources.save_cursor(conn, FIRES, fires_cursor, t)
-        return added, len(rows) == self.batch or len(fires) == self.batch
+        for source, cursor in cursors.items():
+            cursor.advance((row.id for row in read[source]), t)
+            alert_sources.save_cursor(conn, source, cursor, t)
+        return added, any(len(rows) == self.batch for rows in read.values())
 
 
 def job_alerts(conn: Connection, rows: Sequence[Any], kinds: set[str]) -> list[Event]:
@@ -192,6 +198,30 @@ def fire_alerts(fires: Sequence[Any]) -> list[Event]:
         )
         for fire in fires
         if fire.root_job_id is None
+    ]
+
+
+def asset_alerts(rows: Sequence[Any], public_url: str) -> list[Event]:
+    """The events of a batch of asset_events rows: late, recovered, held, released (a
+    source's new data is no alert)."""
+    return [
+        Event(
+            ASSET_KINDS[row.kind],
+            f"asset_event:{row.id}",
+            row.at,
+            model=row.model,
+            facts={
+                "model": row.model,
+                "modelId": row.model_id,
+                "asset": row.asset,
+                "assetId": row.asset_id,
+                "message": row.message,
+                # The model's console page, the asset's drawer open.
+                "link": f"{public_url}/admin/models/{row.model_id}/assets/{row.asset_id}",
+            },
+        )
+        for row in rows
+        if row.kind in ASSET_KINDS
     ]
 
 

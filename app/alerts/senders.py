@@ -89,7 +89,8 @@ class Senders:
 def compose(delivery: Mapping[str, Any], sender: str) -> EmailMessage:
     """A plain-text e-mail: a one-line subject, the facts, and the JSON a webhook gets."""
     facts: Mapping[str, Any] = delivery["payload"]
-    what = facts.get("targetObject") or facts.get("schedule") or ""
+    asset = f"{facts['model']}/{facts['asset']}" if "asset" in facts else ""
+    what = facts.get("targetObject") or facts.get("schedule") or asset
     message = EmailMessage()
     message["Subject"] = f"[jobchain] {facts['event']}: {what}".strip()
     message["From"] = sender

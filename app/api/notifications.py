@@ -2,7 +2,8 @@
 webhook URLs and addresses), and the record of their deliveries.
 
 A rule names the event kinds it wants (app/alerts/events.py), a channel (``webhook``: a
-URL; ``email``: addresses) and optional filters (job type, target object, schedule).
+URL; ``email``: addresses) and optional filters (job type, target object, schedule,
+model).
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ class RuleInputSchema(Schema):
         validate=[validate.Length(1, 255), printable],
         metadata={"description": "a schedule's name: its fires and the chains it started"},
     )
+    model = fields.String(
+        allow_none=True,
+        validate=[validate.Length(1, 100), printable],
+        metadata={"description": "a model's name: its assets' events (late, held, ...)"},
+    )
     enabled = StrictBoolean(load_default=True)
 
     @validates_schema(skip_on_field_errors=False)
@@ -88,6 +94,7 @@ class RuleSchema(Schema):
     jobType = fields.String(attribute="job_type", allow_none=True)
     targetObject = fields.String(attribute="target_object", allow_none=True)
     schedule = fields.String(allow_none=True)
+    model = fields.String(allow_none=True)
     enabled = fields.Boolean()
     activeSince = EpochDateTime(attribute="active_since")
     createdAt = EpochDateTime(attribute="created_at")

@@ -45,6 +45,7 @@ def list_rules(client: ApiClient) -> None:
 @click.option("--job-type", help="Only jobs of this type.")
 @click.option("--target", "target_object", help="Only this targetObject (or a prefix with *).")
 @click.option("--schedule", help="Only this schedule's fires and the chains it started.")
+@click.option("--model", help="Only this model's assets (late, recovered, held, released).")
 @click.option("--disabled", is_flag=True, help="Create it disabled.")
 @click.pass_obj
 def add(
@@ -56,6 +57,7 @@ def add(
     job_type: str | None,
     target_object: str | None,
     schedule: str | None,
+    model: str | None,
     disabled: bool,
 ) -> None:
     """Create a rule: NAME, the events (--on), and --webhook URL or --email ADDRESSES."""
@@ -68,7 +70,12 @@ def add(
         "target": webhook or email,
         "enabled": not disabled,
     }
-    filters = {"jobType": job_type, "targetObject": target_object, "schedule": schedule}
+    filters = {
+        "jobType": job_type,
+        "targetObject": target_object,
+        "schedule": schedule,
+        "model": model,
+    }
     body.update({k: v for k, v in filters.items() if v})
     click.echo(f"added {_summary(api_call(lambda: client.create_alert_rule(body)))}")
 
@@ -144,6 +151,7 @@ def _summary(rule: dict[str, Any]) -> str:
             ("jobType", "type"),
             ("targetObject", "target"),
             ("schedule", "schedule"),
+            ("model", "model"),
         )
         if rule.get(key)
     ]

@@ -1,13 +1,15 @@
 """Gauges read from the database at scrape time: a handful of small, index-backed queries.
 
 Only jobs not yet ended are counted (the finished millions are never touched), joins by
-their state index, schedules and pending notifications by theirs. Registered on the API's
-``/metrics`` only, so however many processes run, each gauge is exported once per API node.
+their state index, schedules and pending notifications by theirs, late and held assets by
+their partial indexes, and each model's latest automation tick by its newest id. Registered
+on the API's ``/metrics`` only, so however many processes run, each gauge is exported once
+per API node.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
@@ -28,7 +30,8 @@ LATE_SCHEDULE_SECONDS = 60.0
 
 
 class DatabaseCollector(Collector):
-    """Jobs by status and type, waiting joins and their age, late schedules, pending alerts."""
+    """Jobs by status and type, waiting joins and their age, late schedules, pending alerts,
+    and automation's late and held assets and latest ticks by model."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -40,6 +43,9 @@ class DatabaseCollector(Collector):
             joins_waiting, oldest_join = monitoring.waiting_joins(conn)
             enabled, late = monitoring.schedule_state(conn, t - LATE_SCHEDULE_SECONDS)
             pending, oldest_pending = monitoring.pending_deliveries(conn)
+            names = monitoring.model_names(conn)
+            late_assets, held_assets = monitoring.assets_late_and_held(conn)
+            ticks = monitoring.latest_ticks(conn)
         jobs = GaugeMetricFamily(
             "jobchain_jobs",
             "Jobs not yet ended, by status (waiting, ready, running) and job type.",
@@ -80,3 +86,40 @@ class DatabaseCollector(Collector):
             "Age of the oldest undelivered notification (0 when none is pending).",
             value=max(0.0, t - oldest_pending) if oldest_pending is not None else 0.0,
         )
+        yield from automation_gauges(t, names, late_assets, held_assets, ticks)
+
+
+def automation_gauges(
+    t: float,
+    names: Mapping[int, str],
+    late: Mapping[int, int],
+    held: Mapping[int, int],
+    ticks: Mapping[int, tuple[float, float]],
+) -> Iterator[Metric]:
+    """Per model (labelled by name): assets late and held (every model, zeros included),
+    and the age and duration of its latest tick (models that have ticked)."""
+    for name, what, counts in (
+        ("jobchain_assets_late", "Assets late against their freshness policy", late),
+        ("jobchain_assets_held", "Assets held by automation after failed runs", held),
+    ):
+        family = GaugeMetricFamily(name, f"{what}, by model.", labels=["model"])
+        for model_id, model in names.items():
+            family.add_metric([model], counts.get(model_id, 0))
+        yield family
+    age = GaugeMetricFamily(
+        "jobchain_automation_tick_age_seconds",
+        "Seconds since the latest automation tick of the model that evaluated something "
+        "started (an idle tick stores no row).",
+        labels=["model"],
+    )
+    duration = GaugeMetricFamily(
+        "jobchain_automation_tick_duration_seconds",
+        "How long the latest automation tick of the model took.",
+        labels=["model"],
+    )
+    for model_id, (started_at, duration_ms) in ticks.items():
+        if model_id in names:
+            age.add_metric([names[model_id]], max(0.0, t - started_at))
+            duration.add_metric([names[model_id]], duration_ms / 1000.0)
+    yield age
+    yield duration

@@ -13,7 +13,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from app.domain.read_cursor import ReadCursor
 from app.domain.statuses import Status
 from app.store.monitoring import ACTIVE
-from app.store.tables import jobs, joins, notification_cursors, schedule_fires, schedules
+from app.store.notification_tables import notification_cursors
+from app.store.tables import jobs, joins, schedule_fires, schedules
 
 CHUNK = 1000
 

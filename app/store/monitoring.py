@@ -9,14 +9,9 @@ from typing import Any
 from sqlalchemy import Connection, and_, case, func, select
 
 from app.domain.statuses import Status
-from app.store.tables import (
-    job_events,
-    jobs,
-    joins,
-    notification_deliveries,
-    schedule_fires,
-    schedules,
-)
+from app.store.automation_tables import asset_events, automation_ticks
+from app.store.notification_tables import notification_deliveries
+from app.store.tables import assets, job_events, jobs, joins, models, schedule_fires, schedules
 
 # Statuses whose jobs are still to run; the terminal ones only grow and are not counted.
 ACTIVE = (Status.WAITING_FOR_PARENT, Status.WAITING_FOR_DISPATCH, Status.PROCESSING)
@@ -81,6 +76,10 @@ def last_fire_id(conn: Connection) -> int:
     return int(conn.execute(select(func.coalesce(func.max(schedule_fires.c.id), 0))).scalar_one())
 
 
+def last_asset_event_id(conn: Connection) -> int:
+    return int(conn.execute(select(func.coalesce(func.max(asset_events.c.id), 0))).scalar_one())
+
+
 EVENT_COLUMNS = (
     job_events.c.id,
     job_events.c.job_id,
@@ -138,3 +137,70 @@ def fires_after(
         .order_by(schedule_fires.c.id)
         .limit(limit)
     ).all()
+
+
+def asset_events_after(
+    conn: Connection, after: int, limit: int, also: list[int] | None = None
+) -> Sequence[Any]:
+    """Asset events (automation's LATE, RECOVERED, HELD, ...) with id > ``after`` (plus
+    ``also``), with their asset's and model's names."""
+    ids = asset_events.c.id > after
+    if also:
+        ids = ids | asset_events.c.id.in_(also)
+    return conn.execute(
+        select(
+            asset_events.c.id,
+            asset_events.c.kind,
+            asset_events.c.at,
+            asset_events.c.message,
+            asset_events.c.model_id,
+            asset_events.c.asset_id,
+            assets.c.name.label("asset"),
+            models.c.name.label("model"),
+        )
+        .select_from(
+            asset_events.join(assets, assets.c.id == asset_events.c.asset_id).join(
+                models, models.c.id == assets.c.model_id
+            )
+        )
+        .where(ids)
+        .order_by(asset_events.c.id)
+        .limit(limit)
+    ).all()
+
+
+def model_names(conn: Connection) -> dict[int, str]:
+    """Every model's name by id (a small table: models, not assets)."""
+    return {int(i): str(name) for i, name in conn.execute(select(models.c.id, models.c.name))}
+
+
+def assets_late_and_held(conn: Connection) -> tuple[dict[int, int], dict[int, int]]:
+    """Late assets and held assets by model id, each counted on its partial index
+    (``ix_assets_late``, ``ix_assets_held``: only the rows that are late or held)."""
+    found = []
+    for column in (assets.c.late_since, assets.c.held_at):
+        rows = conn.execute(
+            select(assets.c.model_id, func.count())
+            .where(column.is_not(None))
+            .group_by(assets.c.model_id)
+        )
+        found.append({int(model_id): int(count) for model_id, count in rows})
+    return found[0], found[1]
+
+
+def latest_ticks(conn: Connection) -> dict[int, tuple[float, float]]:
+    """Each model's latest automation tick: (started_at, duration_ms). One index search per
+    model (the newest id on ``ix_automation_ticks_model``), never a scan of the ticks."""
+    ticks = automation_ticks.alias("model_ticks")
+    newest = (
+        select(func.max(ticks.c.id))
+        .where(ticks.c.model_id == models.c.id)
+        .correlate(models)
+        .scalar_subquery()
+    )
+    rows = conn.execute(
+        select(models.c.id, automation_ticks.c.started_at, automation_ticks.c.duration_ms)
+        .select_from(models)
+        .join(automation_ticks, automation_ticks.c.id == newest)
+    )
+    return {int(r.id): (float(r.started_at), float(r.duration_ms)) for r in rows}

@@ -19,12 +19,22 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from app.store.database import Database, now
-from app.store.tables import notification_deliveries as deliveries
-from app.store.tables import notification_rules as rules
+from app.store.notification_tables import notification_deliveries as deliveries
+from app.store.notification_tables import notification_rules as rules
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 EDITABLE = frozenset(
-    {"name", "events", "channel", "target", "job_type", "target_object", "schedule", "enabled"}
+    {
+        "name",
+        "events",
+        "channel",
+        "target",
+        "job_type",
+        "target_object",
+        "schedule",
+        "model",
+        "enabled",
+    }
 )
 MAX_ERROR = 2000
 RECENT_DELIVERIES = 50

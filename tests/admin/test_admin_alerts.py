@@ -127,6 +127,37 @@ def test_a_rule_created_with_the_form_is_listed(client: FlaskClient, db: Databas
     found = notifications.get_rule(db, 2)
     assert found is not None and found["schedule"] == "nightly" and found["job_type"] is None
 
+    assets = create(
+        client,
+        name="sales",
+        events=["asset_late", "asset_held"],
+        channel="webhook",
+        target="https://hooks.example.com/sales",
+        model="sales",
+    )
+    assert assets.status_code == 303
+    found = notifications.get_rule(db, 3)
+    assert found is not None and found["model"] == "sales"
+    assert "model <code>sales</code>" in client.get("/admin/alerts").text
+
+
+def test_an_asset_delivery_links_to_its_model(client: FlaskClient, db: Database) -> None:
+    rule_id = notifications.create_rule(
+        db,
+        {
+            "name": "late",
+            "events": ["asset_late"],
+            "channel": "webhook",
+            "target": "https://hooks.example.com/x",
+        },
+    )
+    facts = {"model": "sales", "modelId": 3, "asset": "daily", "assetId": 17}
+    owed = {"rule_id": rule_id, "event_key": "asset_event:1", "event_kind": "asset_late"}
+    db.write(lambda conn: notifications.add_deliveries(conn, [{**owed, "payload": facts}], now()))
+    log_in(client)
+    page = client.get("/admin/alerts").text
+    assert '<a href="/admin/models/3/assets/17">sales/daily</a>' in page
+
 
 @pytest.mark.parametrize(
     ("form", "field", "message"),
@@ -147,6 +178,7 @@ def test_a_rule_created_with_the_form_is_listed(client: FlaskClient, db: Databas
         ({"jobType": "J" * 65}, "jobType", "Length must be between 1 and 64."),
         ({"targetObject": "155.\x01"}, "targetObject", "must be printable text"),
         ({"schedule": "s" * 256}, "schedule", "Length must be between 1 and 255."),
+        ({"model": "m" * 101}, "model", "Length must be between 1 and 100."),
     ],
 )
 def test_a_bad_rule_is_refused_next_to_its_field(

@@ -1,7 +1,7 @@
 """Alert rules on SQLite and PostgreSQL: the API (admin only, the usual error shape), the
 `jobchain alerts` commands, and which events each kind and filter picks out of the event
 log (failed jobs, failed chains, failed joins, lease expiries, schedule fires that could
-not start)."""
+not start) and from automation's asset events (late, recovered, held, released)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,10 @@ from app.domain.statuses import Status, Transition
 from app.runner.worker_pool import WorkerPool
 from app.runtime import Runtime
 from app.services.submit import SubmitService
-from app.store import notifications, tokens
+from app.store import asset_versions, graph_changes, graphs, notifications, tokens
 from app.store.database import Database, now
-from app.store.tables import notification_deliveries, schedule_fires, schedules
+from app.store.notification_tables import notification_deliveries
+from app.store.tables import schedule_fires, schedules
 from app.store.transitions import record_event_rows
 from tests.helpers import ADMIN_TOKEN, AUTH, LiveServer, wait_for_chain
 
@@ -41,6 +42,10 @@ def test_rules_crud_through_the_api(live: LiveServer) -> None:
     created = api(live, "POST", "/notification-rules", json={**RULE, "jobType": "FAIL"})
     assert created.status_code == 201, created.text
     rule = created.json()
+    assets = {**RULE, "name": "assets", "events": ["asset_late", "asset_held"], "model": "sales"}
+    by_model = api(live, "POST", "/notification-rules", json=assets).json()
+    assert (by_model["model"], by_model["events"]) == ("sales", ["asset_late", "asset_held"])
+    assert api(live, "DELETE", f"/notification-rules/{by_model['id']}").status_code == 204
     assert created.headers["Location"] == f"/api/v1/notification-rules/{rule['id']}"
     assert rule["jobType"] == "FAIL" and rule["enabled"] is True
     assert api(live, "GET", "/notification-rules").json()["items"] == [rule]
@@ -93,8 +98,14 @@ def test_the_alerts_commands(live: LiveServer) -> None:
         "http://127.0.0.1:9/hook",
         "--job-type",
         "FAIL",
+        "--model",
+        "sales",
     )
-    assert "pager" in added and "job_failed,lease_expired" in added and "type=FAIL" in added
+    assert (
+        "pager" in added
+        and "job_failed,lease_expired" in added
+        and "type=FAIL model=sales" in added
+    )
     run("alerts", "add", "mail", "--on", "chain_failed", "--email", "ops@example.com")
     listed = run("alerts", "list")
     assert "pager" in listed and "mail" in listed
@@ -255,3 +266,41 @@ def test_a_backlog_is_matched_a_batch_at_a_time_missing_nothing(runtime: Runtime
     assert matcher.match() == 50
     assert matcher.match() == 0
     assert sorted(p["attempt"] for _, _, p in owed(db)) == list(range(1, 51))
+
+
+def test_asset_events_and_the_model_filter(runtime: Runtime, matcher: Matcher) -> None:
+    db = runtime.db
+    models = {name: graphs.create_model(db, name, None) for name in ("sales", "stock")}
+    daily = {"name": "daily", "job": {"targetObject": "x.NOOP"}}
+    asset = {name: graph_changes.create_asset(db, m, daily) for name, m in models.items()}
+    every = make_rule(db, "every", "asset_late", "asset_recovered", "asset_held", "asset_released")
+    sales = make_rule(db, "sales", "asset_late", model="sales")
+    jobs = make_rule(db, "jobs", "asset_late", job_type="NOOP")  # assets have no job type
+    t = now()
+
+    def events(conn: Any) -> None:
+        for model, kind in [
+            ("sales", "LATE"),
+            ("sales", "RECOVERED"),
+            ("sales", "NEW_DATA"),  # a source's new data: no alert
+            ("stock", "LATE"),
+            ("stock", "HELD"),
+            ("stock", "RELEASED"),
+        ]:
+            asset_versions.add_event(conn, models[model], asset[model], kind, t, kind.lower())
+
+    db.write(events)
+    matcher.match()
+    matcher.match()  # nothing twice
+    found = owed(db)
+    assert sorted((rule, kind, p["model"]) for rule, kind, p in found) == sorted(
+        [
+            (every, "asset_late", "sales"),
+            (every, "asset_recovered", "sales"),
+            (every, "asset_late", "stock"),
+            (every, "asset_held", "stock"),
+            (every, "asset_released", "stock"),
+            (sales, "asset_late", "sales"),
+        ]
+    )
+    assert jobs not in {rule for rule, _, _ in found}

@@ -1,6 +1,7 @@
 """GET /metrics on SQLite and PostgreSQL: the Prometheus text format as prometheus_client
 parses it, families counted from the event log while a real worker pool runs chains, the
-database gauges, and who may scrape (loopback only by default, or a bearer token)."""
+database gauges (automation's by model too), and who may scrape (loopback only by default,
+or a bearer token)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,19 @@ import re
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import insert, update
 
 from app.runner.worker_pool import WorkerPool
 from app.runtime import Runtime
+from app.store import graph_changes, graphs
+from app.store.automation_tables import automation_ticks
+from app.store.database import now
+from app.store.tables import assets
 from app.web import create_app
 from tests.helpers import AUTH, LiveServer, wait_for_chain, wait_until
 
@@ -99,6 +106,52 @@ def test_metrics_gauges_count_jobs_not_yet_ended(runtime: Runtime, live: LiveSer
     found = samples(scrape(live).text)
     assert value(found, "jobchain_jobs", status="ready", job_type="NOOP") == 1
     assert value(found, "jobchain_jobs", status="waiting", job_type="SLEEP") == 1
+
+
+def test_automation_gauges_by_model(runtime: Runtime, live: LiveServer) -> None:
+    db = runtime.db
+    models = {name: graphs.create_model(db, name, None) for name in ("sales", "stock")}
+    ids = {
+        name: graph_changes.create_asset(db, models["sales"], {"name": name, "job": {}})
+        for name in ("a", "b", "c")
+    }
+    t = now()
+
+    def state(conn: Any) -> None:
+        # What ticks leave behind: a and b late, b and c held; two ticks of sales.
+        for name, values in {
+            "a": {"late_since": t},
+            "b": {"late_since": t, "held_at": t},
+            "c": {"held_at": t},
+        }.items():
+            conn.execute(update(assets).where(assets.c.id == ids[name]).values(**values))
+        for slot, started, ms in ((1, t - 600, 900.0), (2, t - 30, 12.5)):
+            conn.execute(
+                insert(automation_ticks).values(
+                    model_id=models["sales"],
+                    slot=slot,
+                    started_at=started,
+                    duration_ms=ms,
+                    evaluated=3,
+                    requested=1,
+                    watermark=0,
+                    owner="test",
+                )
+            )
+
+    db.write(state)
+    found = samples(scrape(live).text)
+    assert value(found, "jobchain_assets_late", model="sales") == 2
+    assert value(found, "jobchain_assets_held", model="sales") == 2
+    # A model with nothing late or held has its zeros; one that never ticked has no age.
+    assert ("jobchain_assets_late", frozenset({("model", "stock")})) in found
+    assert value(found, "jobchain_assets_held", model="stock") == 0
+    assert 30 <= value(found, "jobchain_automation_tick_age_seconds", model="sales") < 60
+    assert value(found, "jobchain_automation_tick_duration_seconds", model="sales") == 0.0125
+    assert not any(
+        name.startswith("jobchain_automation_tick") and ("model", "stock") in labels
+        for name, labels in found
+    )
 
 
 def test_callbacks_are_counted_by_outcome(live: LiveServer) -> None:

@@ -1,7 +1,8 @@
 """Alerts delivered for real on SQLite and PostgreSQL: a worker pool runs chains that fail,
 the dispatcher sends signed webhooks to an http.server receiver and e-mails to an aiosmtpd
 server. One notification per event; a failing, slow receiver delays no job and loses no
-notification; two dispatchers at once still deliver each notification once."""
+notification; two dispatchers at once still deliver each notification once. An asset's
+LATE event (automation) is told once, to the rules of its model only."""
 
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ from app.runner.worker_pool import WorkerPool
 from app.runtime import Runtime
 from app.security.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from app.services.submit import SubmitService
-from app.store import notifications
-from app.store.database import Database
-from app.store.tables import notification_deliveries
+from app.store import asset_versions, graph_changes, graphs, notifications
+from app.store.database import Database, now
+from app.store.notification_tables import notification_deliveries
 from config import Settings
 from tests.conftest import TEST_SETTINGS
 from tests.helpers import CALLBACK_SECRET, wait_for_chain, wait_until
@@ -191,3 +192,60 @@ def test_an_email_waits_for_the_smtp_server_to_come_back(
             late.controller.stop()
     finally:
         sender.stop()
+
+
+def test_an_asset_late_event_is_told_once_to_its_models_rules(
+    runtime: Runtime, webhook: Webhook, smtp: SmtpServer
+) -> None:
+    db = runtime.db
+    models = {name: graphs.create_model(db, name, None) for name in ("sales", "stock")}
+    daily = {"name": "daily", "job": {"targetObject": "x.NOOP"}}
+    asset = {name: graph_changes.create_asset(db, m, daily) for name, m in models.items()}
+    rule(db, "sales-hook", "webhook", webhook.url, "asset_late", model="sales")
+    rule(db, "stock-mail", "email", "ops@example.com", "asset_late", "asset_held", model="stock")
+    t = now()
+
+    def events(conn: Any) -> None:
+        # What a tick writes, in its transaction: a late episode of sales' asset, a source's
+        # new data (no alert), and stock's asset held (its rule asks for asset_held).
+        asset_versions.add_event(
+            conn,
+            models["sales"],
+            asset["sales"],
+            "LATE",
+            t,
+            "daily late by 12 s against maximum lag 2 min",
+        )
+        asset_versions.add_event(conn, models["sales"], asset["sales"], "NEW_DATA", t, "x")
+        asset_versions.add_event(conn, models["stock"], asset["stock"], "HELD", t, "3 failed runs")
+
+    db.write(events)
+    settings = replace(runtime.settings, public_url="https://jobchain.example.com/")
+    first, second = Dispatcher(db, settings), Dispatcher(db, settings)
+    first.start(), second.start()  # two processes' dispatchers: still one each
+    try:
+        wait_until(lambda: all_delivered(db, 2), what="two deliveries")
+        first.run_once(), second.run_once()
+    finally:
+        first.stop(), second.stop()
+    assert len(deliveries(db)) == 2
+
+    [body] = webhook.bodies()
+    assert body["event"] == "asset_late" and body["rule"] == "sales-hook"
+    assert (body["model"], body["modelId"], body["asset"], body["assetId"]) == (
+        "sales",
+        models["sales"],
+        "daily",
+        asset["sales"],
+    )
+    assert body["message"].startswith("daily late by 12 s")
+    assert body["key"].startswith("asset_event:") and body["at"].endswith("Z")
+    assert (
+        body["link"]
+        == f"https://jobchain.example.com/admin/models/{models['sales']}/assets/{asset['sales']}"
+    )
+    [(headers, _)] = webhook.requests
+    assert headers["X-Jobchain-Event"] == "asset_late"
+    [mail] = smtp.messages
+    assert mail["Subject"] == "[jobchain] asset_held: stock/daily"
+    assert "message: 3 failed runs" in mail.get_payload()
