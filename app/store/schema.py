@@ -187,6 +187,10 @@ def _database(db_or_url: Database | str) -> Iterator[Database]:
         db.dispose()
 
 
+# SQLite: how long a migration waits for another process's migration to end.
+MIGRATION_WAIT_MS = 300_000
+
+
 @contextmanager
 def _migration_lock(db: Database) -> Iterator[Connection]:
     """A connection in a transaction that no other migration runs beside; commits on exit."""
@@ -197,6 +201,9 @@ def _migration_lock(db: Database) -> Iterator[Connection]:
             # transaction, so it is set on the driver's connection before BEGIN.
             driver: Any = conn.connection.dbapi_connection
             driver.execute("PRAGMA foreign_keys=OFF")
+            # Another process may be migrating (seconds, on a loaded machine): wait for it
+            # rather than fail; once it is done, this one finds nothing left to do.
+            driver.execute(f"PRAGMA busy_timeout={MIGRATION_WAIT_MS}")
             try:
                 with conn.execution_options(**{WRITE_TRANSACTION: True}).begin():
                     yield conn
