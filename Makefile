@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast lint docs bench bench-peers reliability clean
+.PHONY: install run test test-fast lint docs bench bench-peers bench-automation reliability clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,13 @@ bench: $(STAMP)
 # Side by side with Celery, RQ and Procrastinate (installed into their own venv by the script).
 bench-peers: $(STAMP)
 	$(BIN)/python -m bench.peers
+
+# Reconciliation ticks on 2,000 assets and the A/B/C freshness example over a scaled hour,
+# on SQLite and on the PostgreSQL server at BENCH_POSTGRES_URL (a throw-away database on it).
+BENCH_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+bench-automation: $(STAMP)
+	$(BIN)/python -m bench.automation
+	$(BIN)/python -m bench.automation --database-url $(BENCH_POSTGRES_URL)
 
 # The long forms of the reliability battery (minutes); `make test` runs the short forms.
 reliability: $(STAMP)
