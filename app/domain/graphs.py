@@ -147,13 +147,19 @@ def descendants(edges: Iterable[Edge], name: str) -> set[str]:
     return _reach(required_by(edges), name)
 
 
-def _reach(step: Mapping[str, set[str]], start: str) -> set[str]:
+def with_descendants(edges: Iterable[Edge], names: Iterable[str]) -> set[str]:
+    """``names`` and everything that depends on any of them, in one walk of the graph."""
+    starts = set(names)
+    return starts | _reach(required_by(edges), *starts)
+
+
+def _reach(step: Mapping[str, set[str]], *starts: str) -> set[str]:
+    """What ``step`` reaches from ``starts`` in one or more steps."""
     seen: set[str] = set()
-    stack = [start]
+    stack = list(starts)
     while stack:
         for nxt in step.get(stack.pop(), ()):
             if nxt not in seen:
                 seen.add(nxt)
                 stack.append(nxt)
-    seen.discard(start)
-    return seen
+    return seen - set(starts)

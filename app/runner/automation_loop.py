@@ -56,13 +56,18 @@ class AutomationLoop:
     def run_once(self, at: float | None = None) -> list[automation.TickResult]:
         """Observe due sources, then tick every model at ``at`` (default: now)."""
         at = self._clock() if at is None else at
-        observers.observe_due(self._db, at)
+        try:
+            observers.observe_due(self._db, at)
+        except Exception:  # an observer's trouble must not stop the ticks
+            log.exception("observing sources failed")
         build = self._runs.builder(TICK_ROLE)
         with self._db.read() as conn:
             model_ids = list(conn.execute(select(models.c.id).order_by(models.c.id)).scalars())
         done: list[automation.TickResult] = []
         for model_id in model_ids:
             try:
+                if not automation.pending(self._db, model_id, at, self._tick.tick_seconds):
+                    continue
                 result = self._db.write(
                     partial(
                         automation.tick_model,

@@ -18,10 +18,10 @@ from sqlalchemy import Connection, func, insert, select, update
 
 from app.domain import freshness as rules
 from app.domain.reconcile import Standing
-from app.domain.statuses import TERMINAL, Status
+from app.domain.statuses import TERMINAL
 from app.store.automation_tables import asset_events, asset_versions
 from app.store.graphs import graph_edges, lock_model
-from app.store.tables import assets, jobs, run_assets, runs
+from app.store.tables import assets, jobs
 
 _TERMINAL = [s.value for s in TERMINAL]
 
@@ -120,127 +120,6 @@ def _job_statuses(conn: Connection, ids: list[int], size: int = 500) -> Iterable
     for i in range(0, len(ids), size):
         query = select(jobs.c.id, jobs.c.status).where(jobs.c.id.in_(ids[i : i + size]))
         yield from conn.execute(query)
-
-
-# -- settling refreshes ------------------------------------------------------------------
-
-
-def unsettled(conn: Connection, model_id: int) -> bool:
-    """Whether a refresh of the model has ended and is not recorded yet."""
-    return conn.execute(_unsettled_query(model_id).limit(1)).first() is not None
-
-
-def _unsettled_query(model_id: int) -> Any:
-    return (
-        select(
-            run_assets.c.id,
-            run_assets.c.asset_id,
-            run_assets.c.job_id,
-            run_assets.c.run_id,
-            run_assets.c.code_version,
-            runs.c.tick_id,
-            runs.c.created_at.label("run_created_at"),
-            jobs.c.status,
-            jobs.c.result,
-            jobs.c.message,
-            jobs.c.started_at,
-            jobs.c.finished_at,
-        )
-        .join(jobs, jobs.c.id == run_assets.c.job_id)
-        .join(runs, runs.c.id == run_assets.c.run_id)
-        .where(
-            run_assets.c.model_id == model_id,
-            run_assets.c.settled.is_(False),
-            run_assets.c.own.is_(True),
-            jobs.c.status.in_(_TERMINAL),
-        )
-        .order_by(run_assets.c.id)
-    )
-
-
-def settle(conn: Connection, model_id: int, now: float, max_failures: int) -> set[int]:
-    """Record every ended refresh of the model (the caller holds the model's lock);
-    returns the ids of the assets whose data or failure count changed."""
-    changed: set[int] = set()
-    ended = conn.execute(_unsettled_query(model_id)).all()
-    if not ended:
-        return changed
-    query = select(assets.c.id, assets.c.name).where(assets.c.model_id == model_id)
-    names = {r.id: r.name for r in conn.execute(query)}
-    ids = {name: asset_id for asset_id, name in names.items()}
-    ups: dict[int, list[str]] = {}
-    for up, down in graph_edges(conn, model_id):
-        ups.setdefault(ids[down], []).append(up)
-    for row in ended:
-        mine = (run_assets.c.id == row.id, run_assets.c.settled.is_(False))
-        if not conn.execute(update(run_assets).where(*mine).values(settled=True)).rowcount:
-            continue
-        if row.asset_id not in names:
-            continue  # the asset was deleted since
-        changed.add(row.asset_id)
-        if row.status == Status.FINISHED.value:
-            _record_refresh(
-                conn, model_id, row, {u: ids[u] for u in ups.get(row.asset_id, [])}, now
-            )
-        elif row.status == Status.FAILED.value and row.tick_id is not None:
-            _count_failure(conn, model_id, row, now, max_failures)
-    return changed
-
-
-def _record_refresh(
-    conn: Connection, model_id: int, row: Any, ups: Mapping[str, int], now: float
-) -> None:
-    started = row.started_at if row.started_at is not None else row.finished_at or now
-    inputs: dict[str, tuple[int, str]] = {}
-    for name, up_id in ups.items():
-        read = conn.execute(
-            select(asset_versions.c.id, asset_versions.c.data_version)
-            .where(asset_versions.c.asset_id == up_id, asset_versions.c.arrived_at <= started)
-            .order_by(asset_versions.c.id.desc())
-            .limit(1)
-        ).first()
-        if read is not None:
-            inputs[name] = (read.id, read.data_version)
-    version = rules.data_version(row.result, row.code_version, inputs, row.job_id)
-    finished = row.finished_at if row.finished_at is not None else now
-    version_id = conn.execute(
-        insert(asset_versions)
-        .values(
-            model_id=model_id,
-            asset_id=row.asset_id,
-            job_id=row.job_id,
-            run_id=row.run_id,
-            data_version=version,
-            code_version=row.code_version,
-            inputs={k: list(v) for k, v in inputs.items()},
-            started_at=started,
-            arrived_at=finished,
-            run_seconds=max(0.0, finished - row.run_created_at),
-        )
-        .returning(asset_versions.c.id)
-    ).scalar_one()
-    conn.execute(
-        update(assets)
-        .where(assets.c.id == row.asset_id)
-        .values(current_version_id=version_id, failures=0)
-    )
-
-
-def _count_failure(conn: Connection, model_id: int, row: Any, now: float, limit: int) -> None:
-    """An automated refresh failed: after ``limit`` in a row the asset is held."""
-    failures = conn.execute(
-        update(assets)
-        .where(assets.c.id == row.asset_id)
-        .values(failures=assets.c.failures + 1, next_evaluation_at=now)  # look again
-        .returning(assets.c.failures, assets.c.held_at)
-    ).one()
-    if failures.failures >= limit and failures.held_at is None:
-        error = (row.message or "failed")[:2000]
-        conn.execute(
-            update(assets).where(assets.c.id == row.asset_id).values(held_at=now, held_error=error)
-        )
-        message = f"held after {failures.failures} failed automated runs in a row: {error}"
-        add_event(conn, model_id, row.asset_id, "HELD", now, message)
 
 
 def release_holds(conn: Connection, asset_ids: list[int], by: str = "a run") -> list[int]:

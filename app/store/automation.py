@@ -24,10 +24,14 @@ from app.domain.freshness import RECONCILE, Asset
 from app.domain.reconcile import Evaluation, plan_tick
 from app.failpoints import failpoint
 from app.store import asset_versions as versions
+from app.store import settling
 from app.store.automation_tables import asset_evaluations, automation_requests, automation_ticks
+from app.store.database import Database
 from app.store.graphs import lock_model
 from app.store.runs import BuildChain, RunRequest, store_run
 from app.store.tables import assets
+
+_V = versions.asset_versions.c
 
 
 @dataclass(frozen=True)
@@ -65,34 +69,17 @@ def tick_model(
     if not lock_model(conn, model_id):
         return None
     slot = slot_of(at, settings.tick_seconds)
-    ticks = automation_ticks.c
-    if conn.execute(select(ticks.id).where(ticks.model_id == model_id, ticks.slot == slot)).first():
-        return None
-    last = conn.execute(
-        select(ticks.started_at, ticks.watermark)
-        .where(ticks.model_id == model_id)
-        .order_by(ticks.id.desc())
-        .limit(1)
-    ).first()
-    seeds = versions.settle(conn, model_id, at, settings.max_failures)
-    watermark = (
-        conn.execute(
-            select(func.max(versions.asset_versions.c.id)).where(
-                versions.asset_versions.c.model_id == model_id
-            )
-        ).scalar()
-        or 0
-    )
-    seeds |= _changed_since(conn, model_id, at, last)
+    seeds = _seeds(conn, model_id, at, slot)
+    if seeds is None:
+        return None  # another process ticked this slot
+    seeds |= settling.settle(conn, model_id, at, settings.max_failures)
     if not seeds:
         return None
+    watermark = conn.execute(select(func.max(_V.id)).where(_V.model_id == model_id)).scalar()
     state = versions.load_state(conn, model_id)
     names = {asset_id: name for name, asset_id in state.ids.items()}
-    seed_names = {names[i] for i in seeds if i in names}
     edges = [(up, down) for down, a in state.assets.items() for up in a.upstreams]
-    reached = set(seed_names)
-    for name in seed_names:
-        reached |= graph_rules.descendants(edges, name)
+    reached = graph_rules.with_descendants(edges, (names[i] for i in seeds if i in names))
     # Only what automation decides on: assets under reconcile or with a policy to watch.
     candidates = {n for n in reached if _watched(state.assets[n])}
     if not candidates:
@@ -107,10 +94,10 @@ def tick_model(
             duration_ms=0.0,
             evaluated=len(plan.evaluations),
             requested=len(plan.requests),
-            watermark=watermark,
+            watermark=watermark or 0,
             owner=settings.owner[:128],
         )
-        .returning(ticks.id)
+        .returning(automation_ticks.c.id)
     ).scalar_one()
     run_id = None
     if plan.requests:
@@ -136,7 +123,7 @@ def tick_model(
     duration_ms = (clock() - started) * 1000
     conn.execute(
         update(automation_ticks)
-        .where(ticks.id == tick_id)
+        .where(automation_ticks.c.id == tick_id)
         .values(run_id=run_id, duration_ms=duration_ms)
     )
     return TickResult(
@@ -148,28 +135,35 @@ def _watched(asset: Asset) -> bool:
     return asset.automation == RECONCILE or asset.policy is not None
 
 
-def _changed_since(conn: Connection, model_id: int, at: float, last: object) -> set[int]:
-    """Assets with a new version or a change since the last tick, and those whose own
-    time has come; every asset at the model's first tick."""
+def pending(db: Database, model_id: int, at: float, tick_seconds: float) -> bool:
+    """Whether the model's tick of ``at`` may have work, read without a lock: an idle tick
+    stays out of the writers' way (the tick itself checks again under the model's lock)."""
+    with db.read() as conn:
+        seeds = _seeds(conn, model_id, at, slot_of(at, tick_seconds))
+        return seeds is not None and (bool(seeds) or settling.unsettled(conn, model_id))
+
+
+def _seeds(conn: Connection, model_id: int, at: float, slot: int) -> set[int] | None:
+    """Assets with a new version or a change since the model's last tick, and those whose
+    own time has come; every asset at its first tick. None if this slot was ticked."""
+    t = automation_ticks.c
+    if conn.execute(select(t.id).where(t.model_id == model_id, t.slot == slot)).first():
+        return None
+    last = conn.execute(
+        select(t.started_at, t.watermark)
+        .where(t.model_id == model_id)
+        .order_by(t.id.desc())
+        .limit(1)
+    ).first()
     a = assets.c
     if last is None:
         return set(conn.execute(select(a.id).where(a.model_id == model_id)).scalars())
-    v = versions.asset_versions.c
-    found = set(
-        conn.execute(
-            select(v.asset_id).where(v.model_id == model_id, v.id > last.watermark)  # type: ignore[attr-defined]
-        ).scalars()
-    )
-    found |= set(
-        conn.execute(
-            select(a.id).where(
-                a.model_id == model_id,
-                (a.updated_at > last.started_at)  # type: ignore[attr-defined]
-                | ((a.next_evaluation_at <= at) & (a.kind == "job")),
-            )
-        ).scalars()
-    )
-    return found
+    queries = [
+        select(_V.asset_id).where(_V.model_id == model_id, _V.id > last.watermark),
+        select(a.id).where(a.model_id == model_id, a.updated_at > last.started_at),
+        select(a.id).where(a.model_id == model_id, a.next_evaluation_at <= at, a.kind == "job"),
+    ]
+    return {asset_id for query in queries for asset_id in conn.execute(query).scalars()}
 
 
 def _store_evaluations(

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, select
 
 from app.domain import freshness as rules
 from app.store import asset_versions as versions
+from app.store import settling
 from app.store.automation_tables import asset_evaluations, asset_events, automation_ticks
 from app.store.database import Database
 from app.store.graphs import lock_model
@@ -47,7 +48,7 @@ def settle_now(db: Database, model_id: int, max_failures: int) -> None:
 
         def work(conn: Connection) -> None:
             if lock_model(conn, model_id):
-                versions.settle(conn, model_id, time.time(), max_failures)
+                settling.settle(conn, model_id, time.time(), max_failures)
 
         db.write(work)
 
@@ -55,7 +56,7 @@ def settle_now(db: Database, model_id: int, max_failures: int) -> None:
 def unsettled_any(db: Database, model_id: int) -> bool:
     """Whether a refresh of the model has ended and is not recorded yet."""
     with db.read() as conn:
-        return versions.unsettled(conn, model_id)
+        return settling.unsettled(conn, model_id)
 
 
 def annotate(db: Database, model_id: int, rows: list[dict[str, Any]], now: float) -> None:

@@ -262,6 +262,7 @@ assets = Table(
     UniqueConstraint("model_id", "name", name="uq_asset_name"),
     Index("ix_assets_next_fire", "next_fire_at"),
     Index("ix_assets_next_evaluation", "model_id", "next_evaluation_at"),
+    Index("ix_assets_updated", "model_id", "updated_at"),  # a tick: changed since the last
     # /metrics counts late and held assets by model (0008): partial, so they stay tiny.
     Index("ix_assets_late", "model_id", sqlite_where=LATE, postgresql_where=LATE),
     Index("ix_assets_held", "model_id", sqlite_where=HELD, postgresql_where=HELD),

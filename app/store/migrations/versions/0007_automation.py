@@ -45,6 +45,7 @@ def upgrade() -> None:
 
     _alter("assets", assets)
     op.create_index("ix_assets_next_evaluation", "assets", ["model_id", "next_evaluation_at"])
+    op.create_index("ix_assets_updated", "assets", ["model_id", "updated_at"])
 
     def run_assets(batch: Any) -> None:
         batch.add_column(sa.Column("reason", sa.Text, nullable=True))
@@ -161,6 +162,7 @@ def downgrade() -> None:
             batch.drop_column(name)
 
     _alter("run_assets", run_assets, autoincrement=False)
+    op.drop_index("ix_assets_updated", "assets")
     op.drop_index("ix_assets_next_evaluation", "assets")
 
     def assets(batch: Any) -> None:
