@@ -348,21 +348,21 @@ def record_event_rows(
 ) -> None:
     """Event rows for a change that is not a transition of the table: a submission (no
     source status) or a note on an unchanged status (a cancel request)."""
-    rows = []
-    for job_id, attempt in job_attempts:
-        started, finished = (ran.get(job_id) if isinstance(ran, dict) else ran) or (None, None)
-        rows.append(
-            {
-                "job_id": job_id,
-                "from_status": from_status.value if from_status else None,
-                "to_status": to_status.value,
-                "attempt": attempt,
-                "at": at,
-                "reason": str(reason),
-                "started_at": started,
-                "finished_at": finished,
-            }
-        )
+    rows: list[dict[str, Any]] = [
+        {
+            "job_id": job_id,
+            "from_status": from_status.value if from_status else None,
+            "to_status": to_status.value,
+            "attempt": attempt,
+            "at": at,
+            "reason": str(reason),
+        }
+        for job_id, attempt in job_attempts
+    ]
+    if ran is not None:  # an attempt's end: its run (the same keys in every row)
+        for row in rows:
+            run = ran.get(row["job_id"]) if isinstance(ran, dict) else ran
+            row["started_at"], row["finished_at"] = run or (None, None)
     if rows:
         conn.execute(_INSERT_EVENT, rows)
 
