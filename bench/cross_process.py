@@ -6,13 +6,13 @@ server; a throw-away database is created next to it and dropped afterwards). Two
 ``JOBCHAIN_LISTEN_NOTIFY=false`` (before: only in-process wake-ups and the 1 s idle poll)
 and with LISTEN/NOTIFY (after).
 
-1. chain: a chain of ``--hops`` NOOP jobs. Per hop parent ``finished_at`` -> child
-   ``started_at``. A worker that ends a quick job claims the child it released in the same
-   transaction, so a hop only crosses processes when the releasing worker is busy; the
-   count of such same-commit hops is printed.
+1. chain: a chain of ``--hops`` NOOP jobs. Per hop the parent's recording commit (its
+   ``updated_at``) -> the child's ``claimed_at``. A worker that ends a quick job claims the
+   child it released in the same transaction, so a hop only crosses processes when the
+   releasing worker is busy; the count of such same-commit hops is printed.
 2. release: this process (like an API node, which runs no workers) makes a job claimable
    ``--releases`` times, at random moments; per release its commit (this process's clock,
-   right after COMMIT returned) -> ``started_at`` on a worker process (the claim
+   right after COMMIT returned) -> ``claimed_at`` on a worker process (the claim
    transaction's clock; same machine). Here every wake-up crosses processes.
 """
 
@@ -121,7 +121,7 @@ def chain_hops(db: Database, hops: int) -> list[float]:
     with db.read() as conn:
         rows = {r.id: r for r in conn.execute(select(jobs).where(jobs.c.root_id == root))}
     return [
-        row.started_at - rows[row.parent_id].finished_at
+        row.claimed_at - rows[row.parent_id].updated_at
         for row in rows.values()
         if row.parent_id is not None
     ]
@@ -136,9 +136,9 @@ def releases(db: Database, count: int, spread: float) -> list[float]:
         job_id = db.write(lambda conn: submission.insert_tree(conn, spec, []))
         committed = time.time()
         db.notify_dispatchable()
-        wait_for(db, [job_id], jobs.c.started_at)
+        wait_for(db, [job_id], jobs.c.claimed_at)
         with db.read() as conn:
-            started = conn.execute(select(jobs.c.started_at).where(jobs.c.id == job_id))
+            started = conn.execute(select(jobs.c.claimed_at).where(jobs.c.id == job_id))
             waits.append(started.scalar_one() - committed)
     return waits
 

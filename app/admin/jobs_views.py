@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import abort, g, redirect, request, url_for
 
-from app.admin import filters
+from app.admin import filters, timeline
 from app.admin.access import flash
 from app.admin.blueprint import admin, page, runtime
 from app.admin.rerun import NothingToRerun, rerun_from
@@ -62,7 +62,7 @@ def job(job_id: int) -> Any:
         "admin/_job_live.html",
         job=found,
         events=events,
-        attempts=attempts(events),
+        attempts=attempts(found, events),
         log=queries.get_log(db, job_id),
         related=console.brief_jobs(db, [i for i in related if i is not None]),
         join=join,
@@ -113,22 +113,10 @@ def rerun(job_id: int) -> Any:
     return redirect(url_for("admin.chain", root_id=new_root), 303)
 
 
-def attempts(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each attempt's start, end and outcome, read from the job's status history."""
-    found: dict[int, dict[str, Any]] = {}
-    for event in events:
-        if event["attempt"] < 1:
-            continue
-        entry = found.setdefault(
-            event["attempt"],
-            {"attempt": event["attempt"], "started": None, "ended": None, "outcome": None},
-        )
-        if event["to_status"] == Status.PROCESSING and event["from_status"] != Status.PROCESSING:
-            entry["started"] = event["at"]
-        elif event["from_status"] == Status.PROCESSING and event["to_status"] != Status.PROCESSING:
-            entry["ended"] = event["at"]
-            entry["outcome"] = f"{event['to_status']} ({event['reason']})"
-    return list(found.values())
+def attempts(job: dict[str, Any], events: list[dict[str, Any]]) -> list[timeline.Attempt]:
+    """Each attempt's claim, real start and end, and outcome, read from the job's status
+    history (the timeline's reading)."""
+    return timeline.attempts({**job, "events": events})
 
 
 def _outcome(job_id: int, message: str, kind: str = "ok") -> Any:

@@ -60,8 +60,31 @@ class JobSchema(Schema):
         },
     )
     createdAt = EpochDateTime(attribute="created_at")
-    startedAt = EpochDateTime(attribute="started_at", allow_none=True)
-    finishedAt = EpochDateTime(attribute="finished_at", allow_none=True)
+    claimedAt = EpochDateTime(
+        attribute="claimed_at",
+        allow_none=True,
+        metadata={
+            "description": "when a worker claimed the latest attempt (it may then wait behind "
+            "other jobs of the worker's batch before it starts); null if never claimed"
+        },
+    )
+    startedAt = EpochDateTime(
+        attribute="started_at",
+        allow_none=True,
+        metadata={
+            "description": "when the latest attempt's function really started (a JOIN node: "
+            "its arrival); null while it waits in its worker's batch, or never ran"
+        },
+    )
+    finishedAt = EpochDateTime(
+        attribute="finished_at",
+        allow_none=True,
+        metadata={
+            "description": "when the job ended: its function returned or raised, its "
+            "callback arrived, or it was cancelled, skipped or failed without running; null "
+            "while it has not ended (also while it waits for an automatic retry)"
+        },
+    )
     runAfter = EpochDateTime(attribute="run_after")
 
     @post_dump
@@ -110,11 +133,28 @@ class JobEventSchema(Schema):
     fromStatus = fields.String(attribute="from_status", allow_none=True)
     toStatus = fields.String(attribute="to_status")
     attempt = fields.Integer()
-    at = EpochDateTime()
+    at = EpochDateTime(metadata={"description": "when the change was recorded"})
     reason = fields.String()
     # A hand-back of a claimed, never started job and the claim it undid: kept in the log,
     # left out of the status history the console and `jobchain events` show.
     internal = fields.Boolean()
+    startedAt = EpochDateTime(
+        attribute="started_at",
+        allow_none=True,
+        metadata={
+            "description": "on the event that ended an attempt: when its function started "
+            "(null on other events, and where unknown)"
+        },
+    )
+    finishedAt = EpochDateTime(
+        attribute="finished_at",
+        allow_none=True,
+        metadata={
+            "description": "on the event that ended an attempt: when its function returned "
+            "or its callback arrived (null on other events, and where unknown: its worker "
+            "vanished)"
+        },
+    )
 
 
 class JobEventListSchema(Schema):

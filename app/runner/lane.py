@@ -54,6 +54,9 @@ class Running:
     deadline: float | None
     lane: Lane
     started: float = field(default_factory=time.monotonic)
+    # Epoch seconds: when the function really started and returned (None: still running).
+    started_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
     last_beat: float = field(default_factory=time.monotonic)
     timed_out_at: float | None = None
     settled: bool = False  # finished by the monitor (timeout) or lease lost

@@ -255,7 +255,9 @@ class WorkerPool:
     def _execute(self, running: Running) -> completion.Outcome:
         ctx = running.ctx
         job_type = self.registry.get(ctx.job_type)
+        running.started_at = now()  # the function's real start (it may have waited)
         if job_type is None:
+            running.finished_at = running.started_at
             return completion.Outcome(failed=True, message=f"unknown job type {ctx.job_type!r}")
         try:
             result = job_type.run(ctx)
@@ -264,6 +266,8 @@ class WorkerPool:
         except BaseException as exc:  # SystemExit too: a job must not end its worker
             ctx.output.write(traceback.format_exc())
             return self._failure(running, f"{type(exc).__name__}: {exc}", None)
+        finally:
+            running.finished_at = now()
         if running.timed_out_at is not None:
             return self._failure(running, "", None)
         if isinstance(result, AwaitCallback):
@@ -298,6 +302,7 @@ class WorkerPool:
                 message=_text(running.ctx.snapshot_progress()[1]),
                 log=_text(running.ctx.output.drain()),
                 log_limit=self.settings.log_tail_bytes,
+                started_at=running.started_at,
             )
         except Exception:
             log.exception("handing job %s to its callback failed", claim.id)
@@ -310,6 +315,9 @@ class WorkerPool:
             result=outcome.result,
             progress=outcome.progress,
             log=_text(running.ctx.output.drain()),
+            started_at=running.started_at,
+            # None: a timed-out function still running, failed now without it.
+            finished_at=running.finished_at or now(),
         )
         return completion.Done(running.claim.id, running.claim.lease_token, full)
 
@@ -332,6 +340,7 @@ class WorkerPool:
         if not job.handed_back and clock - job.started >= SLOW_SECONDS:
             job.handed_back = True
             self._hand_back(job.lane)
+            job.last_beat = -self.settings.lease_seconds  # beat now: store its start
         if job.deadline is not None and clock >= job.deadline and job.timed_out_at is None:
             job.timed_out_at = clock
             job.ctx.abort("timeout")
@@ -356,6 +365,7 @@ class WorkerPool:
             message=_text(message),
             log=_text(job.ctx.output.drain()),
             log_limit=self.settings.log_tail_bytes,
+            started_at=job.started_at,
         )
         if not beat.still_held:
             job.settled = True

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, bindparam, select, update
+from sqlalchemy import Connection, Float, Row, and_, bindparam, case, select, update
 
 from app.domain.statuses import Status, Transition
 from app.store import joins
@@ -101,7 +101,10 @@ _CLAIM_VALUES = {
     "lease_token": bindparam("token"),
     "lease_owner": bindparam("owner"),
     "lease_expires_at": bindparam("expires"),
-    "started_at": bindparam("now"),
+    # The worker stamps the function's real start (it may wait in the worker's batch); a
+    # JOIN node runs nothing: it arrives in the claiming transaction.
+    "claimed_at": bindparam("now"),
+    "started_at": case((jobs.c.join_id.is_not(None), bindparam("now", type_=Float())), else_=None),
     "updated_at": bindparam("now"),
     "finished_at": None,
     "progress": None,
@@ -205,12 +208,16 @@ def heartbeat(
     message: str | None = None,
     log: str = "",
     log_limit: int = 64 * 1024,
+    started_at: float | None = None,
 ) -> Heartbeat:
-    """Renew a lease, store progress and new log lines, and report a pending cancel."""
+    """Renew a lease, store progress, new log lines and when the function started, and
+    report a pending cancel."""
 
     def work(conn: Connection) -> Heartbeat:
         t = now()
         values: dict[str, Any] = {"lease_expires_at": t + lease_seconds, "updated_at": t}
+        if started_at is not None:
+            values["started_at"] = started_at
         if progress is not None:
             values["progress"] = progress
         if message is not None:

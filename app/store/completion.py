@@ -22,7 +22,7 @@ from app.store.database import Database, now
 from app.store.joblog import append_log
 from app.store.release import release_finished, release_next_jobs, start_children
 from app.store.tables import jobs
-from app.store.transitions import apply, logged_together, logged_update
+from app.store.transitions import Ran, apply, logged_together, logged_update
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,10 @@ class Outcome:
     progress: float | None = None
     log: str = ""
     started: bool = True  # False: cancelled while it waited in its worker's batch
+    # When the function really started and ended (epoch seconds, stamped by the worker
+    # thread around the call). A report without them: the claim and the recording time.
+    started_at: float | None = None
+    finished_at: float | None = None
 
 
 LOCK_FOR_RECORDING = (
@@ -50,6 +54,7 @@ LOCK_FOR_RECORDING = (
         jobs.c.lease_token,
         jobs.c.cancel_requested,
         jobs.c.join_id,
+        jobs.c.claimed_at,
     )
     .where(jobs.c.id.in_(bindparam("ids", expanding=True)))
     .with_for_update()
@@ -63,14 +68,19 @@ _FINISH_VALUES = {
     "lease_token": None,
     "lease_owner": None,
     "lease_expires_at": None,
-    "finished_at": bindparam("b_at"),
+    "started_at": bindparam("b_started", type_=Float()),
+    "finished_at": bindparam("b_ended", type_=Float()),
     "updated_at": bindparam("b_at"),
 }
-_FINISH_MANY = logged_update(Transition.FINISH, _FINISH_CONDITION, _FINISH_VALUES)
+# The attempt's run, on its event rows too: the job's row holds only the latest attempt's.
+_RUN = ("b_started", "b_ended")
+_FINISH_MANY = logged_update(Transition.FINISH, _FINISH_CONDITION, _FINISH_VALUES, ran=_RUN)
 # PostgreSQL, one FINISHED job (a chain's hop): its finish, the start of its next jobs and
 # every event row in one statement, answering how many started. The next jobs are those of
 # the row the finish moved (a different row: each row is updated once).
-_FINISHED_ONE = logged_update(Transition.FINISH, _FINISH_CONDITION, _FINISH_VALUES, name="finished")
+_FINISHED_ONE = logged_update(
+    Transition.FINISH, _FINISH_CONDITION, _FINISH_VALUES, name="finished", ran=_RUN
+)
 _STARTED_AFTER = start_children(
     jobs.c.parent_id.in_(select(_FINISHED_ONE.moved.c.id)), name="started"
 )
@@ -194,8 +204,10 @@ def _record(
             finished.append((row, item))  # the common case: batched below
             statuses[item.job_id] = Status.FINISHED
             continue
-        values = ended_attempt_values(item.outcome.result, item.outcome.progress, verdict, t)
-        apply(conn, verdict.transition, held(row.id, item.token), at=t, values=values)
+        ran = run_of(row, item.outcome, t)
+        values = ended_attempt_values(item.outcome.result, item.outcome.progress, verdict, t, ran)
+        held_row = held(row.id, item.token)
+        apply(conn, verdict.transition, held_row, at=t, values=values, ran=ran)
         if item.outcome.log:
             append_log(conn, row.id, item.outcome.log, log_limit)
         statuses[item.job_id] = target(verdict.transition)
@@ -217,18 +229,31 @@ def attempt_of(row: Row[Any]) -> Attempt:
     )
 
 
+def run_of(row: Row[Any], outcome: Outcome, t: float) -> Ran:
+    """When an attempt's function started and ended: the worker's stamps (a report without
+    them: the claim and ``t``); nothing for a job that never started."""
+    if not outcome.started:
+        return None, None
+    started = outcome.started_at if outcome.started_at is not None else row.claimed_at
+    return started, outcome.finished_at if outcome.finished_at is not None else t
+
+
 def ended_attempt_values(
-    result: Any, progress: float | None, verdict: Verdict, t: float
+    result: Any, progress: float | None, verdict: Verdict, t: float, ran: Ran = (None, None)
 ) -> dict[str, Any]:
-    """The columns an ended attempt writes, for a worker's report and a callback alike."""
+    """The columns an ended attempt writes, for a worker's report and a callback alike:
+    ``ran`` is when its function started and ended (the end defaults to ``t``)."""
+    started, ended = ran
     values: dict[str, Any] = {
         "message": verdict.message,
         "result": result,
         "lease_token": None,
         "lease_owner": None,
         "lease_expires_at": None,
-        "finished_at": t,
+        "finished_at": ended if ended is not None else t,
     }
+    if started is not None:
+        values["started_at"] = started
     if progress is not None:
         values["progress"] = progress
     if verdict.retry_delay is not None:
@@ -241,17 +266,21 @@ def _record_finished(
 ) -> int:
     """FINISHED jobs: one executemany, then one release of all their next jobs (on
     PostgreSQL, a single job: one statement for both)."""
-    params = [
-        {
-            "b_id": row.id,
-            "b_token": item.token,
-            "b_message": item.outcome.message,
-            "b_result": item.outcome.result,
-            "b_progress": item.outcome.progress,
-            "b_at": t,
-        }
-        for row, item in finished
-    ]
+    params = []
+    for row, item in finished:
+        started, ended = run_of(row, item.outcome, t)
+        params.append(
+            {
+                "b_id": row.id,
+                "b_token": item.token,
+                "b_message": item.outcome.message,
+                "b_result": item.outcome.result,
+                "b_progress": item.outcome.progress,
+                "b_started": started,
+                "b_ended": ended,
+                "b_at": t,
+            }
+        )
     for row, item in finished:
         if item.outcome.log:
             append_log(conn, row.id, item.outcome.log, log_limit)

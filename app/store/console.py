@@ -52,6 +52,7 @@ LIST_COLUMNS = [
     jobs.c.message,
     jobs.c.progress,
     jobs.c.created_at,
+    jobs.c.claimed_at,
     jobs.c.started_at,
     jobs.c.finished_at,
 ]
@@ -211,7 +212,8 @@ def _id_bounds(conn: Connection, query: JobQuery) -> tuple[int | None, int | Non
 
 def get_chain(db: Database, root_id: int) -> Chain | None:
     """The chain rooted at ``root_id`` (None if that is no root), nodes depth first, each
-    with ``ready_at``: when it last became ready to run (for the timeline)."""
+    with ``ready_at`` (when it last became ready to run) and ``events``: its moves, oldest
+    first, from which the timeline draws every attempt."""
     with db.read() as conn:
         rows = [
             dict(r)
@@ -221,22 +223,34 @@ def get_chain(db: Database, root_id: int) -> Chain | None:
         ]
         if not rows or rows[0]["id"] != root_id:
             return None
-        ready = dict(
-            conn.execute(
-                select(job_events.c.job_id, func.max(job_events.c.at))
-                .select_from(job_events.join(jobs, jobs.c.id == job_events.c.job_id))
-                .where(
-                    jobs.c.root_id == root_id,
-                    job_events.c.to_status == Status.WAITING_FOR_DISPATCH.value,
-                )
-                .group_by(job_events.c.job_id)
-            ).all()
-        )
+        events: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for event in conn.execute(
+            select(*_TIMELINE_EVENT_COLUMNS)
+            .select_from(job_events.join(jobs, jobs.c.id == job_events.c.job_id))
+            .where(jobs.c.root_id == root_id)
+            .order_by(job_events.c.job_id, job_events.c.id)
+        ).mappings():
+            events[event["job_id"]].append(dict(event))
         join_ids = sorted({r["join_id"] for r in rows if r["join_id"] is not None})
         found = _joins(conn, join_ids)
     for row in rows:
-        row["ready_at"] = ready.get(row["id"])
+        row["events"] = events.get(row["id"], [])
+        ready = [e["at"] for e in row["events"] if e["to_status"] == _READY]
+        row["ready_at"] = max(ready) if ready else None
     return Chain(root_id, _depth_first(rows), found)
+
+
+_READY = Status.WAITING_FOR_DISPATCH.value
+_TIMELINE_EVENT_COLUMNS = (
+    job_events.c.job_id,
+    job_events.c.from_status,
+    job_events.c.to_status,
+    job_events.c.attempt,
+    job_events.c.at,
+    job_events.c.reason,
+    job_events.c.started_at,
+    job_events.c.finished_at,
+)
 
 
 def _joins(conn: Connection, join_ids: list[int]) -> dict[int, dict[str, Any]]:

@@ -56,8 +56,10 @@ def await_callback(
     message: str | None = None,
     log: str = "",
     log_limit: int = 64 * 1024,
+    started_at: float | None = None,
 ) -> bool:
-    """Hand a notified job's lease from its worker to the callback deadline.
+    """Hand a notified job's lease from its worker to the callback deadline (and store when
+    its function started: its attempt runs until the callback).
 
     Guarded by the worker's lease token: if a callback already ended the job (it may come
     back before the notification's answer does), only the log is kept and this returns False.
@@ -75,6 +77,8 @@ def await_callback(
         }
         if message is not None:
             values["message"] = message
+        if started_at is not None:
+            values["started_at"] = started_at
         row = conn.execute(
             update(jobs)
             .where(
@@ -134,6 +138,7 @@ def end_cancelled(db: Database, limit: int = 100) -> int:
                     "message": "cancelled while waiting for its callback",
                     "finished_at": t,
                 },
+                ran=(row.started_at, t),
             )
             released += release_next_jobs(conn, row, Status.CANCELLED, t)
         return len(rows), released > 0
@@ -229,9 +234,11 @@ def _end_attempt(
         message=callback.message or ("failed (reported by callback)" if failed else None),
         policy=retry,
     )
-    values = completion.ended_attempt_values(callback.result, callback.progress, verdict, t)
+    # The attempt ran from its function's start until the callback ended it.
+    ran = (row.started_at, t)
+    values = completion.ended_attempt_values(callback.result, callback.progress, verdict, t, ran)
     reason = _reason(callback.status)
-    apply(conn, verdict.transition, current, at=t, values=values, reason=reason)
+    apply(conn, verdict.transition, current, at=t, values=values, reason=reason, ran=ran)
     new_status = target(verdict.transition)
     released = release_next_jobs(conn, row, new_status, t)
     return new_status, released > 0 or verdict.retry_delay is not None

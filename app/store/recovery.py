@@ -67,6 +67,7 @@ def release_unstarted(db: Database, claims: list[Claim]) -> int:
                         "lease_owner": None,
                         "lease_expires_at": None,
                         "started_at": None,
+                        "claimed_at": None,
                     },
                 )
             )
@@ -133,6 +134,7 @@ def _recover(conn: Connection, row: Row[Any], t: float) -> bool:
         at=t,
         only_from=Status.PROCESSING,
         values={**cleared, **values},
+        ran=(row.started_at, None),  # when it stopped is unknown: its worker vanished
     )
     if not moved:
         return False

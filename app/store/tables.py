@@ -74,8 +74,11 @@ jobs = Table(
     Column("progress", Float, nullable=True),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # The latest attempt: its function's real start and end (the worker's stamps; an
+    # EXTERNAL job ends with its callback), and its claim (it may wait in a worker's batch).
     Column("started_at", Float, nullable=True),
     Column("finished_at", Float, nullable=True),
+    Column("claimed_at", Float, nullable=True),
     Index("ix_jobs_claim", "status", "run_after", "id"),
     Index("ix_jobs_status_id", "status", "id"),
     Index("ix_jobs_target_id", "target_object", "id"),
@@ -100,6 +103,9 @@ job_events = Table(
     Column("attempt", Integer, nullable=False),
     Column("at", Float, nullable=False),
     Column("reason", Text, nullable=False),
+    # On an attempt's end event: its function's start and end (``at``: when recorded).
+    Column("started_at", Float, nullable=True),
+    Column("finished_at", Float, nullable=True),
     Index("ix_job_events_job", "job_id", "id"),
     sqlite_autoincrement=True,
 )

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Column,
     ColumnElement,
     Connection,
+    Float,
     Insert,
     Row,
     Select,
@@ -32,6 +33,7 @@ from sqlalchemy import (
     Update,
     bindparam,
     case,
+    cast,
     insert,
     literal,
     select,
@@ -92,6 +94,12 @@ def _extra(returning: Sequence[Any]) -> list[Any]:
 
 
 _EVENT_COLUMNS = ["job_id", "from_status", "to_status", "attempt", "at", "reason"]
+# An attempt's run, written on the event that ends it: (function started, ended).
+Ran = tuple[float | None, float | None]
+# One run for every row, or each row's by job id.
+Runs = Ran | dict[int, Ran] | None
+# The bind parameters :func:`apply` passes an attempt's run in.
+_RAN = ("ran_from", "ran_to")
 
 
 @dataclass(frozen=True)
@@ -103,7 +111,8 @@ class LoggedUpdate:
     ``at`` is the moved row's new ``updated_at`` (the update must set it), its
     ``from_status`` the one source status the guard allows. With ``alternate``, rows whose
     ``alternate[1]`` column is not NULL are logged under ``alternate[0]`` instead (a
-    transition with the same source and target).
+    transition with the same source and target). With ``ran``, the names of two bind
+    parameters: the attempt's run (function started, ended), written on its event rows.
     """
 
     transition: Transition
@@ -115,13 +124,14 @@ class LoggedUpdate:
     events_only: Insert  # ``combined`` without its result rows, for executemany
     moved: CTE  # the update as a CTE, for a statement that does more (see logged_together)
     alternate: tuple[Transition, Column[Any]] | None = None
+    ran: tuple[str, str] | None = None
 
     def run(self, conn: Connection, params: Mapping[str, Any], at: float) -> list[Row[Any]]:
         """Apply the change; the rows that moved (id, attempt, plus ``returning``)."""
         if conn.dialect.name == "postgresql":
             return list(conn.execute(self.combined, dict(params)).all())
         moved = list(conn.execute(self.update, dict(params)).all())
-        self._record(conn, moved, at)
+        self._record(conn, moved, at, self._ran(params) if self.ran else None)
         return moved
 
     def run_many(
@@ -132,26 +142,35 @@ class LoggedUpdate:
         at: float,
     ) -> None:
         """One parameter set per row, returning nothing (executemany). ``expected`` are the
-        rows the caller holds locked and has checked will move: SQLite logs those;
-        PostgreSQL logs, in the same statement, exactly the rows that moved."""
+        rows the caller holds locked and has checked will move, in the order of
+        ``param_sets``: SQLite logs those; PostgreSQL logs, in the same statement, exactly
+        the rows that moved."""
         if conn.dialect.name == "postgresql":
             conn.execute(self.events_only, param_sets)
             return
         conn.execute(self.plain, param_sets)
-        self._record(conn, expected, at)
+        ran: Runs = None
+        if self.ran is not None:
+            ran = {r.id: self._ran(p) for r, p in zip(expected, param_sets, strict=True)}
+        self._record(conn, expected, at, ran)
 
-    def _record(self, conn: Connection, moved: Sequence[Row[Any]], at: float) -> None:
+    def _ran(self, params: Mapping[str, Any]) -> Ran:
+        names = self.ran or _RAN
+        return params.get(names[0]), params.get(names[1])
+
+    def _record(
+        self, conn: Connection, moved: Sequence[Row[Any]], at: float, ran: Runs = None
+    ) -> None:
+        froms = self.from_status
         if self.alternate is None:
-            record(
-                conn, self.transition, moved, at, from_status=self.from_status, reason=self.reason
-            )
+            record(conn, self.transition, moved, at, from_status=froms, reason=self.reason, ran=ran)
             return
         other, column = self.alternate
         key = column.name
         usual = [r for r in moved if r._mapping[key] is None]
         rest = [r for r in moved if r._mapping[key] is not None]
-        record(conn, self.transition, usual, at, from_status=self.from_status, reason=self.reason)
-        record(conn, other, rest, at, from_status=self.from_status)
+        record(conn, self.transition, usual, at, from_status=froms, reason=self.reason, ran=ran)
+        record(conn, other, rest, at, from_status=froms, ran=ran)
 
 
 def logged_update(
@@ -163,6 +182,7 @@ def logged_update(
     reason: str | None = None,
     alternate: tuple[Transition, Column[Any]] | None = None,
     name: str = "moved",
+    ran: tuple[str, str] | None = None,
 ) -> LoggedUpdate:
     """Build a single-source change and its event rows (see :class:`LoggedUpdate`).
 
@@ -191,16 +211,18 @@ def logged_update(
             (moved.c[alternate[1].name].is_not(None), literal(str(alternate[0]), Text)),
             else_=why,
         )
+    columns = [
+        moved.c.id,
+        literal(source.value, String),
+        literal(target(transition).value, String),
+        moved.c.attempt,
+        moved.c.updated_at,
+        why,
+    ]
+    if ran is not None:
+        columns += [cast(bindparam(name, type_=Float()), Float) for name in ran]
     events = insert(job_events).from_select(
-        _EVENT_COLUMNS,
-        select(
-            moved.c.id,
-            literal(source.value, String),
-            literal(target(transition).value, String),
-            moved.c.attempt,
-            moved.c.updated_at,
-            why,
-        ),
+        _EVENT_COLUMNS + (["started_at", "finished_at"] if ran else []), select(*columns)
     )
     combined = select(moved.c.id, moved.c.attempt, *(moved.c[c.name] for c in extra)).add_cte(
         events.cte(f"{name}_logged")
@@ -215,6 +237,7 @@ def logged_update(
         events_only=events,
         moved=moved,
         alternate=alternate,
+        ran=ran,
     )
 
 
@@ -237,6 +260,7 @@ def apply(
     only_from: Status | None = None,
     reason: str | None = None,
     returning: Sequence[Any] = (),
+    ran: Ran | None = None,
 ) -> list[Row[Any]]:
     """Move every row matching ``condition`` that is in a legal source status.
 
@@ -244,13 +268,17 @@ def apply(
     (its guard names the status every event starts from); with several, the rows are
     locked first (``SELECT ... FOR UPDATE``) so their status cannot change between the
     read that names each event's source and the update. Returns the rows that moved
-    (id, attempt, plus ``returning`` columns).
+    (id, attempt, plus ``returning`` columns). ``ran``: the run of the attempt this ends
+    (function started, ended), written on the event rows.
     """
     froms = _froms(transition, only_from)
     values = {"updated_at": at, **(values or {})}
     if len(froms) == 1:
-        logged = logged_update(transition, condition, values, returning, froms[0], reason)
-        return logged.run(conn, {}, at)
+        if ran is None:
+            logged = logged_update(transition, condition, values, returning, froms[0], reason)
+            return logged.run(conn, {}, at)
+        logged = logged_update(transition, condition, values, returning, froms[0], reason, ran=_RAN)
+        return logged.run(conn, dict(zip(_RAN, ran, strict=True)), at)
     stmt = guarded_update(transition, condition, values, returning, only_from)
     locked = dict(
         conn.execute(
@@ -269,7 +297,7 @@ def apply(
         moved.extend(conn.execute(stmt.where(jobs.c.id.in_(chunk))).all())
     for source in froms:
         rows = [r for r in moved if locked[r.id] == source.value]
-        record(conn, transition, rows, at, from_status=source, reason=reason)
+        record(conn, transition, rows, at, from_status=source, reason=reason, ran=ran)
     return moved
 
 
@@ -292,8 +320,10 @@ def record(
     *,
     from_status: Status | None = None,
     reason: str | None = None,
+    ran: Runs = None,
 ) -> None:
-    """The event rows of rows (id, attempt) that ``transition`` just moved."""
+    """The event rows of rows (id, attempt) that ``transition`` just moved; ``ran``: the
+    run of the attempt each move ended (one for all, or by job id)."""
     froms = sources(transition)
     source = from_status if from_status is not None else _only(froms, transition)
     record_event_rows(
@@ -303,6 +333,7 @@ def record(
         target(transition),
         at,
         reason or transition,
+        ran,
     )
 
 
@@ -313,10 +344,11 @@ def record_event_rows(
     to_status: Status,
     at: float,
     reason: str,
+    ran: Runs = None,
 ) -> None:
     """Event rows for a change that is not a transition of the table: a submission (no
     source status) or a note on an unchanged status (a cancel request)."""
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "job_id": job_id,
             "from_status": from_status.value if from_status else None,
@@ -327,6 +359,10 @@ def record_event_rows(
         }
         for job_id, attempt in job_attempts
     ]
+    if ran is not None:  # an attempt's end: its run (the same keys in every row)
+        for row in rows:
+            run = ran.get(row["job_id"]) if isinstance(ran, dict) else ran
+            row["started_at"], row["finished_at"] = run or (None, None)
     if rows:
         conn.execute(_INSERT_EVENT, rows)
 

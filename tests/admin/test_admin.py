@@ -489,21 +489,80 @@ def test_static_assets_are_served_without_login(client: FlaskClient) -> None:
         answer.close()
 
 
+def event(source: str | None, target: str, attempt: int, at: float, **extra: Any) -> Any:
+    reason = extra.pop("reason", "x")
+    return {"from_status": source, "to_status": target, "attempt": attempt, "at": at,
+            "reason": reason, "started_at": None, "finished_at": None, **extra}  # fmt: skip
+
+
+READY, RUNNING = "WAITING_FOR_DISPATCH", "PROCESSING"
+
+
 def test_timeline_bars() -> None:
+    """Waiting for the parent, ready (claimed or not) until the function started, running
+    until it ended: the worker's stamps on the attempt's end event, not the claim."""
     span = timeline.Span(0.0, 40.0)
-    job = {"created_at": 0.0, "ready_at": 10.0, "started_at": 12.0, "finished_at": 20.0}
-    assert [(s.kind, s.x, s.width) for s in timeline.segments(job, span, 40.0)] == [
-        ("waiting", 0.0, 250.0),
-        ("queued", 250.0, 50.0),
-        ("running", 300.0, 200.0),
+    job = {"created_at": 0.0, "started_at": 12.0, "finished_at": 20.0, "attempt": 1}
+    job["events"] = [
+        event("WAITING_FOR_PARENT", READY, 0, 10.0),
+        event(READY, RUNNING, 1, 11.0),  # claimed; waited in its worker's batch
+        event(RUNNING, "FINISHED", 1, 21.0, started_at=12.0, finished_at=20.0),
     ]
-    skipped = {"created_at": 0.0, "ready_at": None, "started_at": None, "finished_at": 5.0}
+    assert [(s.kind, s.x, s.width, s.status) for s in timeline.segments(job, span, 40.0)] == [
+        ("waiting", 0.0, 250.0, None),
+        ("queued", 250.0, 50.0, None),
+        ("running", 300.0, 200.0, "FINISHED"),
+    ]
+    skipped = {"created_at": 0.0, "started_at": None, "finished_at": 5.0, "attempt": 0}
+    skipped["events"] = [event("WAITING_FOR_PARENT", "SKIPPED", 0, 5.0)]
     assert [s.kind for s in timeline.segments(skipped, span, 40.0)] == ["waiting"]
-    quick = {"created_at": 0.0, "ready_at": 40.0, "started_at": 40.0, "finished_at": 40.0}
+    quick = {"created_at": 0.0, "started_at": 40.0, "finished_at": 40.0, "attempt": 1}
+    quick["events"] = [
+        event(None, READY, 0, 40.0),
+        event(READY, RUNNING, 1, 40.0),
+        event(RUNNING, "FINISHED", 1, 40.0, started_at=40.0, finished_at=40.0),
+    ]
     [*_, run] = timeline.segments(quick, span, 40.0)
     assert run.kind == "running" and run.x + run.width <= timeline.WIDTH and run.width > 0
-    retried = {"created_at": 0.0, "ready_at": 30.0, "started_at": 12.0, "finished_at": None}
-    assert [s.kind for s in timeline.segments(retried, span, 40.0)] == ["waiting", "queued"]
+
+
+def test_timeline_draws_every_attempt() -> None:
+    span = timeline.Span(0.0, 40.0)
+    retried = {"created_at": 0.0, "started_at": 31.0, "finished_at": None, "attempt": 2}
+    retried["events"] = [
+        event(None, READY, 0, 0.0),
+        event(READY, RUNNING, 1, 1.0),
+        event(RUNNING, READY, 1, 9.0, reason="automatic retry", started_at=2.0, finished_at=8.0),
+        event(READY, RUNNING, 2, 30.0),  # running now, since 31 (the row's start)
+    ]
+    drawn = [
+        (s.kind, s.x, s.width, s.attempt, s.status) for s in timeline.segments(retried, span, 40.0)
+    ]
+    assert drawn == [
+        ("queued", 0.0, 50.0, None, None),
+        ("running", 50.0, 150.0, 1, "FAILED"),
+        ("queued", 225.0, 550.0, None, None),
+        ("running", 775.0, 225.0, 2, "PROCESSING"),
+    ]
+    # Cancelled while it waited in its worker's batch: it never ran.
+    cancelled = {"created_at": 0.0, "started_at": None, "finished_at": 4.0, "attempt": 1}
+    cancelled["events"] = [
+        event(None, READY, 0, 0.0),
+        event(READY, RUNNING, 1, 2.0),
+        event(RUNNING, "CANCELLED", 1, 4.0),
+    ]
+    assert [s.kind for s in timeline.segments(cancelled, span, 40.0)] == ["queued"]
+    # A hand-back of a job that never started is no attempt.
+    handed = {"created_at": 0.0, "started_at": None, "finished_at": None, "attempt": 0}
+    handed["events"] = [
+        event(None, READY, 0, 0.0),
+        event(READY, RUNNING, 1, 2.0),
+        event(RUNNING, READY, 0, 3.0, reason="handed back unstarted"),
+    ]
+    assert timeline.attempts(handed) == []
+    assert [(s.kind, s.x, s.width) for s in timeline.segments(handed, span, 40.0)] == [
+        ("queued", 0.0, 1000.0)  # ready since 0, claimed and handed back: ready all along
+    ]
 
 
 def test_join_arrivals_link_their_parents(client: FlaskClient, db: Database, pool: object) -> None:

@@ -243,3 +243,56 @@ def test_create_an_alert_rule_with_the_form(live: LiveServer, db: Database, page
     [stored] = notifications.list_rules(db)
     assert stored["events"] == ["job_failed", "lease_expired"] and stored["channel"] == "webhook"
     screenshot(page, "alerts")
+
+
+def test_a_retried_jobs_timeline_shows_every_attempt(
+    flaky_type: str, live: LiveServer, pool: object, db: Database, page: Page
+) -> None:
+    root = submit(
+        db,
+        {
+            "targetObject": "nightly.NOOP",
+            "nextJobs": [
+                {
+                    "targetObject": f"sales.{flaky_type}",
+                    "parameters": {"stepSeconds": 0.1},
+                    "maxAttempts": 2,
+                    "nextJobs": [
+                        {
+                            "targetObject": "datamart.SLEEP",
+                            "parameters": {"seconds": 0.2},
+                            "nextJobs": [{"targetObject": "report.NOOP"}],
+                        }
+                    ],
+                },
+                {"targetObject": "costs.NOOP"},
+            ],
+        },
+    )
+    wait_for_chain(db, root)
+    log_in(page, live.url, ADMIN_TOKEN)
+    page.goto(f"{live.url}/admin/chains/{root}")
+    lanes = page.locator(".timeline .lane")
+    expect(lanes).to_have_count(5)
+    sales = lanes.nth(1)
+    expect(sales.locator(".lane-label")).to_have_text(f"sales.{flaky_type}")
+    runs = sales.locator("rect.running")
+    expect(runs).to_have_count(2)
+    expect(runs.nth(0)).to_have_attribute("class", "running s-FAILED")
+    expect(runs.nth(0)).to_have_attribute("data-attempt", "1")
+    expect(runs.nth(1)).to_have_attribute("class", "running s-FINISHED")
+    expect(runs.nth(1)).to_have_attribute("data-attempt", "2")
+    first, second = (float(runs.nth(i).get_attribute("x") or "") for i in (0, 1))
+    assert first < second
+    # The labels keep the tree's indentation, at both widths.
+    for width in (1280, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        left = [
+            box["x"] if (box := lanes.nth(i).locator(".lane-label").bounding_box()) else None
+            for i in range(5)
+        ]
+        assert None not in left
+        nightly, sales_x, datamart, report, costs = left
+        assert nightly < sales_x < datamart < report and costs == sales_x  # type: ignore[operator]
+    page.set_viewport_size({"width": 1280, "height": 900})
+    screenshot(page, "chain-retried-timeline")

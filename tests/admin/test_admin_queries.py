@@ -4,10 +4,13 @@ a chain in display order; and on SQLite, that every statement of every page uses
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import update
 
+from app.admin import timeline
 from app.domain.payload import Limits, parse_tree
 from app.runtime import Runtime
 from app.store import actions, console, graph_changes, graphs, queries, submission
@@ -17,7 +20,7 @@ from app.store.tables import jobs
 from app.web import create_app
 from jobs import REGISTRY
 from tests.admin.query_plans import login, sqlite_plan, statements, unindexed
-from tests.helpers import ADMIN_TOKEN
+from tests.helpers import ADMIN_TOKEN, wait_for_chain
 
 
 def submit(db: Database, payload: dict[str, object]) -> int:
@@ -222,3 +225,44 @@ def test_every_page_renders_on_both_databases(runtime: Runtime) -> None:
         f"/admin/models/{model}/assets/{asset}",
     ):
         assert client.get(path).status_code == 200, path
+
+
+def test_a_retried_jobs_timeline_shows_every_attempt(
+    flaky_type: str, runtime: Runtime, pool: object
+) -> None:
+    """The chain's timeline draws each attempt's run from the job's events (the failed
+    first one too), in the tree's order and indentation."""
+    db = runtime.db
+    root = submit(
+        db,
+        {
+            "targetObject": "A.NOOP",
+            "nextJobs": [
+                {
+                    "targetObject": f"load.{flaky_type}",
+                    "parameters": {"stepSeconds": 0.01},
+                    "maxAttempts": 2,
+                    "nextJobs": [{"targetObject": "report.NOOP"}],
+                }
+            ],
+        },
+    )
+    wait_for_chain(db, root)
+    chain = console.get_chain(db, root)
+    assert chain is not None
+    load = chain.nodes[1]
+    assert (load["status"], load["attempt"]) == ("FINISHED", 2)
+    runs = timeline.attempts(load)
+    assert [(a.number, a.status) for a in runs] == [(1, "FAILED"), (2, "FINISHED")]
+    assert runs[0].ended is not None and runs[1].started is not None
+    assert runs[0].ended <= runs[1].started
+
+    client: FlaskClient = create_app(runtime=runtime).test_client()
+    login(client, ADMIN_TOKEN)
+    html = client.get(f"/admin/chains/{root}").text
+    timeline_html = html[html.index('<div class="timeline">') :]
+    labels = re.findall(r'class="lane-label d-(\d+)"[^>]*>([^<]+)<', timeline_html)
+    assert labels == [("0", "A.NOOP"), ("1", f"load.{flaky_type}"), ("2", "report.NOOP")]
+    lane = timeline_html.split('class="lane"')[2]  # load's lane
+    drawn = re.findall(r'<rect class="running s-(\w+)"[^>]*data-attempt="(\d)"', lane)
+    assert drawn == [("FAILED", "1"), ("FINISHED", "2")]

@@ -491,7 +491,17 @@ def test_failed_attempt_is_retried_and_old_attempts_are_409(
 
     assert callback(url, {"status": "FINISHED", "attempt": 2}).status_code == 200
     assert wait_for_status(db, job_id, "FINISHED")
-    assert job(db, job_id)["attempt"] == 2
+    done = job(db, job_id)
+    assert done["attempt"] == 2
+    # Each attempt ran from its notification's start until its callback ended it.
+    events = queries.get_events(db, job_id) or []
+    ends = [e for e in events if e["reason"].startswith("callback ")]
+    claims = [e for e in events if e["reason"] == "claim"]
+    assert [e["attempt"] for e in ends] == [1, 2] == [e["attempt"] for e in claims]
+    for claimed, end in zip(claims, ends, strict=True):
+        assert claimed["at"] <= end["started_at"] < end["finished_at"] == end["at"]
+    assert (done["started_at"], done["finished_at"]) == (ends[1]["started_at"], ends[1]["at"])
+    assert done["claimed_at"] == claims[1]["at"]
 
 
 def test_callback_for_a_job_that_is_not_external_or_not_running_is_409(
