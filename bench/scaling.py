@@ -306,8 +306,8 @@ def print_table(results: list[dict[str, Any]]) -> None:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(HEADERS)]
     print("| " + " | ".join(h.ljust(w) for h, w in zip(HEADERS, widths, strict=True)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for r in rows:
-        print("| " + " | ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) + " |")
+    for cells in rows:
+        print("| " + " | ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True)) + " |")
     for r in results:
         if "error" in r:
             print(f"\n{r['processes']} x {r['threads']}: FAILED: {r['error']} ({r.get('workdir')})")
