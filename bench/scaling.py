@@ -12,8 +12,11 @@ own start and end from inside the job). Per point:
 * the database's side, over the same window: commits/s of the bench's database
   (``pg_stat_database.xact_commit``) and the CPU seconds of the PostgreSQL backends serving it
   (utime + stime from ``/proc/<pid>/stat``), against the worker processes' CPU seconds; per
-  1,000 jobs. The server is shared with other work, so its background processes (WAL writer,
-  checkpointer, ...) and the whole server are reported separately, in the JSON only.
+  1,000 jobs; and how many of its backends were running a statement, and how many of those
+  were waiting on a lock (heavyweight or LWLock), on average over ``pg_stat_activity``
+  samples (contention shows there; the JSON has every wait event seen). The server is shared
+  with other work, so its background processes (WAL writer, checkpointer, ...) and the whole
+  server are reported separately, in the JSON only.
 
 ``xact_commit`` is published by each backend at most once a second, so the window's delta
 (sampled every 0.2 s) can miss up to a second of commits at either end; the run also counts
@@ -39,6 +42,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -82,6 +86,9 @@ class PgSampler(threading.Thread):
         self.own_pid = int(own[0])
         self.postmaster = _ppid(self.own_pid)
         self.series: list[tuple[float, float, float, float, float]] = []
+        # (time, the bench's backends running a statement, of them waiting on a lock, what
+        # each active one was waiting on)
+        self.activity: list[tuple[float, int, int, list[str]]] = []
         self._cpu: dict[int, float] = {}
         self._ours: set[int] = set()
         self._background: set[int] = set()
@@ -99,11 +106,20 @@ class PgSampler(threading.Thread):
         with self._lock:
             # Autocommit: each statement is its own transaction, so a fresh stats snapshot.
             commits = self.commits()
-            for pid, datname in self.conn.execute("SELECT pid, datname FROM pg_stat_activity"):
+            active = locked = 0
+            waits = []
+            for pid, datname, state, wait, event in self.conn.execute(
+                "SELECT pid, datname, state, wait_event_type, wait_event FROM pg_stat_activity"
+            ):
                 if datname == self.db_name:
                     self._ours.add(pid)
+                    if state == "active":
+                        active += 1
+                        locked += wait in ("Lock", "LWLock")
+                        waits.append(f"{wait}:{event}" if wait else "CPU (no wait event)")
                 elif datname is None:
                     self._background.add(pid)
+            self.activity.append((time.time(), active, locked, waits))
             for pid in process_tree([self.postmaster]):
                 if pid != self.postmaster and pid != self.own_pid:
                     self._cpu[pid] = max(self._cpu.get(pid, 0.0), cpu_seconds(pid))
@@ -116,7 +132,7 @@ class PgSampler(threading.Thread):
         while not self._halt.wait(self.interval):
             self.sample()
 
-    def between(self, t0: float, t1: float) -> dict[str, float]:
+    def between(self, t0: float, t1: float) -> dict[str, Any]:
         """Deltas of each series from t0 to t1 (wall-clock epoch), linear between samples."""
         with self._lock:
             series = list(self.series)
@@ -129,7 +145,16 @@ class PgSampler(threading.Thread):
                     return [x + (y - x) * f for x, y in zip(a, b, strict=True)]
             return list(series[-1][1:] if t > series[-1][0] else series[0][1:])
 
-        return {n: b - a for n, a, b in zip(names, at(t0), at(t1), strict=True)}
+        out: dict[str, Any] = {n: b - a for n, a, b in zip(names, at(t0), at(t1), strict=True)}
+        seen = [(a, k) for t, a, k, _ in self.activity if t0 <= t <= t1]
+        events = Counter(w for t, _, _, ws in self.activity if t0 <= t <= t1 for w in ws)
+        out["samples"] = len(seen)
+        out["active_wait_events"] = dict(events.most_common())
+        out["backends_active_mean"] = statistics.fmean(a for a, _ in seen) if seen else 0.0
+        out["backends_waiting_on_locks_mean"] = (
+            statistics.fmean(k for _, k in seen) if seen else 0.0
+        )
+        return out
 
     def settled_commits(self, timeout: float = 15.0) -> int:
         """xact_commit once it stopped moving (call after the workers exited)."""
@@ -274,6 +299,7 @@ HEADERS = (
     "PG CPU s/1k jobs",
     "workers' CPU s/1k jobs",
     "PG share",
+    "PG backends active / on locks",
     "cores busy",
     "load (1 min)",
 )
@@ -296,6 +322,8 @@ def row(result: dict[str, Any]) -> tuple[str, ...]:
         _f(pg, ".3f"),
         _f(workers, ".3f"),
         _f(share, ".0%"),
+        f"{_f(flat.get('pg_window', {}).get('backends_active_mean'), '.2f')} / "
+        f"{_f(flat.get('pg_window', {}).get('backends_waiting_on_locks_mean'), '.2f')}",
         _f(flat.get("cores_busy"), ".2f"),
         f"{result['load_start'][0]:.1f}-{result['load_end'][0]:.1f}",
     )
