@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast lint docs bench bench-peers bench-automation reliability clean
+.PHONY: install run test test-fast lint docs bench bench-peers bench-automation bench-scaling reliability clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,11 @@ BENCH_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 bench-automation: $(STAMP)
 	$(BIN)/python -m bench.automation
 	$(BIN)/python -m bench.automation --database-url $(BENCH_POSTGRES_URL)
+
+# PostgreSQL with 1, 2 and 4 `jobchain worker` processes sharing 4 threads: throughput, hops,
+# the database's commits and CPU (a server at 127.0.0.1:5432; --scale 0.1 for a smoke run).
+bench-scaling: $(STAMP)
+	$(BIN)/python -m bench.scaling
 
 # The long forms of the reliability battery (minutes); `make test` runs the short forms.
 reliability: $(STAMP)

@@ -3,7 +3,7 @@
 * ``jobchain-sqlite``: one ``jobchain serve --workers 2`` process (2 worker threads; the API,
   housekeeping and scheduler run in it too, as in ``make run``) on a SQLite file (WAL).
 * ``jobchain-pg``: two ``jobchain worker --workers 1`` processes on a fresh PostgreSQL
-  database.
+  database (``pg_processes`` x ``pg_threads``; :mod:`bench.scaling` varies them).
 
 Jobs are ``<key>.BENCH`` (:mod:`bench.peers.jobchain_jobs`). Submissions are written by this
 runner process straight through the store (``parse_tree`` + ``submission.submit``, the code
@@ -43,12 +43,18 @@ class JobchainRunner(Runner):
         "one payload: root -> N parents, a JOIN node with the same key under each, "
         "the join job under one JOIN node"
     )
+    # The PostgreSQL layout: processes x threads each (execution slots = their product).
+    pg_processes = 2
+    pg_threads = 1
+    db_prefix = "jobchain_peers"
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
         self.pg = ctx.system == "jobchain-pg"
         if self.pg:
-            self.layout = "2 `jobchain worker --workers 1` processes"
+            self.layout = (
+                f"{self.pg_processes} `jobchain worker --workers {self.pg_threads}` processes"
+            )
         else:
             self.layout = "1 `jobchain serve --workers 2` process (2 worker threads)"
         self.db_name: str | None = None
@@ -58,7 +64,7 @@ class JobchainRunner(Runner):
 
     def setup(self) -> None:
         if self.pg:
-            self.db_name, libpq = create_database(self.ctx.pg_url, "jobchain_peers")
+            self.db_name, libpq = create_database(self.ctx.pg_url, self.db_prefix)
             self.url = _pg_sqlalchemy_url(libpq)
         else:
             self.url = f"sqlite:///{self.ctx.workdir / 'jobchain.db'}"
@@ -89,13 +95,14 @@ class JobchainRunner(Runner):
     def start_workers(self) -> None:
         env_extra = {"JOBCHAIN_JOB_MODULES": JOB_MODULE}
         if self.pg:
+            threads = str(self.pg_threads)
             procs = [
                 self.workers.start(
                     f"jobchain-worker-{n}",
-                    [JOBCHAIN, "worker", "--workers", "1", "--database-url", self.url],
-                    self.worker_env(f"w{n}", env_extra),
+                    [JOBCHAIN, "worker", "--workers", threads, "--database-url", self.url],
+                    self.worker_env(f"w{n}" if threads == "1" else f"w{n}:{{thread}}", env_extra),
                 )
-                for n in range(2)
+                for n in range(self.pg_processes)
             ]
             for proc in procs:
                 self.workers.wait_output(proc, "jobchain worker ready")
