@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.domain import graphs as rules
@@ -165,8 +165,14 @@ def _delete_assets(conn: Connection, asset_ids: Sequence[int]) -> None:
 def record_refreshes(conn: Connection, job_ids: Mapping[int, int]) -> None:
     """Runs: asset id -> the root job of its refresh, in the transaction storing the run.
     The asset counts as refreshing until that job is terminal."""
-    for asset_id, job_id in job_ids.items():
-        conn.execute(update(assets).where(assets.c.id == asset_id).values(last_job_id=job_id))
+    if not job_ids:
+        return
+    conn.execute(
+        update(assets)
+        .where(assets.c.id == bindparam("asset_id"))
+        .values(last_job_id=bindparam("job_id")),
+        [{"asset_id": asset_id, "job_id": job_id} for asset_id, job_id in job_ids.items()],
+    )
 
 
 # -- dependencies ------------------------------------------------------------------------
