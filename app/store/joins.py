@@ -12,16 +12,32 @@ arrival when the join has decided, else it waits (WAITING_FOR_PARENT) until the 
 ends it. The decision also releases the join's next jobs, which hang below one of its
 nodes (the owner), by the ordinary rules of a parent's end.
 
-Lock order: a claim locks the node, then the join; so do cancel and retry. A decision
-holds the join and then ends only nodes that have arrived and wait, which no claim holds.
+Lock order: a claim locks the node, then the join; so do cancel and retry. A claim never
+waits for a join row: it takes the lock with SKIP LOCKED (:func:`lock_free`), and a node
+whose join another transaction holds arrives after the claim's commit, in a transaction
+of its own that holds nothing else while it waits (:func:`arrive_held`). A decision holds
+the join and then ends only nodes that have arrived and wait, which no claim holds.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from app.domain.join_plan import skip_reason
 from app.domain.join_rules import CANCELLED, DECISION_STATUS, FAILED, WAITING, decide
@@ -50,6 +66,19 @@ _SET_COUNTS = (
     .where(joins.c.id == bindparam("join_id"))
     .values(outcome_counts=bindparam("counts", type_=joins.c.outcome_counts.type))
 )
+_IDS: Any = bindparam("ids", expanding=True)
+_LOCK_JOINS = select(joins.c.id).where(joins.c.id.in_(_IDS)).order_by(joins.c.id).with_for_update()
+_LOCK_FREE = _LOCK_JOINS.with_for_update(skip_locked=True)
+_HELD_NODES: Select[Any] = (
+    select(jobs.c.id, jobs.c.join_id, jobs.c.parent_id, jobs.c.arrival_outcome)
+    .where(
+        jobs.c.id.in_(_IDS),
+        jobs.c.status == Status.PROCESSING.value,
+        jobs.c.lease_token == bindparam("token"),
+    )
+    .order_by(jobs.c.id)
+    .with_for_update()
+)
 _LEASE_CLEARED = {"lease_token": None, "lease_owner": None, "lease_expires_at": None}
 
 
@@ -61,7 +90,7 @@ def _arrived_nodes(join_id: int) -> Any:
 # -- arrivals --------------------------------------------------------------------------
 
 
-def arrive_claimed(conn: Connection, nodes: list[Row[Any]], at: float) -> int:
+def arrive_claimed(conn: Connection, nodes: Sequence[Row[Any]], at: float) -> int:
     """JOIN nodes this transaction just claimed arrive, each with the outcome it carries.
 
     Join rows are locked in id order, so two transactions never wait on each other in a
@@ -94,6 +123,30 @@ def arrive_claimed(conn: Connection, nodes: list[Row[Any]], at: float) -> int:
             values={**_LEASE_CLEARED, "message": f"{message}; join {state}", "finished_at": at},
         )
     return started
+
+
+def lock_free(conn: Connection, join_ids: set[int]) -> set[int]:
+    """Lock those of these join rows no other transaction holds; returns their ids.
+    (SQLite has one writer at a time: every row is this transaction's.)"""
+    if conn.dialect.name != "postgresql":
+        return join_ids
+    return set(conn.execute(_LOCK_FREE, {"ids": sorted(join_ids)}).scalars())
+
+
+def arrive_held(conn: Connection, node_ids: list[int], token: str, at: float) -> int:
+    """JOIN nodes claimed under ``token`` whose join was busy at the claim arrive now.
+
+    Run in a transaction of its own, after the claim's commit (claims.settle): it locks
+    the nodes still held under ``token``, then waits for their joins' locks in id order,
+    holding nothing another waiter could need. Returns how many jobs became claimable. A
+    node whose worker vanished before this ran is handed back by the reaper and arrives
+    when claimed again.
+    """
+    nodes = conn.execute(_HELD_NODES, {"ids": sorted(node_ids), "token": token}).all()
+    if not nodes:
+        return 0
+    conn.execute(_LOCK_JOINS, {"ids": sorted({n.join_id for n in nodes})}).all()
+    return arrive_claimed(conn, nodes, at)
 
 
 def arrive_cancelled(conn: Connection, node: Row[Any], at: float) -> int:
