@@ -152,7 +152,13 @@ class WorkerPool:
         self._run(claim, lane)
         quick = time.monotonic() - began < QUICK_SECONDS
         lane.batch = min(lane.batch * 2, MAX_BATCH) if quick else 1
-        if not quick or len(lane.done) >= MAX_BATCH:
+        if claim.joins_below:
+            # A join waits for this job's end: record it now, not with the rest of its
+            # batch (its JOIN nodes arrive in the same commit); claim more if none wait.
+            with lane.lock:
+                more = 0 if lane.held else lane.batch
+            self._flush(lane, claim_limit=more)
+        elif not quick or len(lane.done) >= MAX_BATCH:
             self._flush(lane, claim_limit=0)
 
     def _flush(self, lane: Lane, claim_limit: int) -> bool:
@@ -311,7 +317,8 @@ class WorkerPool:
             progress=outcome.progress,
             log=_text(running.ctx.output.drain()),
         )
-        return completion.Done(running.claim.id, running.claim.lease_token, full)
+        claim = running.claim
+        return completion.Done(claim.id, claim.lease_token, full, claim.joins_below)
 
     # -- leases, progress, cancellation and timeouts ------------------------------------
 
