@@ -46,7 +46,7 @@ from app.failpoints import failpoint
 from app.store.database import Database, now
 from app.store.release import release_next_jobs, revive_blocked
 from app.store.tables import jobs, join_arrivals, joins
-from app.store.transitions import apply
+from app.store.transitions import AT, apply, logged_update
 
 # Arrivals are on the hot path of a wide fan-in: their statements are built once.
 _LOCK_JOIN = select(joins).where(joins.c.id == bindparam("join_id")).with_for_update()
@@ -82,9 +82,38 @@ _HELD_NODES: Select[Any] = (
 _LEASE_CLEARED = {"lease_token": None, "lease_owner": None, "lease_expires_at": None}
 
 
-def _arrived_nodes(join_id: int) -> Any:
+def _arrived_nodes(join_id: Any) -> Any:
     """The JOIN nodes of ``join_id`` whose arrival is recorded."""
     return jobs.c.id.in_(select(join_arrivals.c.job_id).where(join_arrivals.c.join_id == join_id))
+
+
+# An arriving node waits for the others, or ends with the join's decision; a decision ends
+# the nodes that arrived and wait. Prebuilt per ending: built per call, they cost more CPU
+# than running them.
+_NODE = jobs.c.id == bindparam("b_node")
+_AWAIT = logged_update(
+    Transition.AWAIT_JOIN,
+    _NODE,
+    {**_LEASE_CLEARED, "message": bindparam("b_message"), "updated_at": AT},
+)
+_END_ARRIVING = {
+    outcome: logged_update(
+        ending,
+        _NODE,
+        {**_LEASE_CLEARED, "message": bindparam("b_message"), "finished_at": AT, "updated_at": AT},
+        only_from=Status.PROCESSING,
+    )
+    for outcome, ending in JOIN_ENDINGS.items()
+}
+_END_WAITING = {
+    outcome: logged_update(
+        ending,
+        (jobs.c.join_id == bindparam("b_join")) & _arrived_nodes(bindparam("b_join")),
+        {"message": bindparam("b_message"), "finished_at": AT, "updated_at": AT},
+        only_from=Status.WAITING_FOR_PARENT,
+    )
+    for outcome, ending in JOIN_ENDINGS.items()
+}
 
 
 # -- arrivals --------------------------------------------------------------------------
@@ -105,23 +134,11 @@ def arrive_claimed(conn: Connection, nodes: Sequence[Row[Any]], at: float) -> in
             started += _apply_decision(conn, join, state, at)
         message = f"arrival {arrived} of {join.expected} at join {join.key!r} (parent {outcome})"
         if state == WAITING:
-            apply(
-                conn,
-                Transition.AWAIT_JOIN,
-                jobs.c.id == node.id,
-                at=at,
-                values={**_LEASE_CLEARED, "message": f"{message}; waiting for the others"},
-            )
+            params = {"b_node": node.id, "b_message": f"{message}; waiting for the others"}
+            _AWAIT.run(conn, {**params, "at": at}, at)
             continue
-        ending = JOIN_ENDINGS[DECISION_STATUS[state]]
-        apply(
-            conn,
-            ending,
-            jobs.c.id == node.id,
-            at=at,
-            only_from=Status.PROCESSING,
-            values={**_LEASE_CLEARED, "message": f"{message}; join {state}", "finished_at": at},
-        )
+        params = {"b_node": node.id, "b_message": f"{message}; join {state}", "at": at}
+        _END_ARRIVING[DECISION_STATUS[state]].run(conn, params, at)
     return started
 
 
@@ -225,14 +242,8 @@ def _apply_decision(conn: Connection, join: Row[Any], decision: str, at: float) 
     """End the nodes that arrived and wait, and release the join's next jobs with the
     decision's outcome (a JOIN node among them carries it to the next join)."""
     outcome = DECISION_STATUS[decision]
-    apply(
-        conn,
-        JOIN_ENDINGS[outcome],
-        and_(jobs.c.join_id == join.id, _arrived_nodes(join.id)),
-        at=at,
-        only_from=Status.WAITING_FOR_PARENT,
-        values={"message": f"join {join.key!r} {decision}", "finished_at": at},
-    )
+    params = {"b_join": join.id, "b_message": f"join {join.key!r} {decision}", "at": at}
+    _END_WAITING[outcome].run(conn, params, at)
     if join.owner_job_id is None:
         return 0
     owner = conn.execute(select(jobs).where(jobs.c.id == join.owner_job_id)).one()
