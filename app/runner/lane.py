@@ -11,7 +11,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from app.store import claims, completion
+from app.store import claims, completion, start_checks
 from app.store.database import Database
 from jobs.context import JobContext
 
@@ -28,12 +28,12 @@ class Lane:
     # and is checked for a cancel before it starts.
     first_of_batch: int | None = None
     # The thread's own connection for that check (None: a pooled transaction per check).
-    start_checks: claims.StartChecks | None = None
+    start_checks: start_checks.StartChecks | None = None
 
     def may_start(self, db: Database, claim: claims.Claim) -> bool:
         if self.start_checks is not None:
             return self.start_checks.may_start(claim)
-        return claims.start_check(db, claim)
+        return start_checks.start_check(db, claim)
 
     def take(self) -> claims.Claim | None:
         with self.lock:

@@ -23,7 +23,7 @@ from typing import Any, overload
 from app.domain.outcome import RetryPolicy
 from app.failpoints import failpoint
 from app.runner.lane import Lane, Running
-from app.store import claims, completion, external, recovery
+from app.store import claims, completion, external, recovery, start_checks
 from app.store.callback_deadline import callback_timeout
 from app.store.database import Database, now
 from config import Settings
@@ -117,7 +117,7 @@ class WorkerPool:
     # -- claiming and running ------------------------------------------------------------
 
     def _work_loop(self) -> None:
-        lane = Lane(start_checks=claims.StartChecks(self.db))
+        lane = Lane(start_checks=start_checks.StartChecks(self.db))
         try:
             while not self._stopping.is_set():
                 try:
@@ -152,7 +152,13 @@ class WorkerPool:
         self._run(claim, lane)
         quick = time.monotonic() - began < QUICK_SECONDS
         lane.batch = min(lane.batch * 2, MAX_BATCH) if quick else 1
-        if not quick or len(lane.done) >= MAX_BATCH:
+        if claim.joins_below:
+            # A join waits for this job's end: record it now, not with the rest of its
+            # batch (its JOIN nodes arrive in the same commit); claim more if none wait.
+            with lane.lock:
+                more = 0 if lane.held else lane.batch
+            self._flush(lane, claim_limit=more)
+        elif not quick or len(lane.done) >= MAX_BATCH:
             self._flush(lane, claim_limit=0)
 
     def _flush(self, lane: Lane, claim_limit: int) -> bool:
@@ -319,7 +325,8 @@ class WorkerPool:
             # None: a timed-out function still running, failed now without it.
             finished_at=running.finished_at or now(),
         )
-        return completion.Done(running.claim.id, running.claim.lease_token, full)
+        claim = running.claim
+        return completion.Done(claim.id, claim.lease_token, full, claim.joins_below)
 
     # -- leases, progress, cancellation and timeouts ------------------------------------
 

@@ -2,7 +2,9 @@
 
 A claim is one guarded transition (WAITING_FOR_DISPATCH -> PROCESSING) on rows locked with
 ``FOR UPDATE SKIP LOCKED``, so two workers never take the same job. JOIN nodes among the
-claimed rows run no user code: they arrive at their join in the claiming transaction.
+claimed rows run no user code: they arrive at their join in the claiming transaction if
+its join row's lock is free (``SKIP LOCKED`` again: a claim never waits for another
+transaction's join), else right after its commit (:func:`app.store.joins.arrive_held`).
 Every later write for a claimed job is fenced by its lease token (:func:`held`).
 """
 
@@ -13,15 +15,28 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Float, Row, and_, bindparam, case, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Float,
+    Row,
+    Select,
+    and_,
+    bindparam,
+    case,
+    exists,
+    literal_column,
+    select,
+    update,
+)
 
 from app.domain.statuses import Status, Transition
 from app.store import joins
 from app.store.database import Database, now
-from app.store.dialect import DriverConnection
 from app.store.joblog import append_log
+from app.store.join_claims import Taken
 from app.store.tables import jobs
-from app.store.transitions import logged_update
+from app.store.transitions import LoggedUpdate, logged_update
 
 
 @dataclass(frozen=True)
@@ -38,6 +53,8 @@ class Claim:
     max_attempts: int
     timeout_seconds: float | None
     lease_token: str
+    # A JOIN node waits below it: its end is recorded at once, not with the rest of a batch.
+    joins_below: bool = False
 
 
 @dataclass(frozen=True)
@@ -51,35 +68,47 @@ def claim(db: Database, owner: str, lease_seconds: float, limit: int = 1) -> lis
     token = str(uuid.uuid4())
     runs = 0
 
-    def work(conn: Connection) -> tuple[list[Claim], int]:
+    def work(conn: Connection) -> tuple[Taken, int]:
         nonlocal runs
         runs += 1
         # A replay after a lost COMMIT answer: what the first run claimed is ours.
-        if runs > 1 and (taken := claimed_with(conn, token)):
-            return taken, 0
-        claims, released, nodes = claim_with_arrivals(
-            conn, owner, limit, lease_seconds, now(), token
-        )
-        return claims, released - nodes
+        if runs > 1:
+            taken = claimed_with(conn, token)
+            if taken.claims or taken.deferred:
+                return taken, 0
+        taken = claim_with_arrivals(conn, owner, limit, lease_seconds, now(), token)
+        return taken, taken.released - taken.nodes
 
-    claims, dispatchable = db.write(work, replay_safe=True)
+    taken, dispatchable = db.write(work, replay_safe=True)
+    dispatchable += settle(db, taken, token, owner, limit, lease_seconds)
     if dispatchable > 0:
         db.notify_dispatchable(dispatchable)
-    return claims
+    return taken.claims
 
 
 # The hot path's statements are built once: constructing SQLAlchemy statements per call
 # cost more CPU than running them.
-_DUE = (
-    select(jobs.c.id)
-    .where(
-        jobs.c.status == Status.WAITING_FOR_DISPATCH.value,
-        jobs.c.run_after <= bindparam("now"),
+def _due(*only: ColumnElement[bool]) -> Select[Any]:
+    return (
+        select(jobs.c.id)
+        .where(
+            jobs.c.status == Status.WAITING_FOR_DISPATCH.value,
+            jobs.c.run_after <= bindparam("now"),
+            *only,
+        )
+        .order_by(jobs.c.run_after, jobs.c.id)
+        .limit(bindparam("limit"))
+        .with_for_update(skip_locked=True)
     )
-    .order_by(jobs.c.run_after, jobs.c.id)
-    .limit(bindparam("limit"))
-    .with_for_update(skip_locked=True)
+
+
+_DUE = _due()
+# The JOIN nodes below jobs just recorded (a worker records such a job at once and makes
+# its node arrive in the same commit, whatever else it claims).
+_DUE_NODES = _due(
+    jobs.c.parent_id.in_(bindparam("parents", expanding=True)), jobs.c.join_id.is_not(None)
 )
+_BELOW = jobs.alias("below")
 # What a claim reads of each job it takes.
 _CLAIMED_COLUMNS = (
     jobs.c.id,
@@ -95,6 +124,11 @@ _CLAIMED_COLUMNS = (
     jobs.c.join_id,
     jobs.c.parent_id,
     jobs.c.arrival_outcome,
+    # Spelled out: SQLite's RETURNING names the updated table's columns unqualified, and
+    # inside this subquery an unqualified ``id`` would be the child's.
+    exists()
+    .where(_BELOW.c.parent_id == literal_column("jobs.id"), _BELOW.c.join_id.is_not(None))
+    .label("joins_below"),
 )
 _CLAIM_VALUES = {
     "attempt": jobs.c.attempt + 1,
@@ -116,16 +150,20 @@ _CLAIM = logged_update(
     _CLAIM_VALUES,
     returning=_CLAIMED_COLUMNS,
 )
+
+
 # PostgreSQL: all of it in one statement. The due rows are locked in a MATERIALIZED CTE,
 # evaluated once: as an ``IN (subquery)`` PostgreSQL may rescan the skip-locked subquery
 # per row and so claim every due job, not ``limit``.
-_DUE_ONCE = _DUE.cte("due").prefix_with("MATERIALIZED")
-_CLAIM_DUE = logged_update(
-    Transition.CLAIM,
-    jobs.c.id == _DUE_ONCE.c.id,
-    _CLAIM_VALUES,
-    returning=_CLAIMED_COLUMNS,
-)
+def _claim_due(due: Select[Any]) -> LoggedUpdate:
+    once = due.cte("due").prefix_with("MATERIALIZED")
+    return logged_update(
+        Transition.CLAIM, jobs.c.id == once.c.id, _CLAIM_VALUES, returning=_CLAIMED_COLUMNS
+    )
+
+
+_CLAIM_DUE = _claim_due(_DUE)
+_CLAIM_DUE_NODES = _claim_due(_DUE_NODES)
 _CLAIMED_BY = select(*_CLAIMED_COLUMNS).where(
     jobs.c.lease_token == bindparam("token"), jobs.c.status == Status.PROCESSING.value
 )
@@ -133,14 +171,21 @@ _CLAIMED_BY = select(*_CLAIMED_COLUMNS).where(
 
 
 def _claim(
-    conn: Connection, owner: str, limit: int, lease_seconds: float, t: float, token: str
+    conn: Connection,
+    limit: int,
+    params: dict[str, Any],
+    t: float,
+    parents: list[int] | None = None,
 ) -> list[Row[Any]]:
-    params = {"token": token, "owner": owner, "expires": t + lease_seconds, "now": t}
+    due, claim_due = (_DUE, _CLAIM_DUE) if parents is None else (_DUE_NODES, _CLAIM_DUE_NODES)
+    found: dict[str, Any] = {"now": t, "limit": limit}
+    if parents is not None:
+        found["parents"] = parents
     if conn.dialect.name == "postgresql":
-        return _CLAIM_DUE.run(conn, {**params, "limit": limit}, t)
+        return claim_due.run(conn, {**params, **found}, t)
     # Lock the ids first, in their own statement: as an IN (subquery) PostgreSQL may
     # rescan the skip-locked subquery per row and so claim every due job, not ``limit``.
-    ids = list(conn.execute(_DUE, {"now": t, "limit": limit}).scalars())
+    ids = list(conn.execute(due, found).scalars())
     if not ids:
         return []
     return _CLAIM.run(conn, {**params, "ids": ids}, t)
@@ -151,34 +196,93 @@ _ARRIVAL_ROUNDS = 8
 
 
 def claim_with_arrivals(
-    conn: Connection, owner: str, limit: int, lease_seconds: float, t: float, token: str
-) -> tuple[list[Claim], int, int]:
+    conn: Connection,
+    owner: str,
+    limit: int,
+    lease_seconds: float,
+    t: float,
+    token: str,
+    below: list[int] | None = None,
+) -> Taken:
     """Claim up to ``limit`` jobs; JOIN nodes among them arrive at once, in this transaction.
 
     A JOIN node runs no user code, so handing it to a thread only delays its join: the
     last arrival decides the join (and the next round may claim what it started) in the
-    commit that claimed it. Returns (claims to run, jobs the arrivals released, JOIN
-    nodes claimed).
+    commit that claimed it. With ``below`` (ids of jobs just recorded) the JOIN nodes
+    under them are claimed first, whatever ``limit``.
     """
-    claims: list[Claim] = []
-    released = arrived = 0
+    params = {"token": token, "owner": owner, "expires": t + lease_seconds, "now": t}
+    taken = Taken(token=token)
+    if below:
+        taken.arrive(conn, _claim(conn, _NODES_BELOW, params, t, below), t)
     for _ in range(_ARRIVAL_ROUNDS):
-        rows = _claim(conn, owner, limit - len(claims), lease_seconds, t, token)
+        if len(taken.claims) >= limit:
+            break
+        rows = _claim(conn, limit - len(taken.claims), params, t)
+        taken.claims.extend(_claims([r for r in rows if r.join_id is None], token))
         nodes = [r for r in rows if r.join_id is not None]
-        claims.extend(_claims([r for r in rows if r.join_id is None], token))
         if not nodes:
             break
-        arrived += len(nodes)
-        released += joins.arrive_claimed(conn, nodes, t)
-        if len(claims) >= limit:
-            break
-    return claims, released, arrived
+        taken.arrive(conn, nodes, t)
+    return taken
 
 
-def claimed_with(conn: Connection, token: str) -> list[Claim]:
+# The most JOIN nodes below the jobs of one record (MAX_BATCH jobs, a few nodes each).
+_NODES_BELOW = 256
+
+
+def settle(
+    db: Database, taken: Taken, token: str, owner: str, limit: int, lease_seconds: float
+) -> int:
+    """After the commit that claimed them, the deferred JOIN nodes of ``taken`` arrive,
+    and what their decisions released is claimed (``taken`` grows up to ``limit``
+    claims), one transaction per round. Returns how many jobs became claimable and were
+    not claimed."""
+    dispatchable = 0
+    while taken.deferred:
+        want = max(0, limit - len(taken.claims))
+        more = _settle_round(db, taken.deferred, token, owner, want, lease_seconds)
+        taken.claims.extend(more.claims)
+        taken.deferred, token = more.deferred, more.token
+        dispatchable += max(0, more.released - more.nodes - len(more.claims))
+    return dispatchable
+
+
+def _settle_round(
+    db: Database, nodes: list[int], held_by: str, owner: str, want: int, lease_seconds: float
+) -> Taken:
+    token = str(uuid.uuid4())  # its own: a replay after a lost COMMIT answer finds its claims
+    runs = 0
+
+    def work(conn: Connection) -> Taken:
+        nonlocal runs
+        runs += 1
+        if runs > 1 and ((got := claimed_with(conn, token)).claims or got.deferred):
+            return got
+        t = now()
+        released = joins.arrive_held(conn, nodes, held_by, t)
+        more = Taken(token=token)
+        if released and want:
+            more = claim_with_arrivals(conn, owner, want, lease_seconds, t, token)
+        more.released += released
+        return more
+
+    taken = db.write(work, replay_safe=True, ping=False)
+    if runs > 1:
+        db.notify_dispatchable(None)  # an earlier run may have committed releases unannounced
+    return taken
+
+
+def claimed_with(conn: Connection, token: str) -> Taken:
     """The jobs an earlier run of this very transaction claimed, if its commit went through
-    although its answer was lost: a replay takes them over instead of orphaning them."""
-    return _claims(conn.execute(_CLAIMED_BY, {"token": token}).all(), token)
+    although its answer was lost: a replay takes them over instead of orphaning them (its
+    JOIN nodes still held arrive after the commit)."""
+    rows = conn.execute(_CLAIMED_BY, {"token": token}).all()
+    return Taken(
+        claims=_claims([r for r in rows if r.join_id is None], token),
+        deferred=[r.id for r in rows if r.join_id is not None],
+        token=token,
+    )
 
 
 def _claims(rows: Sequence[Any], token: str) -> list[Claim]:
@@ -194,6 +298,7 @@ def _claims(rows: Sequence[Any], token: str) -> list[Claim]:
             max_attempts=r.attempt_floor + r.max_attempts,
             timeout_seconds=r.timeout_seconds,
             lease_token=token,
+            joins_below=bool(r.joins_below),
         )
         for r in sorted(rows, key=lambda r: r.id)
     ]
@@ -235,58 +340,6 @@ def heartbeat(
         return Heartbeat(still_held=True, cancel_requested=bool(row.cancel_requested))
 
     return db.write(work)
-
-
-def start_check(db: Database, claim: Claim) -> bool:
-    """Whether a claimed job may start now: still held, and no cancel requested.
-
-    A worker asks this before starting each job that waited in its batch, so a job
-    cancelled while it waited never starts its function (the cancel committed before
-    this read; a later cancel finds the job running and asks it to stop).
-    """
-    with db.read() as conn:
-        row = conn.execute(_START_CHECK, {"job_id": claim.id, "token": claim.lease_token}).first()
-    return row is not None and not row.cancel_requested
-
-
-_START_CHECK = select(jobs.c.cancel_requested).where(
-    jobs.c.id == bindparam("job_id"),
-    jobs.c.lease_token == bindparam("token"),
-    jobs.c.status == Status.PROCESSING.value,
-)
-
-
-class StartChecks:
-    """:func:`start_check` for one worker thread, on a connection it keeps.
-
-    The check runs before most jobs of a quick batch, so it must cost microseconds, not a
-    pooled transaction (about 0.5 ms of CPU per job, a third of the flat throughput): one
-    prebuilt statement on a driver connection in autocommit mode. Any error drops the
-    connection and answers through :func:`start_check`, with its retries.
-    """
-
-    def __init__(self, db: Database):
-        self._db = db
-        self._connection: DriverConnection | None = None
-        compiled = _START_CHECK.compile(dialect=db.engine.dialect)
-        self._sql = str(compiled)
-        self._compiled = compiled
-
-    def may_start(self, claim: Claim) -> bool:
-        params = self._compiled.construct_params({"job_id": claim.id, "token": claim.lease_token})
-        try:
-            if self._connection is None:
-                self._connection = DriverConnection(self._db.engine)
-            row = self._connection.fetch_one(self._sql, self._compiled.positiontup, params)
-        except Exception:
-            self.close()
-            return start_check(self._db, claim)
-        return row is not None and not row[0]
-
-    def close(self) -> None:
-        if self._connection is not None:
-            connection, self._connection = self._connection, None
-            connection.close()
 
 
 def held(job_id: int, token: str) -> Any:

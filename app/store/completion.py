@@ -9,7 +9,7 @@ next (often the child it just released) pays one commit.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Connection, Float, Row, and_, bindparam, func, select
@@ -17,9 +17,10 @@ from sqlalchemy import Connection, Float, Row, and_, bindparam, func, select
 from app.domain.outcome import Attempt, RetryPolicy, Verdict, decide_outcome
 from app.domain.statuses import Status, Transition, target
 from app.failpoints import failpoint
-from app.store.claims import Claim, claim_with_arrivals, claimed_with, held
+from app.store.claims import Claim, claim_with_arrivals, claimed_with, held, settle
 from app.store.database import Database, now
 from app.store.joblog import append_log
+from app.store.join_claims import Taken
 from app.store.release import release_finished, release_next_jobs, start_children
 from app.store.tables import jobs
 from app.store.transitions import Ran, apply, logged_together, logged_update
@@ -96,6 +97,7 @@ class Done:
     job_id: int
     token: str
     outcome: Outcome
+    joins_below: bool = False  # claim and arrive its JOIN nodes in the recording commit
 
 
 @dataclass(frozen=True)
@@ -152,25 +154,34 @@ def record_and_claim(
         statuses, released, retry_at = (
             _record(conn, done, policy, log_limit, t) if done else ({}, 0, None)
         )
-        claims: list[Claim] = []
-        if claim_limit:
+        taken = Taken(token=token)
+        below = [d.job_id for d in done if d.joins_below]
+        if claim_limit or below:
             # A replay after a lost COMMIT answer: what the first run claimed is ours. (Its
             # recorded outcomes need nothing: their guard no longer matches, a no-op.)
-            claims = claimed_with(conn, token) if runs > 1 else []
-            if not claims:
-                claims, arrived, nodes = claim_with_arrivals(
-                    conn, owner, claim_limit, lease_seconds, t, token
+            taken = claimed_with(conn, token) if runs > 1 else taken
+            if not (taken.claims or taken.deferred):
+                taken = claim_with_arrivals(
+                    conn, owner, claim_limit, lease_seconds, t, token, below
                 )
                 # JOIN nodes claimed here were released as claimable; they are done.
-                released += arrived - nodes
-        return Completion(statuses, claims, max(0, released - len(claims)), retry_at)
+                released += taken.released - taken.nodes
+        committed[:] = [taken]  # this run's: an earlier run was rolled back
+        return Completion(statuses, taken.claims, max(0, released - len(taken.claims)), retry_at)
 
     # Replay-safe: every update above is guarded by status and lease token. Unpinged: a
     # worker's hot path saves the round trip; a dead connection fails the first statement
     # and the transaction runs again.
+    committed: list[Taken] = []
     completion = db.write(work, replay_safe=True, ping=False)
     if done:
         failpoint("after_finish_commit")
+    [taken] = committed
+    if taken.deferred:  # JOIN nodes whose join was busy: they arrive now
+        more = settle(db, taken, token, owner, claim_limit, lease_seconds)
+        completion = replace(
+            completion, claims=taken.claims, dispatchable=completion.dispatchable + more
+        )
     if completion.dispatchable:
         db.notify_dispatchable(completion.dispatchable)
     elif runs > 1:

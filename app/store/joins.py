@@ -12,16 +12,32 @@ arrival when the join has decided, else it waits (WAITING_FOR_PARENT) until the 
 ends it. The decision also releases the join's next jobs, which hang below one of its
 nodes (the owner), by the ordinary rules of a parent's end.
 
-Lock order: a claim locks the node, then the join; so do cancel and retry. A decision
-holds the join and then ends only nodes that have arrived and wait, which no claim holds.
+Lock order: a claim locks the node, then the join; so do cancel and retry. A claim never
+waits for a join row: it takes the lock with SKIP LOCKED (:func:`lock_free`), and a node
+whose join another transaction holds arrives after the claim's commit, in a transaction
+of its own that holds nothing else while it waits (:func:`arrive_held`). A decision holds
+the join and then ends only nodes that have arrived and wait, which no claim holds.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from app.domain.join_plan import skip_reason
 from app.domain.join_rules import CANCELLED, DECISION_STATUS, FAILED, WAITING, decide
@@ -30,7 +46,7 @@ from app.failpoints import failpoint
 from app.store.database import Database, now
 from app.store.release import release_next_jobs, revive_blocked
 from app.store.tables import jobs, join_arrivals, joins
-from app.store.transitions import apply
+from app.store.transitions import AT, apply, logged_update
 
 # Arrivals are on the hot path of a wide fan-in: their statements are built once.
 _LOCK_JOIN = select(joins).where(joins.c.id == bindparam("join_id")).with_for_update()
@@ -50,18 +66,60 @@ _SET_COUNTS = (
     .where(joins.c.id == bindparam("join_id"))
     .values(outcome_counts=bindparam("counts", type_=joins.c.outcome_counts.type))
 )
+_IDS: Any = bindparam("ids", expanding=True)
+_LOCK_JOINS = select(joins.c.id).where(joins.c.id.in_(_IDS)).order_by(joins.c.id).with_for_update()
+_LOCK_FREE = _LOCK_JOINS.with_for_update(skip_locked=True)
+_HELD_NODES: Select[Any] = (
+    select(jobs.c.id, jobs.c.join_id, jobs.c.parent_id, jobs.c.arrival_outcome)
+    .where(
+        jobs.c.id.in_(_IDS),
+        jobs.c.status == Status.PROCESSING.value,
+        jobs.c.lease_token == bindparam("token"),
+    )
+    .order_by(jobs.c.id)
+    .with_for_update()
+)
 _LEASE_CLEARED = {"lease_token": None, "lease_owner": None, "lease_expires_at": None}
 
 
-def _arrived_nodes(join_id: int) -> Any:
+def _arrived_nodes(join_id: Any) -> Any:
     """The JOIN nodes of ``join_id`` whose arrival is recorded."""
     return jobs.c.id.in_(select(join_arrivals.c.job_id).where(join_arrivals.c.join_id == join_id))
+
+
+# An arriving node waits for the others, or ends with the join's decision; a decision ends
+# the nodes that arrived and wait. Prebuilt per ending: built per call, they cost more CPU
+# than running them.
+_NODE = jobs.c.id == bindparam("b_node")
+_AWAIT = logged_update(
+    Transition.AWAIT_JOIN,
+    _NODE,
+    {**_LEASE_CLEARED, "message": bindparam("b_message"), "updated_at": AT},
+)
+_END_ARRIVING = {
+    outcome: logged_update(
+        ending,
+        _NODE,
+        {**_LEASE_CLEARED, "message": bindparam("b_message"), "finished_at": AT, "updated_at": AT},
+        only_from=Status.PROCESSING,
+    )
+    for outcome, ending in JOIN_ENDINGS.items()
+}
+_END_WAITING = {
+    outcome: logged_update(
+        ending,
+        (jobs.c.join_id == bindparam("b_join")) & _arrived_nodes(bindparam("b_join")),
+        {"message": bindparam("b_message"), "finished_at": AT, "updated_at": AT},
+        only_from=Status.WAITING_FOR_PARENT,
+    )
+    for outcome, ending in JOIN_ENDINGS.items()
+}
 
 
 # -- arrivals --------------------------------------------------------------------------
 
 
-def arrive_claimed(conn: Connection, nodes: list[Row[Any]], at: float) -> int:
+def arrive_claimed(conn: Connection, nodes: Sequence[Row[Any]], at: float) -> int:
     """JOIN nodes this transaction just claimed arrive, each with the outcome it carries.
 
     Join rows are locked in id order, so two transactions never wait on each other in a
@@ -76,24 +134,36 @@ def arrive_claimed(conn: Connection, nodes: list[Row[Any]], at: float) -> int:
             started += _apply_decision(conn, join, state, at)
         message = f"arrival {arrived} of {join.expected} at join {join.key!r} (parent {outcome})"
         if state == WAITING:
-            apply(
-                conn,
-                Transition.AWAIT_JOIN,
-                jobs.c.id == node.id,
-                at=at,
-                values={**_LEASE_CLEARED, "message": f"{message}; waiting for the others"},
-            )
+            params = {"b_node": node.id, "b_message": f"{message}; waiting for the others"}
+            _AWAIT.run(conn, {**params, "at": at}, at)
             continue
-        ending = JOIN_ENDINGS[DECISION_STATUS[state]]
-        apply(
-            conn,
-            ending,
-            jobs.c.id == node.id,
-            at=at,
-            only_from=Status.PROCESSING,
-            values={**_LEASE_CLEARED, "message": f"{message}; join {state}", "finished_at": at},
-        )
+        params = {"b_node": node.id, "b_message": f"{message}; join {state}", "at": at}
+        _END_ARRIVING[DECISION_STATUS[state]].run(conn, params, at)
     return started
+
+
+def lock_free(conn: Connection, join_ids: set[int]) -> set[int]:
+    """Lock those of these join rows no other transaction holds; returns their ids.
+    (SQLite has one writer at a time: every row is this transaction's.)"""
+    if conn.dialect.name != "postgresql":
+        return join_ids
+    return set(conn.execute(_LOCK_FREE, {"ids": sorted(join_ids)}).scalars())
+
+
+def arrive_held(conn: Connection, node_ids: list[int], token: str, at: float) -> int:
+    """JOIN nodes claimed under ``token`` whose join was busy at the claim arrive now.
+
+    Run in a transaction of its own, after the claim's commit (claims.settle): it locks
+    the nodes still held under ``token``, then waits for their joins' locks in id order,
+    holding nothing another waiter could need. Returns how many jobs became claimable. A
+    node whose worker vanished before this ran is handed back by the reaper and arrives
+    when claimed again.
+    """
+    nodes = conn.execute(_HELD_NODES, {"ids": sorted(node_ids), "token": token}).all()
+    if not nodes:
+        return 0
+    conn.execute(_LOCK_JOINS, {"ids": sorted({n.join_id for n in nodes})}).all()
+    return arrive_claimed(conn, nodes, at)
 
 
 def arrive_cancelled(conn: Connection, node: Row[Any], at: float) -> int:
@@ -172,14 +242,8 @@ def _apply_decision(conn: Connection, join: Row[Any], decision: str, at: float) 
     """End the nodes that arrived and wait, and release the join's next jobs with the
     decision's outcome (a JOIN node among them carries it to the next join)."""
     outcome = DECISION_STATUS[decision]
-    apply(
-        conn,
-        JOIN_ENDINGS[outcome],
-        and_(jobs.c.join_id == join.id, _arrived_nodes(join.id)),
-        at=at,
-        only_from=Status.WAITING_FOR_PARENT,
-        values={"message": f"join {join.key!r} {decision}", "finished_at": at},
-    )
+    params = {"b_join": join.id, "b_message": f"join {join.key!r} {decision}", "at": at}
+    _END_WAITING[outcome].run(conn, params, at)
     if join.owner_job_id is None:
         return 0
     owner = conn.execute(select(jobs).where(jobs.c.id == join.owner_job_id)).one()

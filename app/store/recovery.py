@@ -116,7 +116,12 @@ def _recover(conn: Connection, row: Row[Any], t: float) -> bool:
     cleared = {"lease_token": None, "lease_owner": None, "lease_expires_at": None}
     still_held = held(row.id, row.lease_token)
     values: dict[str, Any]
-    if row.cancel_requested:
+    if row.join_id is not None:
+        # A JOIN node claimed while its join was busy, its worker gone before it arrived:
+        # it arrives when claimed again (an arrival is never lost, never counted twice).
+        transition = Transition.RERUN
+        values = {"run_after": t, "message": f"worker {row.lease_owner} vanished; arriving again"}
+    elif row.cancel_requested:
         transition, values = Transition.CANCEL, {"message": "cancelled (worker vanished)"}
     elif row.lease_owner == callback_deadline.OWNER:  # an EXTERNAL job's deadline passed
         transition, values = callback_deadline.on_deadline(row)

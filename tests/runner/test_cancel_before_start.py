@@ -13,7 +13,7 @@ from typing import Any
 from app.domain.statuses import Status
 from app.runner.lane import Lane
 from app.runner.worker_pool import WorkerPool
-from app.store import actions, claims, queries, recovery
+from app.store import actions, claims, queries, recovery, start_checks
 from app.store.database import Database
 from jobs import REGISTRY, JobContext, job_type
 from tests.helpers import status_of
@@ -50,7 +50,7 @@ def test_the_start_check_sees_a_cancel_made_after_the_claim(db: Database) -> Non
     claimed_now = claims.claim(db, "w", lease_seconds=60, limit=3)
     assert [c.id for c in claimed_now] == roots
     assert actions.cancel(db, roots[1]) == Status.PROCESSING  # claimed: a request only
-    assert [claims.start_check(db, c) for c in claimed_now] == [True, False, True]
+    assert [start_checks.start_check(db, c) for c in claimed_now] == [True, False, True]
 
 
 def test_a_job_cancelled_in_its_workers_batch_never_runs(db: Database, settings: Any) -> None:
@@ -94,7 +94,7 @@ def test_a_workers_own_start_checks_answer_the_same(db: Database) -> None:
     roots = three_roots(db)
     claimed_now = claims.claim(db, "w", lease_seconds=60, limit=3)
     actions.cancel(db, roots[1])
-    checks = claims.StartChecks(db)
+    checks = start_checks.StartChecks(db)
     try:
         assert [checks.may_start(c) for c in claimed_now] == [True, False, True]
         actions.cancel(db, roots[2])  # seen by the very next check on the same connection

@@ -1,0 +1,41 @@
+"""What a claim took, and the arrival of the JOIN nodes among it.
+
+A claim (app/store/claims.py) makes the JOIN nodes it took arrive in its own transaction
+when it can lock their join rows without waiting (SKIP LOCKED); the others are deferred:
+they arrive right after its commit (claims.settle), in a transaction that waits for
+their joins holding nothing else. So no claim ever waits for a join row while holding
+others: no lock convoy, no deadlock between claims.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, Row
+
+from app.store import joins
+
+if TYPE_CHECKING:
+    from app.store.claims import Claim
+
+
+@dataclass
+class Taken:
+    """What a claim took: jobs to run, and what its JOIN nodes did."""
+
+    claims: list[Claim] = field(default_factory=list)
+    released: int = 0  # jobs the arrivals made claimable
+    nodes: int = 0  # JOIN nodes claimed (arrived, or deferred)
+    # JOIN nodes claimed whose join row another transaction holds: they arrive after this
+    # transaction's commit (joins.arrive_held), so it never waits for a join's lock.
+    deferred: list[int] = field(default_factory=list)
+    token: str = ""  # the lease token of the claims and deferred nodes
+
+    def arrive(self, conn: Connection, rows: list[Row[Any]], t: float) -> None:
+        if not rows:
+            return
+        self.nodes += len(rows)
+        free = joins.lock_free(conn, {r.join_id for r in rows})
+        self.deferred.extend(r.id for r in rows if r.join_id not in free)
+        self.released += joins.arrive_claimed(conn, [r for r in rows if r.join_id in free], t)
