@@ -116,6 +116,8 @@ class _Reads:
     jobs_by_batch: dict[tuple[str, str], int]
     # job id -> (version id, data version) of what it produced
     by_job: dict[int, tuple[int, str]] = field(default_factory=dict)
+    # asset id -> its current version (id, data version, arrival), read once
+    current: dict[int, tuple[int, str, float]] = field(default_factory=dict)
 
     @classmethod
     def preload(cls, conn: Connection, model_id: int, rows: Sequence[Any]) -> _Reads:
@@ -130,6 +132,13 @@ class _Reads:
             ):
                 found[(r.asset, r.batch)] = r.job_id  # the latest refresh in the batch
         reads = cls(conn, found)
+        a = assets.c
+        for cur in conn.execute(
+            select(a.id, _V.id.label("version_id"), _V.data_version, _V.arrived_at)
+            .join(asset_versions, _V.id == a.current_version_id)
+            .where(a.model_id == model_id)
+        ):
+            reads.current[cur.id] = (cur.version_id, cur.data_version, cur.arrived_at)
         if found:
             query = select(_V.job_id, _V.id, _V.data_version).where(
                 _V.job_id.in_(sorted(set(found.values())))
@@ -144,6 +153,9 @@ class _Reads:
         for name, up_id in ups:
             job = self.jobs_by_batch.get((name, waited[name])) if name in waited else None
             read = self.by_job.get(job) if job is not None else None
+            current = self.current.get(up_id)
+            if read is None and current is not None and current[2] <= started:
+                read = current[:2]  # the usual case: nothing newer arrived since
             if read is None:
                 latest = self.conn.execute(
                     select(_V.id, _V.data_version)
@@ -188,6 +200,7 @@ def _record_refresh(
         .returning(_V.id)
     ).scalar_one()
     reads.by_job[row.job_id] = (version_id, version)  # what its downstream in the run read
+    reads.current[row.asset_id] = (version_id, version, finished)
     conn.execute(
         update(assets)
         .where(assets.c.id == row.asset_id)
