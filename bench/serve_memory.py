@@ -1,16 +1,17 @@
 """Does a ``jobchain serve`` process grow from one workload to the next?
 
 ``python -m bench.serve_memory [--repetitions 3] [--database-url URL]`` runs the peer
-benchmark's three workloads (a flat backlog of 10,000 NOOPs, a chain 60 deep, a join
-100 -> 1) several times against one serving process, and prints its PSS after each
-workload. The jobs are stored by a child process through the store (as ``bench.peers``
-does), so only the serving process's own work is in its memory.
+benchmark's three workloads (a flat backlog of ``--flat-jobs`` NOOPs, 10,000 by default;
+a chain 60 deep; a join 100 -> 1) several times against one ``jobchain serve`` process,
+and prints its PSS peak during and PSS after each workload. The jobs are stored by a child
+process through the store (as ``bench.peers`` does), so only the serving process's own
+work is in its memory.
 
 ``--tracemalloc`` runs the same process's pieces in this interpreter instead (the Flask
 app on waitress, the worker pool, housekeeping, schedules, alerts and automation, as
-``app.server.serve`` assembles them), traces Python allocations (``-X tracemalloc``
-costs time, not figures) and prints what grew between the end of the first repetition and
-the end of the last, by source line: what a repetition leaves behind.
+``app.server.serve`` assembles them), traces Python allocations (slow: use a smaller
+``--flat-jobs``) and prints what grew between the end of the first repetition and the end
+of the last, by source line: what a repetition leaves behind.
 """
 
 from __future__ import annotations
@@ -38,12 +39,13 @@ from app.domain.join_plan import plan_joins
 from app.store import submission
 from app.store.database import Database
 
-url, workload, tag = sys.argv[1:4]
+url, workload, tag, flat = sys.argv[1:5]
 db = Database(url, pool_size=2)
 limits = Limits(max_depth=10_000, max_nodes=20_000)
 known = lambda name: True
 if workload == "flat":
-    specs = [parse_tree({"targetObject": f"f{tag}-{n}.NOOP"}, limits, known) for n in range(10_000)]
+    specs = [parse_tree({"targetObject": f"f{tag}-{n}.NOOP"}, limits, known)
+             for n in range(int(flat))]
     for i in range(0, len(specs), 500):
         db.write(lambda conn, c=specs[i:i + 500]: [submission.insert_tree(conn, s, []) for s in c])
     db.notify_dispatchable()
@@ -87,11 +89,11 @@ class PeakSampler:
         self._thread.join()
 
 
-def run_workload(url: str, tree: Path, workload: str, tag: str) -> float:
+def run_workload(url: str, tree: Path, workload: str, tag: str, flat: int) -> float:
     """Store one workload from a child process, wait until every job has ended."""
     started = time.monotonic()
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    command = [sys.executable, "-c", SUBMIT, url, workload, tag]
+    command = [sys.executable, "-c", SUBMIT, url, workload, tag, str(flat)]
     subprocess.run(command, cwd=tree, env=env, check=True)
     engine = create_engine(url)
     open_jobs = (
@@ -144,6 +146,8 @@ def main() -> None:
     parser.add_argument("--database-url", default=None, help="PostgreSQL server (default SQLite)")
     parser.add_argument("--tracemalloc", action="store_true", help="in this process, traced")
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--flat-jobs", type=int, default=10_000)
+    parser.add_argument("--frames", type=int, default=10, help="tracemalloc's traceback depth")
     args = parser.parse_args()
     tree = args.tree.resolve()
     with fresh_database(args.database_url) as url:
@@ -157,7 +161,7 @@ def main() -> None:
         )
         snapshots: list[tracemalloc.Snapshot] = []
         if args.tracemalloc:
-            tracemalloc.start(25)
+            tracemalloc.start(args.frames)
             stop = in_process(url, workers=2)
             pid = os.getpid()
         else:
@@ -188,7 +192,7 @@ def main() -> None:
             for rep in range(1, args.repetitions + 1):
                 figures = []
                 for workload in WORKLOADS:
-                    seconds = run_workload(url, tree, workload, f"{rep}")
+                    seconds = run_workload(url, tree, workload, f"{rep}", args.flat_jobs)
                     peak = sampler.take()
                     after = pss_kib(pid) / 1024
                     figures.append(f"{workload} {seconds:.1f} s {peak:.1f} / {after:.1f}")

@@ -152,7 +152,12 @@ def main() -> None:
             after = pss_kib(worker.pid)
         finally:
             stop(worker)
-        count, import_seconds, loaded = imports_at_start(tree, env)
+        if not args.unmigrated:
+            count, import_seconds, loaded = imports_at_start(tree, env)
+    if args.unmigrated:  # on an empty database again: the first worker migrated this one
+        with fresh_database(args.database_url) as url:
+            env = {**os.environ, "JOBCHAIN_DATABASE_URL": url, "PYTHONPATH": str(tree)}
+            count, import_seconds, loaded = imports_at_start(tree, env)
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True, text=True
     ).stdout.strip()
