@@ -68,3 +68,42 @@ def test_the_store_imports_no_runner_and_no_web_layer() -> None:
 def test_the_runner_imports_no_web_layer() -> None:
     web = ("app.api", "app.admin", "app.web", "app.server", "app.cli", "app.security.tokens")
     assert {m for m in imports_of("runner") if m.startswith(web)} == set()
+
+
+# What a `jobchain worker` at rest needs no more: migrations (the schema is at head), the
+# CLI's HTTP client, an interval scheduler's machinery, e-mail, and on SQLite the PostgreSQL
+# driver and dialect. bench/README.md ("Worker memory") says what each cost.
+NOT_AT_REST = (
+    "alembic",
+    "mako",
+    "requests",
+    "apscheduler.schedulers",
+    "apscheduler.executors",
+    "smtplib",
+    "psycopg",
+    "sqlalchemy.dialects.postgresql",
+)
+
+
+def test_a_worker_at_rest_on_a_database_at_head_loads_only_what_it_needs(tmp_path: Path) -> None:
+    from app.store import schema
+
+    url = f"sqlite:///{tmp_path / 'jobchain.db'}"
+    schema.upgrade(url)  # here, as `jobchain db upgrade` or the first process would
+    check = f"""
+import sys, time
+from app.cli.client import ApiClient
+from app.runner.background import Background
+from app.runtime import Runtime
+from config import Settings
+ApiClient("http://127.0.0.1:1")  # the command group makes one for every command
+background = Background(Runtime.create(Settings(database_url={url!r}, workers=1))).start()
+time.sleep(0.5)
+background.stop(1.0)
+loaded = sorted({{p for p in {NOT_AT_REST!r} for m in sys.modules
+                  if m == p or m.startswith(p + ".")}})
+print(", ".join(loaded), file=sys.stderr)
+sys.exit(1 if loaded else 0)
+"""
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+    assert done.returncode == 0, f"a worker at rest loaded {done.stderr.strip()}"

@@ -12,14 +12,15 @@ drop the repeat.
 from __future__ import annotations
 
 import json
-import smtplib
 import time
 from collections.abc import Mapping
-from email.message import EmailMessage
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.security.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from config import Settings
+
+if TYPE_CHECKING:
+    from email.message import EmailMessage
 
 DELIVERY_HEADER = "X-Jobchain-Delivery"
 EVENT_HEADER = "X-Jobchain-Event"
@@ -73,6 +74,8 @@ class Senders:
             raise DeliveryError(f"HTTP {answer.status_code}: {answer.text.strip()}"[:MAX_REASON])
 
     def email(self, delivery: Mapping[str, Any]) -> None:
+        import smtplib  # here, not at import: a worker process loads it only to send one
+
         s = self.settings
         message = compose(delivery, s.smtp_from)
         try:
@@ -88,6 +91,8 @@ class Senders:
 
 def compose(delivery: Mapping[str, Any], sender: str) -> EmailMessage:
     """A plain-text e-mail: a one-line subject, the facts, and the JSON a webhook gets."""
+    from email.message import EmailMessage
+
     facts: Mapping[str, Any] = delivery["payload"]
     asset = f"{facts['model']}/{facts['asset']}" if "asset" in facts else ""
     what = facts.get("targetObject") or facts.get("schedule") or asset

@@ -67,15 +67,25 @@ class ApiClient:
             base = base[: -len(API_PREFIX)]
         self.base_url = base
         self.timeout = timeout
-        import requests  # here, not at import: `jobchain worker` never loads it
+        self._token = token
+        # Made at the first request: `jobchain serve` and `jobchain worker` pass through the
+        # command group, which makes a client, and never load requests.
+        self._session: requests.Session | None = None
 
-        self.session = requests.Session()
-        if token:
-            self.session.headers["Authorization"] = f"Bearer {token}"
+    @property
+    def session(self) -> requests.Session:
+        if self._session is None:
+            import requests
+
+            self._session = requests.Session()
+            if self._token:
+                self._session.headers["Authorization"] = f"Bearer {self._token}"
+        return self._session
 
     def close(self) -> None:
         """Drop kept-alive connections (a server waits for them before it can stop)."""
-        self.session.close()
+        if self._session is not None:
+            self._session.close()
 
     def __enter__(self) -> ApiClient:
         return self

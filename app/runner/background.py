@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import logging
 
-from apscheduler.schedulers.background import BackgroundScheduler
-
 from app.alerts.dispatcher import Dispatcher
 from app.runner.automation_loop import AutomationLoop
-from app.runner.housekeeping import start_housekeeping
+from app.runner.housekeeping import Timers, start_housekeeping
 from app.runner.schedule_loop import ScheduleLoop
 from app.runner.worker_pool import WorkerPool
 from app.runtime import Runtime
@@ -30,7 +28,7 @@ class Background:
         runtime.pool = self.pool
         self.schedule_loop = ScheduleLoop(runtime.db, runtime.registry, runtime.settings)
         self.automation = AutomationLoop(RunService.for_runtime(runtime))
-        self._scheduler: BackgroundScheduler | None = None
+        self._scheduler: Timers | None = None
         # Alerts: matched and sent on a thread of their own, never a worker's.
         self.alerts = Dispatcher(runtime.db, runtime.settings)
 

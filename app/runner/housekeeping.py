@@ -1,12 +1,19 @@
-"""Periodic maintenance with APScheduler, off the critical path: leases, join deadlines,
-expired Idempotency-Keys and the retention of finished chains."""
+"""Periodic maintenance, off the critical path: leases, join deadlines, expired
+Idempotency-Keys and the retention of finished chains.
+
+Each task runs on a daemon thread of its own (:class:`Timers`), so a long retention purge
+never holds back the reaper. This was APScheduler's BackgroundScheduler with interval jobs
+(``max_instances=1``, ``coalesce=True``); a thread with a timed wait does the same job
+without loading APScheduler's scheduler, executors and job stores into every process.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
-
-from apscheduler.schedulers.background import BackgroundScheduler
 
 from app.store import external, idempotency, joins, recovery, retention
 from app.store.database import Database
@@ -52,33 +59,73 @@ def purge_finished_chains(db: Database, retention_days: float) -> None:
         log.info("retention: deleted %d automation tick, evaluation and event row(s)", rows)
 
 
+class Timers:
+    """Tasks run every so many seconds, each on a daemon thread of its own.
+
+    A task's runs never overlap (its thread runs one at a time), and runs that came due while
+    the previous one was still going collapse into one: the next run is at the next multiple
+    of the interval after the previous run ends. The first run is one interval after
+    :meth:`start`. A task that raises is logged and runs again at its next time.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._stopping = threading.Event()
+        self._threads: dict[str, threading.Thread] = {}
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self._threads)
+
+    def every(self, seconds: float, task: Callable[..., Any], *args: Any) -> None:
+        name = task.__name__
+        if name in self._threads:
+            raise ValueError(f"task {name!r} is scheduled already")
+        self._threads[name] = threading.Thread(
+            target=self._run,
+            args=(seconds, task, args),
+            name=f"jobchain-{name}",
+            daemon=True,
+        )
+
+    def start(self) -> Timers:
+        for thread in self._threads.values():
+            thread.start()
+        return self
+
+    def shutdown(self, wait: bool = True) -> None:
+        """No further runs; ``wait`` for the ones going to end."""
+        self._stopping.set()
+        if wait:
+            for thread in self._threads.values():
+                if thread.is_alive() and thread is not threading.current_thread():
+                    thread.join()
+
+    def _run(self, seconds: float, task: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        started = self._clock()
+        due = started + seconds
+        while not self._stopping.wait(max(0.0, due - self._clock())):
+            try:
+                task(*args)
+            except Exception:
+                log.exception("housekeeping task %s failed", task.__name__)
+            # Past due times are skipped, not caught up: one run, then the next slot.
+            missed = (self._clock() - started) // seconds
+            due = started + (missed + 1) * seconds
+
+
 def start_housekeeping(
     db: Database,
     interval_seconds: float,
     idempotency_ttl_seconds: float = Settings.idempotency_ttl_seconds,
     retention_days: float = Settings.retention_days,
-) -> BackgroundScheduler:
+) -> Timers:
     """Reap expired leases now and then every ``interval_seconds``; purge what is past its
     time every minute (``retention_days`` 0 keeps finished chains forever)."""
     reap(db)
-    scheduler = BackgroundScheduler(daemon=True)
-    every(scheduler, interval_seconds, reap, db)
-    every(scheduler, PURGE_INTERVAL_SECONDS, purge_idempotency_keys, db, idempotency_ttl_seconds)
+    timers = Timers()
+    timers.every(interval_seconds, reap, db)
+    timers.every(PURGE_INTERVAL_SECONDS, purge_idempotency_keys, db, idempotency_ttl_seconds)
     if retention_days > 0:
-        every(scheduler, RETENTION_INTERVAL_SECONDS, purge_finished_chains, db, retention_days)
-    scheduler.start()
-    return scheduler
-
-
-def every(scheduler: BackgroundScheduler, seconds: float, task: Any, *args: Any) -> None:
-    """Run ``task(*args)`` every ``seconds``; a run still going when the next is due is not
-    doubled, and runs missed while the process was busy collapse into one."""
-    scheduler.add_job(
-        task,
-        "interval",
-        args=list(args),
-        seconds=seconds,
-        id=task.__name__,
-        max_instances=1,
-        coalesce=True,
-    )
+        timers.every(RETENTION_INTERVAL_SECONDS, purge_finished_chains, db, retention_days)
+    return timers.start()

@@ -42,5 +42,3 @@ def configure_logging() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    # APScheduler logs every reaper run at INFO; only its problems are worth seeing.
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)

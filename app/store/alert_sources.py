@@ -8,10 +8,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, case, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from app.domain.read_cursor import ReadCursor
 from app.domain.statuses import Status
+from app.store.dialect import insert_ignoring_conflicts
 from app.store.monitoring import ACTIVE
 from app.store.notification_tables import notification_cursors
 from app.store.tables import jobs, joins, schedule_fires, schedules
@@ -22,9 +22,8 @@ CHUNK = 1000
 def lock_cursor(conn: Connection, source: str, start_at: int) -> ReadCursor:
     """The cursor of ``source``, locked until the transaction ends; a new one starts at
     ``start_at`` (events before the first matcher ran are history, not news)."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     conn.execute(
-        dialect.insert(notification_cursors)
+        insert_ignoring_conflicts(conn, notification_cursors)
         .values(source=source, last_id=start_at, gaps=[], updated_at=0.0)
         .on_conflict_do_nothing(index_elements=["source"])
     )

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, create_engine, event, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InvalidatePoolError, OperationalError
 
@@ -99,9 +98,16 @@ def is_transient(exc: DBAPIError, *, sqlite: bool) -> bool:
 
 
 def insert_ignoring_conflicts(conn: Connection, table: Table) -> Any:
-    """The dialect's INSERT, which has ON CONFLICT DO NOTHING (the generic one has not)."""
+    """The dialect's INSERT, which has ON CONFLICT DO NOTHING (the generic one has not).
+
+    The dialect's module is imported here, not at import: the engine loads its own dialect,
+    so a process on SQLite never loads PostgreSQL's (~2 MiB)."""
     if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
         return postgresql.insert(table)
+    from sqlalchemy.dialects import sqlite
+
     return sqlite.insert(table)
 
 

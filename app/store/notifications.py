@@ -15,10 +15,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from app.store.database import Database, now
+from app.store.dialect import insert_ignoring_conflicts
 from app.store.notification_tables import notification_deliveries as deliveries
 from app.store.notification_tables import notification_rules as rules
 
@@ -122,8 +122,7 @@ def add_deliveries(conn: Connection, owed: Iterable[Mapping[str, Any]], at: floa
     ]
     if not rows:
         return 0
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(deliveries).on_conflict_do_nothing(
+    stmt = insert_ignoring_conflicts(conn, deliveries).on_conflict_do_nothing(
         index_elements=["rule_id", "event_key"]
     )
     return len(conn.execute(stmt.returning(deliveries.c.id), rows).all())

@@ -8,6 +8,10 @@ have transactional DDL, so a failed migration leaves the previous revision intac
 
 A database made by 0.1.0's ``metadata.create_all`` has the tables but no version: it is
 compared with the baseline revision and, if it matches, stamped with it.
+
+Alembic is imported only to migrate, stamp or list revisions: a process that starts on a
+database already at head reads the revision with a plain query and compares it with the
+newest script's id, read from the file names (Alembic costs ~9 MiB per process).
 """
 
 from __future__ import annotations
@@ -19,17 +23,15 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.config import Config
-from alembic.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
-from sqlalchemy import Connection, MetaData, func, inspect, select
+from sqlalchemy import Connection, MetaData, String, column, func, inspect, select, table
 
 from app.store.database import WRITE_TRANSACTION, Database
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 log = logging.getLogger("jobchain.schema")
 
@@ -39,6 +41,11 @@ BASELINE = "0001_baseline"
 _LOCK_KEY = int.from_bytes(b"jobchain", "big")
 # Alembic stores the revision in VARCHAR(32).
 _MAX_REVISION_ID = 32
+# Alembic's version table (its default name, in the connection's default schema).
+_VERSION_TABLE = "alembic_version"
+_REVISION_LINE = re.compile(
+    r"""^(down_)?revision\s*(?::[^=]*)?=\s*(?:["']([^"']+)["']|None)\s*$""", re.MULTILINE
+)
 
 
 class _OnlyMigrations(logging.Filter):
@@ -57,6 +64,8 @@ class SchemaError(Exception):
 
 def alembic_config(connection: Connection | None = None) -> Config:
     """Alembic's settings, built here rather than read from an alembic.ini."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     # The file of a revision is named by its id: versions/0002_add_x.py.
@@ -68,6 +77,8 @@ def alembic_config(connection: Connection | None = None) -> Config:
 @functools.cache
 def scripts() -> ScriptDirectory:
     """The revisions shipped with this release (read once per process)."""
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config())
 
 
@@ -81,17 +92,49 @@ def known_revisions() -> set[str]:
     return {script.revision for script in scripts().walk_revisions()}
 
 
+@functools.cache
+def shipped_head() -> str | None:
+    """The head revision read from the scripts' ``revision``/``down_revision`` lines, without
+    importing Alembic; None when they do not name exactly one head (then ask Alembic).
+    tests/store/test_migrations.py checks that it is :func:`head_revision`."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        found = {bool(down): rev for down, rev in _REVISION_LINE.findall(path.read_text("utf-8"))}
+        if False not in found:
+            continue  # not a revision script (e.g. __init__.py)
+        revisions.add(found[False])
+        if found.get(True):
+            parents.add(found[True])
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _head() -> str:
+    return shipped_head() or head_revision()
+
+
 def current_revision(db_or_url: Database | str) -> str | None:
     """The revision the database is at; None for an empty (or 0.1.0, unstamped) one."""
     with _database(db_or_url) as db, db.engine.connect() as conn:
+        if not inspect(conn).has_table(_VERSION_TABLE):
+            return None
+        version = select(column("version_num", String)).select_from(table(_VERSION_TABLE))
+        rows: list[str] = list(conn.execute(version).scalars())
+        if len(rows) <= 1:
+            return rows[0] if rows else None
+        # Several heads (a branched history): Alembic's own answer and error.
+        from alembic.migration import MigrationContext
+
         return MigrationContext.configure(conn).get_current_revision()
 
 
 def upgrade(db_or_url: Database | str, revision: str = "head") -> None:
-    """Migrate the database to ``revision``; cheap when it is at head already."""
+    """Migrate the database to ``revision``; cheap when it is at head already (no Alembic)."""
     with _database(db_or_url) as db:
-        if revision == "head" and current_revision(db) == head_revision():
+        if revision == "head" and current_revision(db) == _head():
             return
+        command = _alembic_command()
         with _migration_lock(db) as conn, _alembic_errors():
             config = alembic_config(conn)
             _stamp_unversioned(conn, config)
@@ -100,13 +143,28 @@ def upgrade(db_or_url: Database | str, revision: str = "head") -> None:
 
 def downgrade(db_or_url: Database | str, revision: str) -> None:
     """Migrate back to ``revision`` ("base": drop every table of jobchain)."""
+    command = _alembic_command()
     with _database(db_or_url) as db, _migration_lock(db) as conn, _alembic_errors():
         command.downgrade(alembic_config(conn), revision)
 
 
+def _alembic_command() -> Any:
+    """``alembic.command``, with everything a migration loads imported now: not while the
+    migration lock is held, where a slow import (seconds on a busy machine) would keep
+    other starting processes waiting on SQLite's write lock past their busy timeout."""
+    from alembic import command
+    from alembic.autogenerate import compare_metadata  # noqa: F401
+    from alembic.operations import Operations  # noqa: F401
+    from alembic.runtime.environment import EnvironmentContext  # noqa: F401
+    from alembic.script import ScriptDirectory  # noqa: F401
+
+    scripts()  # the revisions, read once per process
+    return command
+
+
 def require_head(db_or_url: Database | str) -> None:
     """For ``auto_migrate`` off: refuse to run on a schema this release did not expect."""
-    current, head = current_revision(db_or_url), head_revision()
+    current, head = current_revision(db_or_url), _head()
     if current != head:
         raise SchemaError(
             f"the database schema is at revision {current or 'none'}, this release needs "
@@ -116,6 +174,9 @@ def require_head(db_or_url: Database | str) -> None:
 
 def differences(conn: Connection, target: MetaData) -> list[Any]:
     """What Alembic's autogenerate would change to make the database match ``target``."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
     context = MigrationContext.configure(
         conn, opts={"compare_type": True, "compare_server_default": True}
     )
@@ -128,6 +189,8 @@ def new_revision(message: str) -> Path:
     The comparison runs on a scratch SQLite database; review the script (PostgreSQL-only
     details such as sequences are not seen from SQLite) and run the migration tests.
     """
+    from alembic import command
+
     number = 1 + max(int(rev.revision[:4]) for rev in scripts().walk_revisions())
     slug = re.sub(r"[^a-z0-9]+", "_", message.lower()).strip("_")
     rev_id = f"{number:04d}_{slug}"[:_MAX_REVISION_ID].rstrip("_")
@@ -147,6 +210,9 @@ def new_revision(message: str) -> Path:
 
 def _stamp_unversioned(conn: Connection, config: Config) -> None:
     """Adopt a database 0.1.0 created with create_all, if its tables are the baseline's."""
+    from alembic import command
+    from alembic.migration import MigrationContext
+
     if MigrationContext.configure(conn).get_current_revision() is not None:
         return
     present = set(inspect(conn).get_table_names())
@@ -169,6 +235,8 @@ def _stamp_unversioned(conn: Connection, config: Config) -> None:
 @contextmanager
 def _alembic_errors() -> Iterator[None]:
     """Unknown revisions (a typo, or a database a newer release migrated) as SchemaError."""
+    from alembic.util import CommandError
+
     try:
         yield
     except CommandError as exc:
@@ -187,10 +255,6 @@ def _database(db_or_url: Database | str) -> Iterator[Database]:
         db.dispose()
 
 
-# SQLite: how long a migration waits for another process's migration to end.
-MIGRATION_WAIT_MS = 300_000
-
-
 @contextmanager
 def _migration_lock(db: Database) -> Iterator[Connection]:
     """A connection in a transaction that no other migration runs beside; commits on exit."""
@@ -201,9 +265,10 @@ def _migration_lock(db: Database) -> Iterator[Connection]:
             # transaction, so it is set on the driver's connection before BEGIN.
             driver: Any = conn.connection.dbapi_connection
             driver.execute("PRAGMA foreign_keys=OFF")
-            # Another process may be migrating (seconds, on a loaded machine): wait for it
-            # rather than fail; once it is done, this one finds nothing left to do.
-            driver.execute(f"PRAGMA busy_timeout={MIGRATION_WAIT_MS}")
+            # Wait for another process's migration as long as a write would (SQLite's busy
+            # handler), not the usual half-second: it may take seconds on a busy machine.
+            busy_ms = driver.execute("PRAGMA busy_timeout").fetchone()[0]
+            driver.execute(f"PRAGMA busy_timeout={int(db.wait_seconds * 1000)}")
             try:
                 with conn.execution_options(**{WRITE_TRANSACTION: True}).begin():
                     yield conn
@@ -211,6 +276,7 @@ def _migration_lock(db: Database) -> Iterator[Connection]:
                     if broken:
                         raise SchemaError(f"migration broke foreign keys: {broken}")
             finally:
+                driver.execute(f"PRAGMA busy_timeout={busy_ms}")
                 driver.execute("PRAGMA foreign_keys=ON")
         else:
             conn.execute(select(func.pg_advisory_lock(_LOCK_KEY)))

@@ -20,10 +20,12 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
 from sqlalchemy import Engine, text
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger("jobchain.wakeups")
 
@@ -90,6 +92,8 @@ class PgWakeups:
         self._wake_w.close()
 
     def _run(self) -> None:
+        import psycopg  # here, not at import: a process on SQLite never loads the driver
+
         delay = RECONNECT_MIN_SECONDS
         first = True
         while not self._stopping.is_set():
@@ -144,6 +148,8 @@ class PgWakeups:
         self._deliver(int(count) if count.isdigit() else None)
 
     def _connect(self) -> psycopg.Connection[Any]:
+        import psycopg
+
         url = self._engine.url
         cargs, cparams = self._engine.dialect.create_connect_args(url)
         params = {

@@ -514,3 +514,41 @@ def test_the_db_commands(fresh_url: str) -> None:
     assert db("downgrade", "base", "--database-url", fresh_url).endswith("at base (empty)\n")
     typo = CliRunner().invoke(cli, ["db", "upgrade", "9999_nope", "--database-url", fresh_url])
     assert typo.exit_code == 1 and "9999_nope" in typo.output
+
+
+def test_the_head_read_from_the_scripts_is_alembics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Processes compare the database's revision with the scripts' head without importing
+    Alembic; that head must be the one Alembic finds, and a branched history (two heads)
+    must leave the answer to Alembic."""
+    assert schema.shipped_head() == schema.head_revision()
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    (versions / "__init__.py").write_text("")
+    for rev, down in (("0001_a", None), ("0002_b", "0001_a"), ("0003_c", "0001_a")):
+        (versions / f"{rev}.py").write_text(
+            f'"""Revision ID: {rev}"""\nrevision = "{rev}"\n'
+            f"down_revision{': str | None' if down else ''} = {down and repr(down)}\n"
+        )
+    monkeypatch.setattr(schema, "MIGRATIONS", tmp_path)
+    schema.shipped_head.cache_clear()
+    try:
+        assert schema.shipped_head() is None
+        (versions / "0004_merge.py").write_text(
+            "revision = '0004_merge'\ndown_revision = ('0002_b', '0003_c')\n"
+        )
+        schema.shipped_head.cache_clear()
+        assert schema.shipped_head() is None  # a merge's tuple is not read: Alembic decides
+    finally:
+        monkeypatch.undo()
+        schema.shipped_head.cache_clear()
+
+
+def test_the_revision_is_read_as_alembic_reads_it(fresh_db: Database) -> None:
+    assert schema.current_revision(fresh_db) is None
+    for revision in (schema.BASELINE, "head"):
+        schema.upgrade(fresh_db, revision)
+        with fresh_db.engine.connect() as conn:
+            expected = MigrationContext.configure(conn).get_current_revision()
+        assert schema.current_revision(fresh_db) == expected

@@ -214,7 +214,7 @@ def test_housekeeping_purges_only_when_retention_is_set(db: Database) -> None:
     for days, scheduled in ((14.0, True), (0.0, False)):
         scheduler = start_housekeeping(db, 60, retention_days=days)
         try:
-            assert (scheduler.get_job("purge_finished_chains") is not None) == scheduled
+            assert ("purge_finished_chains" in scheduler.tasks) == scheduled
         finally:
             scheduler.shutdown(wait=False)
 
