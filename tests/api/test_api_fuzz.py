@@ -27,10 +27,10 @@ from tests.helpers import ADMIN_TOKEN, LiveServer
 ST = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "st"
 SEED = 42
 # Per operation, with one worker: the same requests in every run (no time budget).
-MAX_EXAMPLES = 80
+MAX_EXAMPLES = 60
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(620)
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_the_api_conforms_to_its_document(live: LiveServer, tmp_path: Path) -> None:
     st = str(ST) if ST.exists() else shutil.which("st")
@@ -62,7 +62,7 @@ def test_the_api_conforms_to_its_document(live: LiveServer, tmp_path: Path) -> N
         ],
         capture_output=True,
         text=True,
-        timeout=220,
+        timeout=600,  # about 2 minutes on a quiet machine; far more under load
         cwd=tmp_path,
         check=False,
     )

@@ -45,8 +45,8 @@ BAD_TOKEN = "jc_not-a-token-anyone-was-given"
 
 def expected_role(method: str, path: str) -> str | None:
     """The spec: reads need reader, submitting (a chain, or a model's run) and cancelling a
-    run submitter, callbacks integration, anything else admin; health and the OpenAPI
-    document are open. Alert rules are admin's alone."""
+    run submitter, callbacks and a source's observations integration, anything else admin;
+    health and the OpenAPI document are open. Alert rules are admin's alone."""
     if path.startswith("/api/v1/notification-rules"):
         return "admin"
     if method in SAFE_METHODS:
@@ -56,6 +56,8 @@ def expected_role(method: str, path: str) -> str | None:
     if method == "POST" and re.fullmatch(r"/api/v1/models/\d+/runs(/\d+/cancel)?", path):
         return "submitter"
     if method == "POST" and re.fullmatch(r"/api/v1/jobs/\d+/callback", path):
+        return "integration"
+    if method == "POST" and re.fullmatch(r"/api/v1/models/\d+/assets/\d+/observations", path):
         return "integration"
     return "admin"
 
@@ -362,6 +364,8 @@ def test_verifier_caches_valid_tokens_only_briefly(db: Database) -> None:
         ("POST", "/api/v1/models/5/runs/7/cancel", "submitter"),
         ("POST", "/api/v1/models/5/runs/7", "admin"),
         ("POST", "/api/v1/models/5/assets", "admin"),
+        ("POST", "/api/v1/models/5/assets/3/observations", "integration"),
+        ("POST", "/api/v1/models/5/assets/3/release", "admin"),
         ("POST", "/api/v1/schedules", "admin"),
         ("PATCH", "/api/v1/schedules/3", "admin"),
         ("DELETE", "/api/v1/tokens/1", "admin"),

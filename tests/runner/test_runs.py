@@ -115,9 +115,11 @@ def test_a_diamond_starts_d_once_after_the_slower_of_b_and_c(
     assert run_reads.job_asset(db, done["d"]["job_id"]) == {
         "model_id": model_id,
         "model": graphs.get_model(db, model_id)["name"],  # type: ignore[index]
+        "asset_id": _asset_id(db, model_id, "d"),
         "asset": "d",
         "run_id": run_id,
         "batch": f"run-{run_id}",
+        "reason": None,  # run by hand, not by automation
     }
     shown = graphs.get_asset(db, model_id, _asset_id(db, model_id, "d"))
     assert shown is not None and shown["last_refresh"]["job_id"] == done["d"]["job_id"]
