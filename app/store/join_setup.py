@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.domain.join_plan import JoinPlan
@@ -26,9 +26,10 @@ def prepare(conn: Connection, plans: list[JoinPlan], root_id: int, at: float) ->
     For a batch join whose next jobs an earlier submission already declared, identical
     next jobs here are dropped (they run once); different ones are a JoinConflict.
     """
+    rows = _get_or_create(conn, plans, root_id, at)
     join_of: dict[int, int] = {}
     for plan in plans:
-        row = _get_or_create(conn, plan, root_id, at)
+        row = rows[_scope(plan, root_id)]
         if plan.batch is not None:
             _check_batch(row, plan)
             if plan.owner is not None and row.owner_job_id is not None:
@@ -42,14 +43,22 @@ def prepare(conn: Connection, plans: list[JoinPlan], root_id: int, at: float) ->
 
 def set_owners(conn: Connection, plans: list[JoinPlan], job_ids: dict[int, int]) -> None:
     """Record which stored JOIN node carries each join's next jobs (``id(spec) -> job id``)."""
-    for plan in plans:
-        if plan.owner is None:
-            continue
-        conn.execute(
-            update(joins)
-            .where(joins.c.id == plan.join_id, joins.c.owner_job_id.is_(None))
-            .values(owner_job_id=job_ids[id(plan.owner)], next_jobs_digest=plan.next_jobs_digest)
-        )
+    owned = [
+        {"join": plan.join_id, "owner": job_ids[id(plan.owner)], "digest": plan.next_jobs_digest}
+        for plan in plans
+        if plan.owner is not None
+    ]
+    if owned:
+        conn.execute(_SET_OWNER, owned)
+
+
+_SET_OWNER = (
+    update(joins)
+    .where(joins.c.id == bindparam("join"), joins.c.owner_job_id.is_(None))
+    .values(owner_job_id=bindparam("owner"), next_jobs_digest=bindparam("digest"))
+)
+# Scopes per SELECT ... IN: a model's run may plan thousands of joins.
+_CHUNK = 500
 
 
 def _scope(plan: JoinPlan, root_id: int) -> str:
@@ -58,12 +67,41 @@ def _scope(plan: JoinPlan, root_id: int) -> str:
     return f"tree:{root_id}:{plan.key}"
 
 
-def _get_or_create(conn: Connection, plan: JoinPlan, root_id: int, at: float) -> Row[Any]:
-    scope = _scope(plan, root_id)
-    existing = conn.execute(select(joins).where(joins.c.scope == scope)).first()
-    if existing is not None:
-        return existing
-    values: dict[str, Any] = {
+def _get_or_create(
+    conn: Connection, plans: list[JoinPlan], root_id: int, at: float
+) -> dict[str, Row[Any]]:
+    """The join row of every plan by scope: found, else created (all in one INSERT; a
+    batch join another submission created a moment ago is found after all)."""
+    scopes = {_scope(plan, root_id): plan for plan in plans}
+    found = _by_scope(conn, list(scopes))
+    missing = [
+        _values(plan, scope, root_id, at) for scope, plan in scopes.items() if scope not in found
+    ]
+    if missing:
+        try:
+            with conn.begin_nested():
+                conn.execute(insert(joins), missing)
+        except IntegrityError:  # a batch join created by a concurrent submission: one by one
+            for values in missing:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(insert(joins).values(values))
+                except IntegrityError:
+                    pass
+        found.update(_by_scope(conn, [values["scope"] for values in missing]))
+    return found
+
+
+def _by_scope(conn: Connection, scopes: list[str]) -> dict[str, Row[Any]]:
+    found: dict[str, Row[Any]] = {}
+    for i in range(0, len(scopes), _CHUNK):
+        query = select(joins).where(joins.c.scope.in_(scopes[i : i + _CHUNK]))
+        found.update({row.scope: row for row in conn.execute(query)})
+    return found
+
+
+def _values(plan: JoinPlan, scope: str, root_id: int, at: float) -> dict[str, Any]:
+    return {
         "scope": scope,
         "key": plan.key,
         "batch": plan.batch,
@@ -75,12 +113,6 @@ def _get_or_create(conn: Connection, plan: JoinPlan, root_id: int, at: float) ->
         "deadline": at + plan.timeout_seconds if plan.timeout_seconds else None,
         "created_at": at,
     }
-    try:
-        with conn.begin_nested():
-            conn.execute(insert(joins).values(values))
-    except IntegrityError:
-        pass  # another submission created the same batch join a moment ago
-    return conn.execute(select(joins).where(joins.c.scope == scope)).one()
 
 
 def _check_batch(row: Row[Any], plan: JoinPlan) -> None:
