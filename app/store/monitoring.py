@@ -175,8 +175,8 @@ def model_names(conn: Connection) -> dict[int, str]:
 
 
 def assets_late_and_held(conn: Connection) -> tuple[dict[int, int], dict[int, int]]:
-    """Late assets and held assets by model id, each counted on its partial index
-    (``ix_assets_late``, ``ix_assets_held``: only the rows that are late or held)."""
+    """Late assets and held assets by model id, each counted on an index alone
+    (``ix_assets_late``, ``ix_assets_held``: model and time, never the table's rows)."""
     found = []
     for column in (assets.c.late_since, assets.c.held_at):
         rows = conn.execute(

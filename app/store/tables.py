@@ -21,7 +21,6 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
-    text,
 )
 
 metadata = MetaData()
@@ -233,8 +232,6 @@ models = Table(
     sqlite_autoincrement=True,
 )
 
-LATE, HELD = text("late_since IS NOT NULL"), text("held_at IS NOT NULL")
-
 # An asset: what one job (a single ChainedJobInfo node, stored as submitted) refreshes.
 assets = Table(
     "assets",
@@ -270,8 +267,10 @@ assets = Table(
     Index("ix_assets_next_evaluation", "model_id", "next_evaluation_at"),
     Index("ix_assets_updated", "model_id", "updated_at"),  # a tick: changed since the last
     # /metrics counts late and held assets by model (0008): partial, so they stay tiny.
-    Index("ix_assets_late", "model_id", sqlite_where=LATE, postgresql_where=LATE),
-    Index("ix_assets_held", "model_id", sqlite_where=HELD, postgresql_where=HELD),
+    # Late and held assets by model (metrics). Plain indexes: a postgresql_where here would
+    # load SQLAlchemy's PostgreSQL dialect into every process, SQLite workers included.
+    Index("ix_assets_late", "model_id", "late_since"),
+    Index("ix_assets_held", "model_id", "held_at"),
     sqlite_autoincrement=True,
 )
 

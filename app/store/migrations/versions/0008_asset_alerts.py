@@ -1,5 +1,5 @@
 """Alerts and metrics of declarative automation: notification rules filter by model, and
-partial indexes count late and held assets by model at scrape time.
+indexes count late and held assets by model at scrape time.
 
 Revision ID: 0008_asset_alerts
 Revises: 0007_automation
@@ -19,20 +19,17 @@ down_revision = "0007_automation"
 branch_labels = None
 depends_on = None
 
-PARTIAL = {"ix_assets_late": "late_since IS NOT NULL", "ix_assets_held": "held_at IS NOT NULL"}
+INDEXES = {"ix_assets_late": "late_since", "ix_assets_held": "held_at"}
 
 
 def upgrade() -> None:
     _alter_rules(lambda batch: batch.add_column(sa.Column("model", sa.String(100), nullable=True)))
-    for name, where in PARTIAL.items():
-        condition = sa.text(where)
-        op.create_index(
-            name, "assets", ["model_id"], sqlite_where=condition, postgresql_where=condition
-        )
+    for name, column in INDEXES.items():
+        op.create_index(name, "assets", ["model_id", column])
 
 
 def downgrade() -> None:
-    for name in PARTIAL:
+    for name in INDEXES:
         op.drop_index(name, table_name="assets")
     _alter_rules(lambda batch: batch.drop_column("model"))
 
