@@ -1,10 +1,8 @@
-"""Assets' versions: recording what refreshes and observations produced, and reading a
-model's assets as the freshness rules see them (``app/domain/freshness.py``).
+"""Assets' versions: reading a model's assets as the freshness rules see them
+(``app/domain/freshness.py``), a source's observations, holds and asset events.
 
-A refresh's end is recorded ("settled") once, by whoever gets there first (a tick, or a
-read of the model's assets): a guarded UPDATE of its ``run_assets`` row decides who, and
-the version or the failure is written in the same transaction. Every writer of versions
-holds the model's lock, so a tick's watermark (the newest version id it saw) is exact.
+What a refresh produced is recorded by ``settling``. Every writer of versions holds the
+model's lock, so a tick's watermark (the newest version id it saw) is exact.
 """
 
 from __future__ import annotations
