@@ -173,6 +173,7 @@ class Stats:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.statements: Counter[str] = Counter()
+        self.statement_seconds: Counter[str] = Counter()  # client-side: send to last row
         self.commits = 0
         self.rollbacks = 0
         self.claim_calls = 0
@@ -201,6 +202,13 @@ class Stats:
                     key += " (with subquery)"
             with self.lock:
                 self.statements[key] += 1
+            conn.info["bench_statement"] = (key, time.perf_counter())
+
+        def after(conn: Any, *_args: Any) -> None:
+            started = conn.info.pop("bench_statement", None)
+            if started is not None:
+                with self.lock:
+                    self.statement_seconds[started[0]] += time.perf_counter() - started[1]
 
         def on_commit(conn: Any) -> None:
             if conn.get_execution_options().get("bench_poll"):
@@ -227,6 +235,7 @@ class Stats:
 
         engine.dialect.do_ping = ping  # type: ignore[method-assign]
         event.listen(engine, "before_cursor_execute", before)
+        event.listen(engine, "after_cursor_execute", after)
         event.listen(engine, "commit", on_commit)
         event.listen(engine, "rollback", on_rollback)
 
@@ -257,6 +266,7 @@ class Stats:
             completion.finish = real_finish
             engine.dialect.do_ping = real_ping  # type: ignore[method-assign]
             event.remove(engine, "before_cursor_execute", before)
+            event.remove(engine, "after_cursor_execute", after)
             event.remove(engine, "commit", on_commit)
             event.remove(engine, "rollback", on_rollback)
 
@@ -286,7 +296,8 @@ class Stats:
                 f"{ends} + COMMIT/ROLLBACK {ends} + pings {self.pings} ({self.pings / n:.2f}/job)",
             )
         for key, count in self.statements.most_common():
-            lines.append(f"    {count:>8}  {count / n:6.2f}/job  {key}")
+            mean = 1000 * self.statement_seconds[key] / count
+            lines.append(f"    {count:>8}  {count / n:6.2f}/job  {mean:7.3f} ms each  {key}")
         return lines
 
 
