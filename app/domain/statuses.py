@@ -89,8 +89,13 @@ TRANSITIONS: dict[Transition, tuple[frozenset[Status], Status]] = {
     Transition.JOIN_FIRED: (JOIN_DECIDABLE, Status.FINISHED),
     Transition.JOIN_FAILED: (JOIN_DECIDABLE, Status.FAILED),
     Transition.JOIN_CANCELLED: (JOIN_DECIDABLE, Status.CANCELLED),
-    # A retried parent's JOIN node arrives again, so its join sees the final outcome.
-    Transition.REARM: (TERMINAL | NOT_STARTED, Status.WAITING_FOR_PARENT),
+    # A retried parent's JOIN node arrives again, so its join sees the final outcome. One
+    # a worker holds (arriving, or the decider that ends the waiting nodes next) is taken
+    # back: its lease no longer matches.
+    Transition.REARM: (
+        TERMINAL | NOT_STARTED | {Status.PROCESSING},
+        Status.WAITING_FOR_PARENT,
+    ),
     # A join that failed (or was cancelled) because of a retried branch decides again: the
     # nodes that had arrived wait again.
     Transition.REOPEN: (frozenset({Status.FAILED, Status.CANCELLED}), Status.WAITING_FOR_PARENT),

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from app.store import claims, completion, start_checks
 from app.store.database import Database
+from app.store.join_endings import Decided
 from jobs.context import JobContext
 
 
@@ -22,6 +23,9 @@ class Lane:
 
     held: deque[claims.Claim] = field(default_factory=deque)
     done: list[completion.Done] = field(default_factory=list)
+    # JOIN nodes that decided their join in this lane's last commit: still held, they end
+    # (with the nodes that waited) in the lane's next commit.
+    endings: list[Decided] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     batch: int = 1
     # The first job of the batch just claimed starts as claimed; every later one waited,

@@ -158,7 +158,7 @@ class WorkerPool:
             with lane.lock:
                 more = 0 if lane.held else lane.batch
             self._flush(lane, claim_limit=more)
-        elif not quick or len(lane.done) >= MAX_BATCH:
+        elif not quick or len(lane.done) >= MAX_BATCH or lane.endings:
             self._flush(lane, claim_limit=0)
 
     def _flush(self, lane: Lane, claim_limit: int) -> bool:
@@ -167,9 +167,12 @@ class WorkerPool:
         if it never answers, the leases expire and the jobs re-run (at-least-once)."""
         with lane.lock:
             done, lane.done = lane.done, []
-        if not done and not claim_limit:
+            # JOIN nodes of joins this lane's last commit decided end in this one.
+            endings, lane.endings = lane.endings, []
+        if not done and not claim_limit and not endings:
             return False
         token = str(uuid.uuid4())  # one fencing token for every try of this flush
+        recorded: completion.Completion | None = None
         for attempt in range(5):
             try:
                 recorded = completion.record_and_claim(
@@ -182,18 +185,23 @@ class WorkerPool:
                     log_limit=self.settings.log_tail_bytes,
                     claim_token=token,
                     again=attempt > 0,
+                    end_first=endings,
+                    defer_endings=True,
                 )
                 break
             except Exception:
                 log.exception("recording %d job(s) failed (try %d)", len(done), attempt + 1)
                 if self._stopping.wait(0.2 * (attempt + 1)):
-                    return False
-        else:
+                    break
+        if recorded is None:  # a later flush ends them (else their leases expire)
+            with lane.lock:
+                lane.endings = endings + lane.endings
             return False
         if recorded.retry_at is not None:
             due = self._next_due
             self._next_due = recorded.retry_at if due is None else min(due, recorded.retry_at)
         with lane.lock:
+            lane.endings.extend(recorded.decided)
             lane.held.extend(recorded.claims)
             if recorded.claims:
                 lane.first_of_batch = recorded.claims[0].id
@@ -202,7 +210,7 @@ class WorkerPool:
     def _hand_back(self, lane: Lane) -> None:
         """Record what the lane finished and return what it never started."""
         held, done = lane.drain()
-        if done:
+        if done or lane.endings:
             with lane.lock:
                 lane.done = done + lane.done
             self._flush(lane, claim_limit=0)

@@ -31,10 +31,11 @@ from sqlalchemy import (
 )
 
 from app.domain.statuses import Status, Transition
-from app.store import joins
+from app.store import join_endings, joins
 from app.store.database import Database, now
 from app.store.joblog import append_log
 from app.store.join_claims import Taken
+from app.store.join_endings import Decided
 from app.store.tables import jobs
 from app.store.transitions import LoggedUpdate, logged_update
 
@@ -81,6 +82,7 @@ def claim(db: Database, owner: str, lease_seconds: float, limit: int = 1) -> lis
 
     taken, dispatchable = db.write(work, replay_safe=True)
     dispatchable += settle(db, taken, token, owner, limit, lease_seconds)
+    end_decided(db, taken.decided)
     if dispatchable > 0:
         db.notify_dispatchable(dispatchable)
     return taken.claims
@@ -243,6 +245,7 @@ def settle(
         want = max(0, limit - len(taken.claims))
         more = _settle_round(db, taken.deferred, token, owner, want, lease_seconds)
         taken.claims.extend(more.claims)
+        taken.decided.extend(more.decided)
         taken.deferred, token = more.deferred, more.token
         dispatchable += max(0, more.released - more.nodes - len(more.claims))
     return dispatchable
@@ -260,17 +263,26 @@ def _settle_round(
         if runs > 1 and ((got := claimed_with(conn, token)).claims or got.deferred):
             return got
         t = now()
-        released = joins.arrive_held(conn, nodes, held_by, t)
+        decided: list[Decided] = []  # held under ``held_by``, the first claim's token
+        released = joins.arrive_held(conn, nodes, held_by, t, decided)
         more = Taken(token=token)
         if released and want:
             more = claim_with_arrivals(conn, owner, want, lease_seconds, t, token)
         more.released += released
+        more.decided[:0] = decided
         return more
 
     taken = db.write(work, replay_safe=True, ping=False)
     if runs > 1:
         db.notify_dispatchable(None)  # an earlier run may have committed releases unannounced
     return taken
+
+
+def end_decided(db: Database, decided: list[Decided]) -> None:
+    """End the nodes these decisions left (a caller that does not carry them into its
+    next transaction, as a worker does)."""
+    if decided:
+        db.write(lambda conn: join_endings.end_decided(conn, decided, now()))
 
 
 def claimed_with(conn: Connection, token: str) -> Taken:

@@ -9,7 +9,8 @@ next (often the child it just released) pays one commit.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Connection, Float, Row, and_, bindparam, func, select
@@ -17,10 +18,12 @@ from sqlalchemy import Connection, Float, Row, and_, bindparam, func, select
 from app.domain.outcome import Attempt, RetryPolicy, Verdict, decide_outcome
 from app.domain.statuses import Status, Transition, target
 from app.failpoints import failpoint
-from app.store.claims import Claim, claim_with_arrivals, claimed_with, held, settle
+from app.store import join_endings
+from app.store.claims import Claim, claim_with_arrivals, claimed_with, end_decided, held, settle
 from app.store.database import Database, now
 from app.store.joblog import append_log
 from app.store.join_claims import Taken
+from app.store.join_endings import Decided
 from app.store.release import release_finished, release_next_jobs, start_children
 from app.store.tables import jobs
 from app.store.transitions import Ran, apply, logged_together, logged_update
@@ -106,6 +109,8 @@ class Completion:
     claims: list[Claim]
     dispatchable: int  # jobs made claimable and not claimed by this call
     retry_at: float | None = None  # earliest automatic retry this call scheduled
+    # Held JOIN nodes that decided their join, to end in the caller's next call.
+    decided: list[Decided] = field(default_factory=list)
 
 
 def finish(
@@ -135,6 +140,8 @@ def record_and_claim(
     log_limit: int = 64 * 1024,
     claim_token: str | None = None,
     again: bool = False,
+    end_first: Sequence[Decided] = (),
+    defer_endings: bool = False,
 ) -> Completion:
     """Record finished jobs, release their next jobs, then claim up to ``claim_limit``.
 
@@ -142,6 +149,10 @@ def record_and_claim(
     the child it just released) pays one commit, and a batch of quick jobs shares one.
     A caller that tries again after an error passes the same ``claim_token`` with
     ``again``: if the failed call did commit, its claims are taken over, not orphaned.
+
+    Decisions of joins taken here leave their nodes to end later (join_endings): with
+    ``defer_endings`` the caller passes them as ``end_first`` of its next call (a worker
+    does, so the job a join started does not wait for them), else they end right after.
     """
     policy = retry or RetryPolicy()
     token = claim_token or str(uuid.uuid4())
@@ -151,6 +162,7 @@ def record_and_claim(
         nonlocal runs
         runs += 1
         t = now()
+        join_endings.end_decided(conn, end_first, t)
         statuses, released, retry_at = (
             _record(conn, done, policy, log_limit, t) if done else ({}, 0, None)
         )
@@ -182,6 +194,9 @@ def record_and_claim(
         completion = replace(
             completion, claims=taken.claims, dispatchable=completion.dispatchable + more
         )
+    if not defer_endings:
+        end_decided(db, taken.decided)
+    completion = replace(completion, decided=taken.decided if defer_endings else [])
     if completion.dispatchable:
         db.notify_dispatchable(completion.dispatchable)
     elif runs > 1:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, Row
 
 from app.store import joins
+from app.store.join_endings import Decided
 
 if TYPE_CHECKING:
     from app.store.claims import Claim
@@ -31,6 +32,9 @@ class Taken:
     # transaction's commit (joins.arrive_held), so it never waits for a join's lock.
     deferred: list[int] = field(default_factory=list)
     token: str = ""  # the lease token of the claims and deferred nodes
+    # JOIN nodes that decided their join, still held: they end, with the nodes that
+    # waited, in a transaction after this one (join_endings.end_decided).
+    decided: list[Decided] = field(default_factory=list)
 
     def arrive(self, conn: Connection, rows: list[Row[Any]], t: float) -> None:
         if not rows:
@@ -38,4 +42,7 @@ class Taken:
         self.nodes += len(rows)
         free = joins.lock_free(conn, {r.join_id for r in rows})
         self.deferred.extend(r.id for r in rows if r.join_id not in free)
-        self.released += joins.arrive_claimed(conn, [r for r in rows if r.join_id in free], t)
+        arriving = [r for r in rows if r.join_id in free]
+        self.released += joins.arrive_claimed(
+            conn, arriving, t, self.decided, self.token, locked=free
+        )

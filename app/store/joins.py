@@ -33,7 +33,6 @@ from sqlalchemy import (
     bindparam,
     delete,
     func,
-    insert,
     or_,
     select,
     update,
@@ -41,33 +40,39 @@ from sqlalchemy import (
 
 from app.domain.join_plan import skip_reason
 from app.domain.join_rules import CANCELLED, DECISION_STATUS, FAILED, WAITING, decide
-from app.domain.statuses import JOIN_ENDINGS, Status, Transition
+from app.domain.statuses import Status, Transition
 from app.failpoints import failpoint
+from app.store import arrivals
 from app.store.database import Database, now
-from app.store.release import release_next_jobs, revive_blocked
+from app.store.join_endings import (
+    AWAIT,
+    END_ARRIVING,
+    LEASE_CLEARED,
+    Decided,
+    arrived_nodes,
+    end_nodes,
+)
+from app.store.release import release_finished, release_next_jobs, revive_blocked
 from app.store.tables import jobs, join_arrivals, joins
-from app.store.transitions import AT, apply, logged_update
+from app.store.transitions import apply
 
 # Arrivals are on the hot path of a wide fan-in: their statements are built once.
 _LOCK_JOIN = select(joins).where(joins.c.id == bindparam("join_id")).with_for_update()
-# Parameter names must differ from the columns an UPDATE sets or filters on.
-_ARRIVAL = (join_arrivals.c.join_id == bindparam("b_join")) & (
-    join_arrivals.c.job_id == bindparam("b_job")
-)
-_PREVIOUS_OUTCOME = select(join_arrivals.c.parent_outcome).where(_ARRIVAL)
-_UPDATE_ARRIVAL = (
-    update(join_arrivals)
-    .where(_ARRIVAL)
-    .values(parent_outcome=bindparam("outcome"), at=bindparam("at"))
-)
-_INSERT_ARRIVAL = insert(join_arrivals)
-_SET_COUNTS = (
+_COUNTS = bindparam("counts", type_=joins.c.outcome_counts.type)
+_SET_COUNTS = update(joins).where(joins.c.id == bindparam("join_id")).values(outcome_counts=_COUNTS)
+# The arrival that decides writes the counts and the decision in one guarded update.
+_COUNT_AND_DECIDE = (
     update(joins)
-    .where(joins.c.id == bindparam("join_id"))
-    .values(outcome_counts=bindparam("counts", type_=joins.c.outcome_counts.type))
+    .where(joins.c.id == bindparam("join_id"), joins.c.state == WAITING)
+    .values(
+        outcome_counts=_COUNTS,
+        state=bindparam("b_state"),
+        decided_at=bindparam("b_at"),
+        decided_by_job_id=bindparam("b_by"),
+    )
 )
 _IDS: Any = bindparam("ids", expanding=True)
-_LOCK_JOINS = select(joins.c.id).where(joins.c.id.in_(_IDS)).order_by(joins.c.id).with_for_update()
+_LOCK_JOINS = select(joins).where(joins.c.id.in_(_IDS)).order_by(joins.c.id).with_for_update()
 _LOCK_FREE = _LOCK_JOINS.with_for_update(skip_locked=True)
 _HELD_NODES: Select[Any] = (
     select(jobs.c.id, jobs.c.join_id, jobs.c.parent_id, jobs.c.arrival_outcome)
@@ -79,78 +84,69 @@ _HELD_NODES: Select[Any] = (
     .order_by(jobs.c.id)
     .with_for_update()
 )
-_LEASE_CLEARED = {"lease_token": None, "lease_owner": None, "lease_expires_at": None}
-
-
-def _arrived_nodes(join_id: Any) -> Any:
-    """The JOIN nodes of ``join_id`` whose arrival is recorded."""
-    return jobs.c.id.in_(select(join_arrivals.c.job_id).where(join_arrivals.c.join_id == join_id))
-
-
-# An arriving node waits for the others, or ends with the join's decision; a decision ends
-# the nodes that arrived and wait. Prebuilt per ending: built per call, they cost more CPU
-# than running them.
-_NODE = jobs.c.id == bindparam("b_node")
-_AWAIT = logged_update(
-    Transition.AWAIT_JOIN,
-    _NODE,
-    {**_LEASE_CLEARED, "message": bindparam("b_message"), "updated_at": AT},
-)
-_END_ARRIVING = {
-    outcome: logged_update(
-        ending,
-        _NODE,
-        {**_LEASE_CLEARED, "message": bindparam("b_message"), "finished_at": AT, "updated_at": AT},
-        only_from=Status.PROCESSING,
-    )
-    for outcome, ending in JOIN_ENDINGS.items()
-}
-_END_WAITING = {
-    outcome: logged_update(
-        ending,
-        (jobs.c.join_id == bindparam("b_join")) & _arrived_nodes(bindparam("b_join")),
-        {"message": bindparam("b_message"), "finished_at": AT, "updated_at": AT},
-        only_from=Status.WAITING_FOR_PARENT,
-    )
-    for outcome, ending in JOIN_ENDINGS.items()
-}
 
 
 # -- arrivals --------------------------------------------------------------------------
 
 
-def arrive_claimed(conn: Connection, nodes: Sequence[Row[Any]], at: float) -> int:
+def arrive_claimed(
+    conn: Connection,
+    nodes: Sequence[Row[Any]],
+    at: float,
+    decided: list[Decided] | None = None,
+    token: str = "",
+    locked: dict[int, Row[Any]] | None = None,
+) -> int:
     """JOIN nodes this transaction just claimed arrive, each with the outcome it carries.
 
     Join rows are locked in id order, so two transactions never wait on each other in a
-    cycle. Returns how many jobs became claimable.
+    cycle (``locked``: join rows the caller locked and read, each good for the first of
+    its nodes; the next ones read it again). With ``decided`` (a worker's claim under
+    ``token``), a node that decides its join stays held and is listed there: it and the
+    nodes that waited end in the worker's next transaction (app/store/join_endings.py),
+    so what the join starts is claimed without waiting for them. Returns how many jobs
+    became claimable.
     """
     started = 0
     for node in sorted(nodes, key=lambda n: (n.join_id, n.id)):
-        join = conn.execute(_LOCK_JOIN, {"join_id": node.join_id}).one()
+        join = (locked or {}).pop(node.join_id, None)
+        if join is None:
+            join = conn.execute(_LOCK_JOIN, {"join_id": node.join_id}).one()
         outcome = node.arrival_outcome or Status.FINISHED.value
         state, arrived, decided_now = _count_arrival(conn, join, node, outcome, at)
-        if decided_now:
-            started += _apply_decision(conn, join, state, at)
         message = f"arrival {arrived} of {join.expected} at join {join.key!r} (parent {outcome})"
+        if decided_now:
+            started += _apply_decision(conn, join, state, at, end_waiting=decided is None)
+            if decided is not None:
+                decided.append(Decided(node.id, join.id, token, f"{message}; join {state}"))
+                continue
+        elif join.decided_by_job_id == node.id:
+            # The node that decided arrives again: the worker that held it vanished (or
+            # lost its commit's answer) before it ended the nodes that waited.
+            end_nodes(conn, join.id, join.key, state, at)
         if state == WAITING:
             params = {"b_node": node.id, "b_message": f"{message}; waiting for the others"}
-            _AWAIT.run(conn, {**params, "at": at}, at)
+            AWAIT.run(conn, {**params, "at": at}, at)
             continue
         params = {"b_node": node.id, "b_message": f"{message}; join {state}", "at": at}
-        _END_ARRIVING[DECISION_STATUS[state]].run(conn, params, at)
+        END_ARRIVING[DECISION_STATUS[state]].run(conn, params, at)
     return started
 
 
-def lock_free(conn: Connection, join_ids: set[int]) -> set[int]:
-    """Lock those of these join rows no other transaction holds; returns their ids.
-    (SQLite has one writer at a time: every row is this transaction's.)"""
-    if conn.dialect.name != "postgresql":
-        return join_ids
-    return set(conn.execute(_LOCK_FREE, {"ids": sorted(join_ids)}).scalars())
+def lock_free(conn: Connection, join_ids: set[int]) -> dict[int, Row[Any]]:
+    """Lock and read those of these join rows no other transaction holds. (SQLite has one
+    writer at a time: every row is this transaction's.)"""
+    rows = conn.execute(_LOCK_FREE, {"ids": sorted(join_ids)})
+    return {row.id: row for row in rows}
 
 
-def arrive_held(conn: Connection, node_ids: list[int], token: str, at: float) -> int:
+def arrive_held(
+    conn: Connection,
+    node_ids: list[int],
+    token: str,
+    at: float,
+    decided: list[Decided] | None = None,
+) -> int:
     """JOIN nodes claimed under ``token`` whose join was busy at the claim arrive now.
 
     Run in a transaction of its own, after the claim's commit (claims.settle): it locks
@@ -162,16 +158,16 @@ def arrive_held(conn: Connection, node_ids: list[int], token: str, at: float) ->
     nodes = conn.execute(_HELD_NODES, {"ids": sorted(node_ids), "token": token}).all()
     if not nodes:
         return 0
-    conn.execute(_LOCK_JOINS, {"ids": sorted({n.join_id for n in nodes})}).all()
-    return arrive_claimed(conn, nodes, at)
+    ids = sorted({n.join_id for n in nodes})
+    locked = {row.id: row for row in conn.execute(_LOCK_JOINS, {"ids": ids})}
+    return arrive_claimed(conn, nodes, at, decided, token, locked)
 
 
 def arrive_cancelled(conn: Connection, node: Row[Any], at: float) -> int:
     """A JOIN node cancelled by a user arrives as a cancelled branch, unless it had
     arrived already. Returns how many jobs became claimable."""
     join = conn.execute(_LOCK_JOIN, {"join_id": node.join_id}).one()
-    key = {"b_join": join.id, "b_job": node.id}
-    if conn.execute(_PREVIOUS_OUTCOME, key).scalar() is not None:
+    if arrivals.previous_outcome(conn, join.id, node.id) is not None:
         return 0
     state, _, decided_now = _count_arrival(conn, join, node, Status.CANCELLED.value, at)
     return _apply_decision(conn, join, state, at) if decided_now else 0
@@ -183,75 +179,67 @@ def _count_arrival(
     """Record the arrival, recount, decide. Returns (the join's state, arrivals, whether
     this arrival decided it). A node arriving again (its parent was retried) replaces its
     recorded outcome instead of counting twice."""
-    previous = _record_arrival(conn, join.id, node, outcome, at)
+    previous = arrivals.record(conn, join.id, node, outcome, at)
     # Counted on the locked join row, so an arrival costs the same whatever the width.
     outcomes: Counter[str] = Counter(join.outcome_counts or {})
     if previous is not None:
         outcomes[previous] -= 1
     outcomes[outcome] += 1
     outcomes = +outcomes  # drop zero counts
-    conn.execute(_SET_COUNTS, {"join_id": join.id, "counts": dict(outcomes)})
     failpoint("mid_join")  # the arrival is written, the decision not yet taken
     arrived = sum(outcomes.values())
-    if join.state != WAITING:
-        return join.state, arrived, False
-    decision = decide(join.trigger, join.expected, outcomes)
-    if decision is None or not _decide(conn, join.id, decision, node.id, at):
-        return WAITING, arrived, False
-    return decision, arrived, True
-
-
-def _record_arrival(
-    conn: Connection, join_id: int, node: Row[Any], outcome: str, at: float
-) -> str | None:
-    """Insert or update the node's arrival; returns the outcome it replaced, if any."""
-    key = {"b_join": join_id, "b_job": node.id}
-    previous: str | None = conn.execute(_PREVIOUS_OUTCOME, key).scalar()
-    if previous is not None:
-        conn.execute(_UPDATE_ARRIVAL, {**key, "outcome": outcome, "at": at})
-    else:
-        conn.execute(
-            _INSERT_ARRIVAL,
-            {
-                "join_id": join_id,
-                "job_id": node.id,
-                "parent_job_id": node.parent_id,
-                "parent_outcome": outcome,
-                "at": at,
-            },
-        )
-    return previous
+    counts = {"join_id": join.id, "counts": dict(outcomes)}
+    decision = decide(join.trigger, join.expected, outcomes) if join.state == WAITING else None
+    if decision is not None:
+        params = {**counts, "b_state": decision, "b_at": at, "b_by": node.id}
+        if conn.execute(_COUNT_AND_DECIDE, params).rowcount == 1:
+            return decision, arrived, True
+    conn.execute(_SET_COUNTS, counts)
+    return join.state, arrived, False
 
 
 # -- the decision ----------------------------------------------------------------------
 
+# What releasing the join's next jobs reads of the node they hang below.
+_OWNER: Select[Any] = select(jobs.c.id, jobs.c.target_object).where(jobs.c.id == bindparam("owner"))
+_DECIDE = (
+    update(joins)
+    .where(joins.c.id == bindparam("b_join"), joins.c.state == WAITING)
+    .values(
+        state=bindparam("b_state"),
+        decided_at=bindparam("b_at"),
+        decided_by_job_id=bindparam("b_by"),
+    )
+)
+
 
 def _decide(conn: Connection, join_id: int, state: str, by_job: int | None, at: float) -> bool:
     """The guarded decision: true for exactly one caller per join."""
-    return (
-        conn.execute(
-            update(joins)
-            .where(joins.c.id == join_id, joins.c.state == WAITING)
-            .values(state=state, decided_at=at, decided_by_job_id=by_job)
-        ).rowcount
-        == 1
-    )
+    params = {"b_join": join_id, "b_state": state, "b_at": at, "b_by": by_job}
+    return conn.execute(_DECIDE, params).rowcount == 1
 
 
-def _apply_decision(conn: Connection, join: Row[Any], decision: str, at: float) -> int:
-    """End the nodes that arrived and wait, and release the join's next jobs with the
-    decision's outcome (a JOIN node among them carries it to the next join)."""
+def _apply_decision(
+    conn: Connection, join: Row[Any], decision: str, at: float, end_waiting: bool = True
+) -> int:
+    """End the nodes that arrived and wait (unless the caller ends them later), and
+    release the join's next jobs with the decision's outcome (a JOIN node among them
+    carries it to the next join)."""
     outcome = DECISION_STATUS[decision]
-    params = {"b_join": join.id, "b_message": f"join {join.key!r} {decision}", "at": at}
-    _END_WAITING[outcome].run(conn, params, at)
+    if end_waiting:
+        end_nodes(conn, join.id, join.key, decision, at)
     if join.owner_job_id is None:
         return 0
-    owner = conn.execute(select(jobs).where(jobs.c.id == join.owner_job_id)).one()
-    reason = {
-        FAILED: _skip_message(conn, join.id)
-        or f"skipped: join {join.key!r} did not succeed ({join.trigger})",
-        CANCELLED: f"cancelled: every branch of join {join.key!r} was cancelled",
-    }.get(decision)
+    if outcome == Status.FINISHED:  # the hot path: nothing to read of the owner
+        return release_finished(conn, [join.owner_job_id], at)
+    owner = conn.execute(_OWNER, {"owner": join.owner_job_id}).one()
+    reason = None
+    if decision == FAILED:  # read only then: never on the hot path of a firing join
+        reason = _skip_message(conn, join.id) or (
+            f"skipped: join {join.key!r} did not succeed ({join.trigger})"
+        )
+    elif decision == CANCELLED:
+        reason = f"cancelled: every branch of join {join.key!r} was cancelled"
     return release_next_jobs(conn, owner, outcome, at, reason=reason)
 
 
@@ -301,7 +289,9 @@ def rearm(conn: Connection, parent_ids: list[int], at: float) -> None:
             ),
         ),
         at=at,
-        values={"finished_at": None, "arrival_outcome": None, "message": None},
+        # A node held by a worker (arriving, or the decider whose waiting siblings it ends
+        # next) is taken back from it: its lease token no longer matches.
+        values={**LEASE_CLEARED, "finished_at": None, "arrival_outcome": None, "message": None},
         returning=(jobs.c.join_id,),
     )
     for row in sorted(rearmed, key=lambda r: (r.join_id, r.id)):
@@ -334,7 +324,7 @@ def _reopen(conn: Connection, join: Row[Any], at: float) -> None:
     apply(
         conn,
         Transition.REOPEN,
-        and_(jobs.c.join_id == join.id, _arrived_nodes(join.id)),
+        and_(jobs.c.join_id == join.id, arrived_nodes(join.id)),
         at=at,
         only_from=DECISION_STATUS[join.state],
         values={"finished_at": None, "message": f"join {join.key!r} reopened"},

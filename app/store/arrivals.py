@@ -1,0 +1,62 @@
+"""A JOIN node's arrival row: one per node and join, its outcome replaced if it arrives
+again (its parent was retried, or the node that decided arrives once more).
+
+The caller holds the join row's lock (app/store/joins.py).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from sqlalchemy import Connection, Row, bindparam, select, update
+
+from app.store.tables import join_arrivals
+
+# Parameter names must differ from the columns an UPDATE sets or filters on.
+_ARRIVAL = (join_arrivals.c.join_id == bindparam("b_join")) & (
+    join_arrivals.c.job_id == bindparam("b_job")
+)
+_PREVIOUS_OUTCOME = select(join_arrivals.c.parent_outcome).where(_ARRIVAL)
+_UPDATE_ARRIVAL = (
+    update(join_arrivals)
+    .where(_ARRIVAL)
+    .values(parent_outcome=bindparam("outcome"), at=bindparam("at"))
+)
+
+
+def previous_outcome(conn: Connection, join_id: int, node_id: int) -> str | None:
+    """The outcome the node's recorded arrival carries, if it arrived."""
+    found: str | None = conn.execute(
+        _PREVIOUS_OUTCOME, {"b_join": join_id, "b_job": node_id}
+    ).scalar()
+    return found
+
+
+def record(conn: Connection, join_id: int, node: Row[Any], outcome: str, at: float) -> str | None:
+    """Insert or update the node's arrival; returns the outcome it replaced, if any."""
+    row = {
+        "join_id": join_id,
+        "job_id": node.id,
+        "parent_job_id": node.parent_id,
+        "parent_outcome": outcome,
+        "at": at,
+    }
+    if conn.execute(_new_arrival(conn.dialect.name), row).first() is not None:
+        return None  # the usual case: one statement
+    previous = previous_outcome(conn, join_id, node.id)
+    key = {"b_join": join_id, "b_job": node.id}
+    conn.execute(_UPDATE_ARRIVAL, {**key, "outcome": outcome, "at": at})
+    return previous
+
+
+@functools.cache
+def _new_arrival(dialect: str) -> Any:
+    """INSERT the arrival unless the node arrived already (then nothing returns). The
+    dialect's module is imported only for its own database."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql as module
+    else:
+        from sqlalchemy.dialects import sqlite as module  # type: ignore[no-redef]
+    stmt = module.insert(join_arrivals).on_conflict_do_nothing(index_elements=["join_id", "job_id"])
+    return stmt.returning(join_arrivals.c.id)
