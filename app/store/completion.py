@@ -79,17 +79,28 @@ _FINISH_VALUES = {
 # The attempt's run, on its event rows too: the job's row holds only the latest attempt's.
 _RUN = ("b_started", "b_ended")
 _FINISH_MANY = logged_update(Transition.FINISH, _FINISH_CONDITION, _FINISH_VALUES, ran=_RUN)
-# PostgreSQL, one FINISHED job (a chain's hop): its finish, the start of its next jobs and
-# every event row in one statement, answering how many started. The next jobs are those of
-# the row the finish moved (a different row: each row is updated once).
+# PostgreSQL, one job that succeeded (a chain's hop): its finish, the start of its next
+# jobs and every event row in one statement, answering whether it finished and how many
+# started. Guarded by the lease and by no cancel request, it needs no read before it (a
+# job it does not move is recorded the long way). The next jobs are those of the row the
+# finish moved (a different row: each row is updated once).
 _FINISHED_ONE = logged_update(
-    Transition.FINISH, _FINISH_CONDITION, _FINISH_VALUES, name="finished", ran=_RUN
+    Transition.FINISH,
+    _FINISH_CONDITION & jobs.c.cancel_requested.is_(False),
+    _FINISH_VALUES,
+    name="finished",
+    ran=_RUN,
 )
 _STARTED_AFTER = start_children(
     jobs.c.parent_id.in_(select(_FINISHED_ONE.moved.c.id)), name="started"
 )
 _FINISH_ONE_AND_RELEASE = logged_together(
-    select(func.count()).select_from(_STARTED_AFTER.moved), _FINISHED_ONE, _STARTED_AFTER
+    select(
+        select(func.count()).select_from(_FINISHED_ONE.moved).scalar_subquery().label("ended"),
+        select(func.count()).select_from(_STARTED_AFTER.moved).scalar_subquery().label("started"),
+    ),
+    _FINISHED_ONE,
+    _STARTED_AFTER,
 )
 
 
@@ -207,6 +218,11 @@ def record_and_claim(
 def _record(
     conn: Connection, done: list[Done], policy: RetryPolicy, log_limit: int, t: float
 ) -> tuple[dict[int, Status | None], int, float | None]:
+    if len(done) == 1 and conn.dialect.name == "postgresql":
+        started = _finish_unread(conn, done[0], log_limit, t)
+        if started is not None:
+            failpoint("before_finish_commit")
+            return {done[0].job_id: Status.FINISHED}, started, None
     ids = [d.job_id for d in done]
     locked: list[Row[Any]] = list(conn.execute(LOCK_FOR_RECORDING, {"ids": ids}))
     rows = {r.id: r for r in locked}
@@ -244,6 +260,37 @@ def _record(
         released += _record_finished(conn, finished, log_limit, t)
     failpoint("before_finish_commit")  # every outcome written, the transaction still open
     return statuses, released, retry_at
+
+
+def _finish_unread(conn: Connection, item: Done, log_limit: int, t: float) -> int | None:
+    """PostgreSQL, one job that reported success with its run's times: finish it and start
+    its next jobs in one statement, unread. Returns how many started, or None when it did
+    not finish so (a cancel request, a lost lease): the caller records it the long way."""
+    outcome = item.outcome
+    if outcome.failed or not outcome.started or None in (outcome.started_at, outcome.finished_at):
+        return None
+    params = _finish_params(item.job_id, item, outcome.started_at, outcome.finished_at, t)
+    row = conn.execute(_FINISH_ONE_AND_RELEASE, {**params, "at": t}).one()
+    if not row.ended:
+        return None
+    if outcome.log:
+        append_log(conn, item.job_id, outcome.log, log_limit)
+    return int(row.started)
+
+
+def _finish_params(
+    job_id: int, item: Done, started: float | None, ended: float | None, t: float
+) -> dict[str, Any]:
+    return {
+        "b_id": job_id,
+        "b_token": item.token,
+        "b_message": item.outcome.message,
+        "b_result": item.outcome.result,
+        "b_progress": item.outcome.progress,
+        "b_started": started,
+        "b_ended": ended,
+        "b_at": t,
+    }
 
 
 def attempt_of(row: Row[Any]) -> Attempt:
@@ -292,25 +339,13 @@ def _record_finished(
 ) -> int:
     """FINISHED jobs: one executemany, then one release of all their next jobs (on
     PostgreSQL, a single job: one statement for both)."""
-    params = []
-    for row, item in finished:
-        started, ended = run_of(row, item.outcome, t)
-        params.append(
-            {
-                "b_id": row.id,
-                "b_token": item.token,
-                "b_message": item.outcome.message,
-                "b_result": item.outcome.result,
-                "b_progress": item.outcome.progress,
-                "b_started": started,
-                "b_ended": ended,
-                "b_at": t,
-            }
-        )
+    params = [
+        _finish_params(row.id, item, *run_of(row, item.outcome, t), t) for row, item in finished
+    ]
     for row, item in finished:
         if item.outcome.log:
             append_log(conn, row.id, item.outcome.log, log_limit)
     if len(finished) == 1 and conn.dialect.name == "postgresql":
-        return int(conn.execute(_FINISH_ONE_AND_RELEASE, {**params[0], "at": t}).scalar_one())
+        return int(conn.execute(_FINISH_ONE_AND_RELEASE, {**params[0], "at": t}).one().started)
     _FINISH_MANY.run_many(conn, params, [row for row, _ in finished], t)
     return release_finished(conn, [row.id for row, _ in finished], t)
