@@ -36,7 +36,9 @@ class Lane:
 
     def may_start(self, db: Database, claim: claims.Claim) -> bool:
         if self.start_checks is not None:
-            return self.start_checks.may_start(claim)
+            with self.lock:
+                waiting = list(self.held)
+            return self.start_checks.may_start(claim, waiting)
         return start_checks.start_check(db, claim)
 
     def take(self) -> claims.Claim | None:

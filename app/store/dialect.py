@@ -180,19 +180,18 @@ class DriverConnection:
         if self._postgres:
             self._driver.autocommit = True
 
-    def fetch_one(
+    def fetch_all(
         self, sql: str, positions: Sequence[str] | None, params: Mapping[str, Any]
-    ) -> tuple[Any, ...] | None:
+    ) -> list[tuple[Any, ...]]:
         """Run compiled ``sql`` with ``params`` (ordered by ``positions`` for a positional
-        paramstyle); the first row or None."""
+        paramstyle); every row."""
         args: Any = [params[name] for name in positions] if positions else dict(params)
         cursor = self._driver.cursor()
         try:
             cursor.execute(sql, args)
-            row = cursor.fetchone()
+            return [tuple(row) for row in cursor.fetchall()]
         finally:
             cursor.close()
-        return tuple(row) if row is not None else None
 
     def close(self) -> None:
         try:

@@ -94,7 +94,7 @@ def test_a_workers_own_start_checks_answer_the_same(db: Database) -> None:
     roots = three_roots(db)
     claimed_now = claims.claim(db, "w", lease_seconds=60, limit=3)
     actions.cancel(db, roots[1])
-    checks = start_checks.StartChecks(db)
+    checks = start_checks.StartChecks(db, max_age=0)  # a fresh read for every job
     try:
         assert [checks.may_start(c) for c in claimed_now] == [True, False, True]
         actions.cancel(db, roots[2])  # seen by the very next check on the same connection
@@ -108,3 +108,24 @@ def test_a_workers_own_start_checks_answer_the_same(db: Database) -> None:
 def status_after_a_write(db: Database, job_id: int) -> str:
     db.write(lambda conn: None)
     return status_of(db, job_id)
+
+
+def test_one_read_answers_for_the_batch_while_it_is_fresh(db: Database) -> None:
+    """The worker reads the job about to start and those waiting behind it at once; a
+    waiting job starts on that answer only while it is younger than ``max_age``."""
+    roots = three_roots(db)
+    first, second, third = claims.claim(db, "w", lease_seconds=60, limit=3)
+    actions.cancel(db, roots[1])
+    fresh = start_checks.StartChecks(db, max_age=3600.0)
+    stale = start_checks.StartChecks(db, max_age=0)
+    try:
+        assert fresh.may_start(first, [second, third])
+        assert stale.may_start(first, [second, third])
+        actions.cancel(db, roots[2])  # after both reads
+        # Within its age the answer stands: the bound a cancel must beat.
+        assert [fresh.may_start(second, [third]), fresh.may_start(third)] == [False, True]
+        # Past it (here at once), a job is read again before it starts.
+        assert [stale.may_start(second, [third]), stale.may_start(third)] == [False, False]
+    finally:
+        fresh.close()
+        stale.close()
