@@ -11,7 +11,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, select, update
 
-from app.store.tables import join_arrivals
+from app.domain.join_plan import skip_reason
+from app.domain.statuses import Status
+from app.store.tables import jobs, join_arrivals
 
 # Parameter names must differ from the columns an UPDATE sets or filters on.
 _ARRIVAL = (join_arrivals.c.join_id == bindparam("b_join")) & (
@@ -60,3 +62,23 @@ def _new_arrival(dialect: str) -> Any:
         from sqlalchemy.dialects import sqlite as module  # type: ignore[no-redef]
     stmt = module.insert(join_arrivals).on_conflict_do_nothing(index_elements=["join_id", "job_id"])
     return stmt.returning(join_arrivals.c.id)
+
+
+def skip_message(conn: Connection, join_id: int) -> str | None:
+    """The skip reason the join's unsuccessful branches give (JOIN ``skipMessage``), if
+    any: read only when a join fails, never on the hot path."""
+    rows = conn.execute(
+        select(jobs.c.parameters, join_arrivals.c.parent_outcome)
+        .join(jobs, jobs.c.id == join_arrivals.c.job_id)
+        .where(
+            join_arrivals.c.join_id == join_id,
+            join_arrivals.c.parent_outcome != Status.FINISHED.value,
+        )
+        .order_by(join_arrivals.c.id)
+    ).all()
+    found = [
+        (row.parameters["skipMessage"], row.parent_outcome)
+        for row in rows
+        if isinstance(row.parameters, dict) and row.parameters.get("skipMessage")
+    ]
+    return skip_reason(found)

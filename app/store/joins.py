@@ -38,7 +38,6 @@ from sqlalchemy import (
     update,
 )
 
-from app.domain.join_plan import skip_reason
 from app.domain.join_rules import CANCELLED, DECISION_STATUS, FAILED, WAITING, decide
 from app.domain.statuses import Status, Transition
 from app.failpoints import failpoint
@@ -52,24 +51,46 @@ from app.store.join_endings import (
     arrived_nodes,
     end_nodes,
 )
-from app.store.release import release_finished, release_next_jobs, revive_blocked
+from app.store.release import (
+    release_finished,
+    release_next_jobs,
+    revive_blocked,
+    start_children,
+)
 from app.store.tables import jobs, join_arrivals, joins
-from app.store.transitions import apply
+from app.store.transitions import apply, logged_together
 
 # Arrivals are on the hot path of a wide fan-in: their statements are built once.
 _LOCK_JOIN = select(joins).where(joins.c.id == bindparam("join_id")).with_for_update()
 _COUNTS = bindparam("counts", type_=joins.c.outcome_counts.type)
-_SET_COUNTS = update(joins).where(joins.c.id == bindparam("join_id")).values(outcome_counts=_COUNTS)
+_SET_COUNTS = update(joins).where(joins.c.id == bindparam("b_join")).values(outcome_counts=_COUNTS)
 # The arrival that decides writes the counts and the decision in one guarded update.
 _COUNT_AND_DECIDE = (
     update(joins)
-    .where(joins.c.id == bindparam("join_id"), joins.c.state == WAITING)
+    .where(joins.c.id == bindparam("b_join"), joins.c.state == WAITING)
     .values(
         outcome_counts=_COUNTS,
         state=bindparam("b_state"),
         decided_at=bindparam("b_at"),
         decided_by_job_id=bindparam("b_by"),
     )
+)
+# PostgreSQL, an arrival that fires its join: the counts, the decision and the start of
+# the join's next jobs (below its owner node) in one statement, answering both. (Its
+# parameter names must differ from the columns of jobs, which it updates too.)
+_FIRING = _COUNT_AND_DECIDE.returning(joins.c.owner_job_id).cte("decided")
+_STARTED_BY_FIRING = start_children(
+    jobs.c.parent_id.in_(select(_FIRING.c.owner_job_id)), name="started"
+)
+_FIRE_AND_START = logged_together(
+    select(
+        select(func.count()).select_from(_FIRING).scalar_subquery().label("decided"),
+        select(func.count())
+        .select_from(_STARTED_BY_FIRING.moved)
+        .scalar_subquery()
+        .label("started"),
+    ),
+    _STARTED_BY_FIRING,
 )
 _IDS: Any = bindparam("ids", expanding=True)
 _LOCK_JOINS = select(joins).where(joins.c.id.in_(_IDS)).order_by(joins.c.id).with_for_update()
@@ -113,10 +134,11 @@ def arrive_claimed(
         if join is None:
             join = conn.execute(_LOCK_JOIN, {"join_id": node.join_id}).one()
         outcome = node.arrival_outcome or Status.FINISHED.value
-        state, arrived, decided_now = _count_arrival(conn, join, node, outcome, at)
+        state, arrived, decided_now, fired = _count_arrival(conn, join, node, outcome, at)
         message = f"arrival {arrived} of {join.expected} at join {join.key!r} (parent {outcome})"
         if decided_now:
-            started += _apply_decision(conn, join, state, at, end_waiting=decided is None)
+            end_waiting = decided is None
+            started += _apply_decision(conn, join, state, at, end_waiting, fired)
             if decided is not None:
                 decided.append(Decided(node.id, join.id, token, f"{message}; join {state}"))
                 continue
@@ -169,15 +191,16 @@ def arrive_cancelled(conn: Connection, node: Row[Any], at: float) -> int:
     join = conn.execute(_LOCK_JOIN, {"join_id": node.join_id}).one()
     if arrivals.previous_outcome(conn, join.id, node.id) is not None:
         return 0
-    state, _, decided_now = _count_arrival(conn, join, node, Status.CANCELLED.value, at)
+    state, _, decided_now, _ = _count_arrival(conn, join, node, Status.CANCELLED.value, at)
     return _apply_decision(conn, join, state, at) if decided_now else 0
 
 
 def _count_arrival(
     conn: Connection, join: Row[Any], node: Row[Any], outcome: str, at: float
-) -> tuple[str, int, bool]:
+) -> tuple[str, int, bool, int | None]:
     """Record the arrival, recount, decide. Returns (the join's state, arrivals, whether
-    this arrival decided it). A node arriving again (its parent was retried) replaces its
+    this arrival decided it, how many next jobs its firing started if that statement
+    started them too). A node arriving again (its parent was retried) replaces its
     recorded outcome instead of counting twice."""
     previous = arrivals.record(conn, join.id, node, outcome, at)
     # Counted on the locked join row, so an arrival costs the same whatever the width.
@@ -188,14 +211,19 @@ def _count_arrival(
     outcomes = +outcomes  # drop zero counts
     failpoint("mid_join")  # the arrival is written, the decision not yet taken
     arrived = sum(outcomes.values())
-    counts = {"join_id": join.id, "counts": dict(outcomes)}
+    counts = {"b_join": join.id, "counts": dict(outcomes)}
     decision = decide(join.trigger, join.expected, outcomes) if join.state == WAITING else None
     if decision is not None:
         params = {**counts, "b_state": decision, "b_at": at, "b_by": node.id}
-        if conn.execute(_COUNT_AND_DECIDE, params).rowcount == 1:
-            return decision, arrived, True
+        fires = DECISION_STATUS[decision] == Status.FINISHED and join.owner_job_id is not None
+        if fires and conn.dialect.name == "postgresql":  # the hot path of a fan-in
+            row = conn.execute(_FIRE_AND_START, {**params, "at": at}).one()
+            if row.decided:
+                return decision, arrived, True, int(row.started)
+        elif conn.execute(_COUNT_AND_DECIDE, params).rowcount == 1:
+            return decision, arrived, True, None
     conn.execute(_SET_COUNTS, counts)
-    return join.state, arrived, False
+    return join.state, arrived, False, None
 
 
 # -- the decision ----------------------------------------------------------------------
@@ -220,14 +248,21 @@ def _decide(conn: Connection, join_id: int, state: str, by_job: int | None, at: 
 
 
 def _apply_decision(
-    conn: Connection, join: Row[Any], decision: str, at: float, end_waiting: bool = True
+    conn: Connection,
+    join: Row[Any],
+    decision: str,
+    at: float,
+    end_waiting: bool = True,
+    started: int | None = None,
 ) -> int:
     """End the nodes that arrived and wait (unless the caller ends them later), and
     release the join's next jobs with the decision's outcome (a JOIN node among them
-    carries it to the next join)."""
+    carries it to the next join), unless the decision's statement ``started`` them."""
     outcome = DECISION_STATUS[decision]
     if end_waiting:
         end_nodes(conn, join.id, join.key, decision, at)
+    if started is not None:
+        return started
     if join.owner_job_id is None:
         return 0
     if outcome == Status.FINISHED:  # the hot path: nothing to read of the owner
@@ -235,32 +270,12 @@ def _apply_decision(
     owner = conn.execute(_OWNER, {"owner": join.owner_job_id}).one()
     reason = None
     if decision == FAILED:  # read only then: never on the hot path of a firing join
-        reason = _skip_message(conn, join.id) or (
+        reason = arrivals.skip_message(conn, join.id) or (
             f"skipped: join {join.key!r} did not succeed ({join.trigger})"
         )
     elif decision == CANCELLED:
         reason = f"cancelled: every branch of join {join.key!r} was cancelled"
     return release_next_jobs(conn, owner, outcome, at, reason=reason)
-
-
-def _skip_message(conn: Connection, join_id: int) -> str | None:
-    """The skip reason the join's unsuccessful branches give (JOIN ``skipMessage``), if
-    any: read only when a join fails, never on the hot path."""
-    rows = conn.execute(
-        select(jobs.c.parameters, join_arrivals.c.parent_outcome)
-        .join(jobs, jobs.c.id == join_arrivals.c.job_id)
-        .where(
-            join_arrivals.c.join_id == join_id,
-            join_arrivals.c.parent_outcome != Status.FINISHED.value,
-        )
-        .order_by(join_arrivals.c.id)
-    ).all()
-    found = [
-        (row.parameters["skipMessage"], row.parent_outcome)
-        for row in rows
-        if isinstance(row.parameters, dict) and row.parameters.get("skipMessage")
-    ]
-    return skip_reason(found)
 
 
 # -- retries and timeouts --------------------------------------------------------------
@@ -308,7 +323,7 @@ def rearm(conn: Connection, parent_ids: list[int], at: float) -> None:
                 .group_by(join_arrivals.c.parent_outcome)
             ).all()
         )
-        conn.execute(_SET_COUNTS, {"join_id": join.id, "counts": counts})
+        conn.execute(_SET_COUNTS, {"b_join": join.id, "counts": counts})
         if join.state in (FAILED, CANCELLED) and join.decided_by_job_id is not None:
             _reopen(conn, join, at)
 
