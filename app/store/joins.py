@@ -9,8 +9,9 @@ two arrivals can never both be the last and a decided join never decides again.
 
 Every JOIN node ends with its join's decision (FINISHED, FAILED or CANCELLED): at its
 arrival when the join has decided, else it waits (WAITING_FOR_PARENT) until the decision
-ends it. The decision also releases the join's next jobs, which hang below one of its
-nodes (the owner), by the ordinary rules of a parent's end.
+ends it (a worker's decision ends them in its next commit: app/store/join_endings.py). The
+decision also releases the join's next jobs, which hang below one of its nodes (the
+owner), by the ordinary rules of a parent's end.
 
 Lock order: a claim locks the node, then the join; so do cancel and retry. A claim never
 waits for a join row: it takes the lock with SKIP LOCKED (:func:`lock_free`), and a node
