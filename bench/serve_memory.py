@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, func, select, text
 
-from bench.worker_memory import fresh_database, pss_kib
+from bench.worker_memory import fresh_database, pss_kib, upgrade
 
 WORKLOADS = ("flat", "chain", "join")
 SUBMIT = """
@@ -152,13 +152,7 @@ def main() -> None:
     tree = args.tree.resolve()
     with fresh_database(args.database_url) as url:
         env = {**os.environ, "JOBCHAIN_DATABASE_URL": url, "PYTHONPATH": str(tree)}
-        subprocess.run(
-            [sys.executable, "-m", "app.cli", "db", "upgrade"],
-            cwd=tree,
-            env=env,
-            check=True,
-            capture_output=True,
-        )
+        upgrade(tree, env)
         snapshots: list[tracemalloc.Snapshot] = []
         if args.tracemalloc:
             tracemalloc.start(args.frames)

@@ -76,6 +76,18 @@ def fresh_database(admin_url: str | None) -> Iterator[str]:
         admin.dispose()
 
 
+def upgrade(tree: Path, env: dict[str, str]) -> None:
+    """``jobchain db upgrade`` with ``tree``'s code, as a deployment does before its
+    processes start."""
+    subprocess.run(
+        [sys.executable, "-m", "app.cli", "db", "upgrade"],
+        cwd=tree,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+
+
 def start_worker(
     tree: Path, env: dict[str, str], *flags: str, stderr: Any = subprocess.DEVNULL
 ) -> subprocess.Popen[str]:
@@ -137,13 +149,7 @@ def main() -> None:
     with fresh_database(args.database_url) as url:
         env = {**os.environ, "JOBCHAIN_DATABASE_URL": url, "PYTHONPATH": str(tree)}
         if not args.unmigrated:
-            subprocess.run(
-                [sys.executable, "-m", "app.cli", "db", "upgrade"],
-                cwd=tree,
-                env=env,
-                check=True,
-                capture_output=True,
-            )
+            upgrade(tree, env)
         worker = start_worker(tree, env)
         try:
             time.sleep(1.0)  # let start-up allocations settle (a benchmark, not a test)
