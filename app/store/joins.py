@@ -63,6 +63,13 @@ from app.store.transitions import apply, logged_together
 
 # Arrivals are on the hot path of a wide fan-in: their statements are built once.
 _LOCK_JOIN = select(joins).where(joins.c.id == bindparam("join_id")).with_for_update()
+_JOINS_OF = select(jobs.c.join_id).distinct()
+_LOCK_JOINS_OF = (
+    select(joins.c.id)
+    .where(joins.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(joins.c.id)
+    .with_for_update()
+)
 _COUNTS = bindparam("counts", type_=joins.c.outcome_counts.type)
 _SET_COUNTS = update(joins).where(joins.c.id == bindparam("b_join")).values(outcome_counts=_COUNTS)
 # The arrival that decides writes the counts and the decision in one guarded update.
@@ -292,12 +299,18 @@ def rearm(conn: Connection, parent_ids: list[int], at: float) -> None:
     """
     if not parent_ids:
         return
+    nodes = jobs.c.parent_id.in_(parent_ids) & jobs.c.join_id.is_not(None)
+    # Joins before nodes, as a decision's endings lock them (end_decided): the other order
+    # deadlocks with a worker ending the node this retry takes back.
+    join_ids = list(conn.execute(_JOINS_OF.where(nodes)).scalars())
+    if not join_ids:
+        return  # no JOIN node below
+    conn.execute(_LOCK_JOINS_OF, {"ids": join_ids})
     rearmed = apply(
         conn,
         Transition.REARM,
         and_(
-            jobs.c.parent_id.in_(parent_ids),
-            jobs.c.join_id.is_not(None),
+            nodes,
             # A node still waiting for its parent has nothing to withdraw.
             or_(
                 jobs.c.status != Status.WAITING_FOR_PARENT.value,
