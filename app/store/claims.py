@@ -33,6 +33,7 @@ from sqlalchemy import (
 from app.domain.statuses import Status, Transition
 from app.store import join_endings, joins
 from app.store.database import Database, now
+from app.store.guards import FoundBy, guard
 from app.store.joblog import append_log
 from app.store.join_claims import Taken
 from app.store.join_endings import Decided
@@ -94,7 +95,7 @@ def _due(*only: ColumnElement[bool]) -> Select[Any]:
     return (
         select(jobs.c.id)
         .where(
-            jobs.c.status == Status.WAITING_FOR_DISPATCH.value,
+            guard(Transition.CLAIM, found_by=FoundBy.LOCK),  # _claim_due's guard
             jobs.c.run_after <= bindparam("now"),
             *only,
         )
@@ -156,11 +157,16 @@ _CLAIM = logged_update(
 
 # PostgreSQL: all of it in one statement. The due rows are locked in a MATERIALIZED CTE,
 # evaluated once: as an ``IN (subquery)`` PostgreSQL may rescan the skip-locked subquery
-# per row and so claim every due job, not ``limit``.
+# per row and so claim every due job, not ``limit``. The lock is the guard: the rows it
+# took are found by primary key, never by scanning every due job.
 def _claim_due(due: Select[Any]) -> LoggedUpdate:
     once = due.cte("due").prefix_with("MATERIALIZED")
     return logged_update(
-        Transition.CLAIM, jobs.c.id == once.c.id, _CLAIM_VALUES, returning=_CLAIMED_COLUMNS
+        Transition.CLAIM,
+        jobs.c.id == once.c.id,
+        _CLAIM_VALUES,
+        returning=_CLAIMED_COLUMNS,
+        found_by=FoundBy.LOCK,
     )
 
 

@@ -21,6 +21,7 @@ from app.failpoints import failpoint
 from app.store import join_endings
 from app.store.claims import Claim, claim_with_arrivals, claimed_with, end_decided, held, settle
 from app.store.database import Database, now
+from app.store.guards import FoundBy
 from app.store.joblog import append_log
 from app.store.join_claims import Taken
 from app.store.join_endings import Decided
@@ -78,7 +79,9 @@ _FINISH_VALUES = {
 }
 # The attempt's run, on its event rows too: the job's row holds only the latest attempt's.
 _RUN = ("b_started", "b_ended")
-_FINISH_MANY = logged_update(Transition.FINISH, _FINISH_CONDITION, _FINISH_VALUES, ran=_RUN)
+_FINISH_MANY = logged_update(
+    Transition.FINISH, _FINISH_CONDITION, _FINISH_VALUES, ran=_RUN, found_by=FoundBy.KEY
+)
 # PostgreSQL, one job that succeeded (a chain's hop): its finish, the start of its next
 # jobs and every event row in one statement, answering whether it finished and how many
 # started. Guarded by the lease and by no cancel request, it needs no read before it (a
@@ -90,6 +93,7 @@ _FINISHED_ONE = logged_update(
     _FINISH_VALUES,
     name="finished",
     ran=_RUN,
+    found_by=FoundBy.KEY,
 )
 _STARTED_AFTER = start_children(
     jobs.c.parent_id.in_(select(_FINISHED_ONE.moved.c.id)), name="started"

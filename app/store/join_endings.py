@@ -25,6 +25,7 @@ from sqlalchemy import ColumnElement, Connection, bindparam, select
 
 from app.domain.join_rules import DECISION_STATUS, WAITING
 from app.domain.statuses import JOIN_ENDINGS, Status, Transition
+from app.store.guards import FoundBy
 from app.store.tables import jobs, join_arrivals, joins
 from app.store.transitions import AT, LoggedUpdate, logged_update
 
@@ -53,7 +54,7 @@ _HELD_NODE = _NODE & (jobs.c.lease_token == bindparam("b_token"))
 def _awaiting(node: ColumnElement[bool]) -> LoggedUpdate:
     """An arrived node waits for the others."""
     values = {**LEASE_CLEARED, "message": bindparam("b_message"), "updated_at": AT}
-    return logged_update(Transition.AWAIT_JOIN, node, values)
+    return logged_update(Transition.AWAIT_JOIN, node, values, found_by=FoundBy.KEY)
 
 
 def _ending(node: ColumnElement[bool], held: bool) -> dict[Status, LoggedUpdate]:
@@ -69,7 +70,7 @@ def _ending(node: ColumnElement[bool], held: bool) -> dict[Status, LoggedUpdate]
     if held:
         values = {**LEASE_CLEARED, **values}
     return {
-        outcome: logged_update(ending, node, values, only_from=source)
+        outcome: logged_update(ending, node, values, only_from=source, found_by=FoundBy.KEY)
         for outcome, ending in JOIN_ENDINGS.items()
     }
 

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Row, and_, bindparam, case, select
 
 from app.domain.statuses import TERMINAL, TRANSITIONS, Status, Transition, target
+from app.store.guards import FoundBy
 from app.store.tables import jobs
 from app.store.transitions import AT, LoggedUpdate, apply, apply_to_ids, logged_update
 
@@ -88,6 +89,7 @@ def start_children(parents: ColumnElement[bool], name: str = "moved") -> LoggedU
         returning=(jobs.c.join_id,),
         alternate=(Transition.ARRIVE, jobs.c.join_id),
         name=name,
+        found_by=FoundBy.KEY,
     )
 
 

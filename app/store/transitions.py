@@ -41,18 +41,11 @@ from sqlalchemy import (
 )
 
 from app.domain.statuses import Status, Transition, sources, target
+from app.store.guards import FoundBy, froms, guard
 from app.store.tables import job_events, jobs
 
 # Keep IN (...) lists well below SQLite's and PostgreSQL's bound-parameter limits.
 CHUNK = 5000
-
-
-def guard(transition: Transition, only_from: Status | None = None) -> ColumnElement[bool]:
-    """``status IN <sources>``: the condition every update of ``transition`` carries."""
-    froms = _froms(transition, only_from)
-    if len(froms) == 1:
-        return jobs.c.status == froms[0].value
-    return jobs.c.status.in_([s.value for s in froms])
 
 
 def guarded_update(
@@ -74,12 +67,11 @@ def _guarded(
     condition: ColumnElement[bool],
     values: dict[str, Any],
     only_from: Status | None = None,
+    found_by: FoundBy = FoundBy.STATUS,
 ) -> Update:
-    return (
-        update(jobs)
-        .where(condition, guard(transition, only_from))
-        .values(status=target(transition).value, **values)
-    )
+    locked = found_by is FoundBy.LOCK  # the statement locked them under the guard
+    where = condition if locked else condition & guard(transition, only_from, found_by)
+    return update(jobs).where(where).values(status=target(transition).value, **values)
 
 
 def _extra(returning: Sequence[Any]) -> list[Any]:
@@ -183,18 +175,20 @@ def logged_update(
     alternate: tuple[Transition, Column[Any]] | None = None,
     name: str = "moved",
     ran: tuple[str, str] | None = None,
+    found_by: FoundBy = FoundBy.STATUS,
 ) -> LoggedUpdate:
     """Build a single-source change and its event rows (see :class:`LoggedUpdate`).
 
     A transition with several sources must lock its rows first to know each one's source
     (:func:`apply` does): it is refused here unless ``only_from`` names the source.
+    ``found_by``: how ``condition`` finds the rows, so how the guard is written (guards.py).
     """
-    froms = _froms(transition, only_from)
-    if len(froms) != 1:
+    starts = froms(transition, only_from)
+    if len(starts) != 1:
         raise ValueError(f"{transition} has several sources; lock the rows first (apply)")
     if "updated_at" not in values:
         raise ValueError("a logged update sets updated_at: its events' time")
-    source = froms[0]
+    source = starts[0]
     extra = _extra(returning)
     if alternate is not None:
         other, column = alternate
@@ -202,7 +196,7 @@ def logged_update(
             raise ValueError(f"{other} must move the rows {transition} moves")
         if column.name not in {c.name for c in extra}:
             extra.append(column)
-    plain = _guarded(transition, condition, values, only_from)
+    plain = _guarded(transition, condition, values, only_from, found_by)
     stmt = plain.returning(jobs.c.id, jobs.c.attempt, *extra)
     moved = plain.returning(jobs.c.id, jobs.c.attempt, jobs.c.updated_at, *extra).cte(name)
     why: ColumnElement[Any] = literal(str(reason or transition), Text)
@@ -271,14 +265,14 @@ def apply(
     (id, attempt, plus ``returning`` columns). ``ran``: the run of the attempt this ends
     (function started, ended), written on the event rows.
     """
-    froms = _froms(transition, only_from)
+    starts = froms(transition, only_from)
     values = {"updated_at": at, **(values or {})}
-    if len(froms) == 1:
-        if ran is None:
-            logged = logged_update(transition, condition, values, returning, froms[0], reason)
-            return logged.run(conn, {}, at)
-        logged = logged_update(transition, condition, values, returning, froms[0], reason, ran=_RAN)
-        return logged.run(conn, dict(zip(_RAN, ran, strict=True)), at)
+    if len(starts) == 1:
+        names = None if ran is None else _RAN
+        logged = logged_update(
+            transition, condition, values, returning, starts[0], reason, ran=names
+        )
+        return logged.run(conn, {} if ran is None else dict(zip(_RAN, ran, strict=True)), at)
     stmt = guarded_update(transition, condition, values, returning, only_from)
     locked = dict(
         conn.execute(
@@ -295,7 +289,7 @@ def apply(
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
         moved.extend(conn.execute(stmt.where(jobs.c.id.in_(chunk))).all())
-    for source in froms:
+    for source in starts:
         rows = [r for r in moved if locked[r.id] == source.value]
         record(conn, transition, rows, at, from_status=source, reason=reason, ran=ran)
     return moved
@@ -365,15 +359,6 @@ def record_event_rows(
             row["started_at"], row["finished_at"] = run or (None, None)
     if rows:
         conn.execute(_INSERT_EVENT, rows)
-
-
-def _froms(transition: Transition, only_from: Status | None) -> list[Status]:
-    legal = sources(transition)
-    if only_from is None:
-        return sorted(legal)
-    if only_from not in legal:
-        raise ValueError(f"{transition} is not allowed from {only_from}")
-    return [only_from]
 
 
 def _only(froms: frozenset[Status], transition: Transition) -> Status:

@@ -1,0 +1,120 @@
+"""The hot path's statements find their rows by key on PostgreSQL, whatever its statistics.
+
+A young table has no planner statistics: PostgreSQL then prices "every row of this status"
+like one row, and a status guard it can use as an index condition turned a chain's hop into
+a scan of every waiting link (O(depth) per hop) and a claim into a scan of every due job.
+These tests run the real statements under ``EXPLAIN ANALYZE`` on such a table, with plans
+for the values and the generic plan a prepared statement keeps, and count the rows the plan
+looked at and threw away.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection
+from sqlalchemy.dialects import postgresql
+
+from app.domain.payload import JobSpec
+from app.domain.statuses import Status, Transition
+from app.store import claims, completion
+from app.store.database import Database
+from app.store.guards import FoundBy, guard
+from app.store.schema import upgrade
+from app.store.submission import submit
+from tests.conftest import throwaway_postgres
+
+CHAIN = 300
+FLAT = 200
+
+
+def _sql(clause: Any) -> str:
+    return str(clause.compile(dialect=postgresql.dialect()))
+
+
+def test_a_guard_is_written_for_how_the_rows_are_found() -> None:
+    assert _sql(guard(Transition.FINISH)) == "jobs.status = 'PROCESSING'"
+    # Found by key: the same test, which no index matches (the key's index finds the rows).
+    assert _sql(guard(Transition.FINISH, found_by=FoundBy.KEY)) == (
+        "(jobs.status = 'PROCESSING') IS true"
+    )
+    several = _sql(guard(Transition.USER_RETRY))
+    assert several.startswith("jobs.status IN (") and "'FAILED'" in several
+
+
+def test_a_claim_is_guarded_once_by_its_lock() -> None:
+    claim_sql = _sql(claims._CLAIM_DUE.combined)
+    assert claim_sql.count("jobs.status = 'WAITING_FOR_DISPATCH'") == 1  # the locking select
+    assert "FOR UPDATE SKIP LOCKED" in claim_sql
+
+
+@pytest.fixture
+def young_db() -> Iterator[Database]:
+    """A PostgreSQL database never analyzed: a chain waiting, flat jobs due."""
+    for url in throwaway_postgres("jobchain_plans"):
+        db = Database(url, pool_size=2, listen_notify=False)
+        upgrade(db)
+        root = link = JobSpec("t", "noop", None)
+        for _ in range(CHAIN - 1):
+            link.next_jobs.append(JobSpec("t", "noop", None))
+            link = link.next_jobs[0]
+        submit(db, root)
+        yield db
+        db.dispose()
+
+
+def _wasted_rows(plan: dict[str, Any]) -> int:
+    """Rows the plan read and dropped, over all its nodes."""
+    own = plan.get("Rows Removed by Filter", 0) + plan.get("Rows Removed by Join Filter", 0)
+    return own + sum(_wasted_rows(child) for child in plan.get("Plans", []))
+
+
+def _explain(conn: Connection, statement: Any, params: dict[str, Any]) -> dict[str, Any]:
+    compiled = statement.compile(dialect=conn.dialect)
+    bound = compiled.construct_params(params)
+    values = {k: getattr(v, "value", v) for k, v in bound.items()}
+    sql = "EXPLAIN (ANALYZE, FORMAT JSON) " + compiled.string
+    [[document]] = conn.exec_driver_sql(sql, values).all()
+    parsed = document if isinstance(document, list) else json.loads(document)
+    plan: dict[str, Any] = parsed[0]["Plan"]
+    return plan
+
+
+@pytest.mark.parametrize("plan_cache_mode", ["force_custom_plan", "force_generic_plan"])
+def test_a_hop_and_a_claim_read_only_their_rows(young_db: Database, plan_cache_mode: str) -> None:
+    # Walk half the chain, then add due jobs: the table holds every kind of row.
+    for _ in range(CHAIN // 2):
+        [held] = claims.claim(young_db, "w", 30.0)
+        assert completion.finish(young_db, held.id, held.lease_token, _ran()) == Status.FINISHED
+    for _ in range(FLAT):
+        submit(young_db, JobSpec("t", "noop", None))
+    [held] = claims.claim(young_db, "w", 30.0)
+    with young_db.engine.connect() as conn:
+        assert conn.exec_driver_sql(
+            "SELECT last_analyze IS NULL AND last_autoanalyze IS NULL"
+            " FROM pg_stat_user_tables WHERE relname = 'jobs'"
+        ).scalar(), "the table must be young for this test"
+        conn.exec_driver_sql(f"SET plan_cache_mode = {plan_cache_mode}")
+        hop = {
+            **completion._finish_params(held.id, _done(held), 1.0, 2.0, 3.0),
+            "at": 3.0,
+        }
+        plan = _explain(conn, completion._FINISH_ONE_AND_RELEASE, hop)
+        assert _wasted_rows(plan) == 0, json.dumps(plan, indent=1)
+        due = {"now": time.time(), "limit": 16, "token": "t", "owner": "o", "expires": 9e9}
+        plan = _explain(conn, claims._CLAIM_DUE.combined, due)
+        # The due rows come in claim order from their index; each is updated by its id.
+        assert _wasted_rows(plan) == 0, json.dumps(plan, indent=1)
+        conn.rollback()
+
+
+def _ran() -> completion.Outcome:
+    return completion.Outcome(failed=False, started_at=1.0, finished_at=2.0)
+
+
+def _done(held: claims.Claim) -> completion.Done:
+    return completion.Done(held.id, held.lease_token, _ran())
