@@ -91,11 +91,11 @@ def claim(db: Database, owner: str, lease_seconds: float, limit: int = 1) -> lis
 
 # The hot path's statements are built once: constructing SQLAlchemy statements per call
 # cost more CPU than running them.
-def _due(*only: ColumnElement[bool]) -> Select[Any]:
+def _due(*only: ColumnElement[bool], found_by: FoundBy = FoundBy.STATUS) -> Select[Any]:
     return (
         select(jobs.c.id)
         .where(
-            guard(Transition.CLAIM, found_by=FoundBy.LOCK),  # _claim_due's guard
+            guard(Transition.CLAIM, found_by=found_by),  # _claim_due's guard, with the lock
             jobs.c.run_after <= bindparam("now"),
             *only,
         )
@@ -109,7 +109,9 @@ _DUE = _due()
 # The JOIN nodes below jobs just recorded (a worker records such a job at once and makes
 # its node arrive in the same commit, whatever else it claims).
 _DUE_NODES = _due(
-    jobs.c.parent_id.in_(bindparam("parents", expanding=True)), jobs.c.join_id.is_not(None)
+    jobs.c.parent_id.in_(bindparam("parents", expanding=True)),
+    jobs.c.join_id.is_not(None),
+    found_by=FoundBy.KEY,  # by their parents: never a scan of every due job
 )
 _BELOW = jobs.alias("below")
 # What a claim reads of each job it takes.

@@ -27,6 +27,7 @@ from app.store.guards import FoundBy, guard
 from app.store.schema import upgrade
 from app.store.submission import submit
 from tests.conftest import throwaway_postgres
+from tests.store import test_joins as join_tests
 
 CHAIN = 300
 FLAT = 200
@@ -74,10 +75,9 @@ def _wasted_rows(plan: dict[str, Any]) -> int:
 
 
 def _explain(conn: Connection, statement: Any, params: dict[str, Any]) -> dict[str, Any]:
-    compiled = statement.compile(dialect=conn.dialect)
-    bound = compiled.construct_params(params)
-    values = {k: getattr(v, "value", v) for k, v in bound.items()}
-    sql = "EXPLAIN (ANALYZE, FORMAT JSON) " + compiled.string
+    expanded = statement.compile(dialect=conn.dialect).construct_expanded_state(params)
+    values = {k: getattr(v, "value", v) for k, v in expanded.parameters.items()}
+    sql = "EXPLAIN (ANALYZE, FORMAT JSON) " + expanded.statement
     [[document]] = conn.exec_driver_sql(sql, values).all()
     parsed = document if isinstance(document, list) else json.loads(document)
     plan: dict[str, Any] = parsed[0]["Plan"]
@@ -108,6 +108,26 @@ def test_a_hop_and_a_claim_read_only_their_rows(young_db: Database, plan_cache_m
         due = {"now": time.time(), "limit": 16, "token": "t", "owner": "o", "expires": 9e9}
         plan = _explain(conn, claims._CLAIM_DUE.combined, due)
         # The due rows come in claim order from their index; each is updated by its id.
+        assert _wasted_rows(plan) == 0, json.dumps(plan, indent=1)
+        conn.rollback()
+
+
+def test_a_parents_join_node_is_claimed_by_its_parent(young_db: Database) -> None:
+    """The claim of the JOIN node below a job just recorded looks it up by its parent, not
+    among every due job (200 flat jobs and 39 parents wait)."""
+    join_tests.submit(young_db, join_tests.fan_in([f"P{i}" for i in range(40)]))
+    _, root = claims.claim(young_db, "w", 30.0, limit=2)  # the chain's root, the fan-in's
+    assert completion.finish(young_db, root.id, root.lease_token, _ran()) == Status.FINISHED
+    for _ in range(FLAT):
+        submit(young_db, JobSpec("t", "noop", None))
+    [parent] = claims.claim(young_db, "w", 30.0)
+    with young_db.engine.connect() as conn:
+        conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+        hop = {**completion._finish_params(parent.id, _done(parent), 1.0, 2.0, 3.0), "at": 3.0}
+        conn.execute(completion._FINISH_ONE_AND_RELEASE, hop)  # its JOIN node is due
+        nodes = {"now": time.time(), "limit": 16, "token": "t", "owner": "o", "expires": 9e9}
+        plan = _explain(conn, claims._CLAIM_DUE_NODES.combined, {**nodes, "parents": [parent.id]})
+        assert plan["Actual Rows"] == 1
         assert _wasted_rows(plan) == 0, json.dumps(plan, indent=1)
         conn.rollback()
 
