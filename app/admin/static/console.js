@@ -112,6 +112,9 @@ function submitPreview(form) {
     window.clearTimeout(timer);
     timer = window.setTimeout(check, 400);
   });
+  // Text already in the box when this runs (typed while the page loaded, or restored by the
+  // browser on going back) sent its input events to no one: preview it now.
+  if (textarea.value.trim()) check();
   file.addEventListener("change", async () => {
     if (!file.files.length) return;
     textarea.value = await file.files[0].text();
