@@ -211,13 +211,13 @@ class Stats:
                     self.statement_seconds[started[0]] += time.perf_counter() - started[1]
 
         def on_commit(conn: Any) -> None:
-            if conn.get_execution_options().get("bench_poll"):
+            if not _sends_transaction(conn):
                 return
             with self.lock:
                 self.commits += 1
 
         def on_rollback(conn: Any) -> None:
-            if conn.get_execution_options().get("bench_poll"):
+            if not _sends_transaction(conn):
                 return
             with self.lock:
                 self.rollbacks += 1
@@ -287,7 +287,7 @@ class Stats:
         ]
         if self.postgres:
             # psycopg sends BEGIN as a round trip of its own before a transaction's first
-            # statement; the pool's liveness pings are one each.
+            # statement (not in autocommit); the pool's liveness pings are one each.
             ends = self.commits + self.rollbacks
             trips = total + ends + ends + self.pings
             lines.insert(
@@ -299,6 +299,14 @@ class Stats:
             mean = 1000 * self.statement_seconds[key] / count
             lines.append(f"    {count:>8}  {count / n:6.2f}/job  {mean:7.3f} ms each  {key}")
         return lines
+
+
+def _sends_transaction(conn: Any) -> bool:
+    """Whether a transaction's end on ``conn`` reached the database: not the harness's
+    poll, not a statement run in autocommit (its own transaction: no BEGIN, no COMMIT)."""
+    if conn.get_execution_options().get("bench_poll"):
+        return False
+    return getattr(conn.connection.dbapi_connection, "autocommit", False) is not True
 
 
 class BenchPool(WorkerPool):

@@ -95,7 +95,7 @@ def _due(*only: ColumnElement[bool], found_by: FoundBy = FoundBy.STATUS) -> Sele
     return (
         select(jobs.c.id)
         .where(
-            guard(Transition.CLAIM, found_by=found_by),  # _claim_due's guard, with the lock
+            guard(Transition.CLAIM, found_by=found_by),  # claim_due's guard, with the lock
             jobs.c.run_after <= bindparam("now"),
             *only,
         )
@@ -105,7 +105,7 @@ def _due(*only: ColumnElement[bool], found_by: FoundBy = FoundBy.STATUS) -> Sele
     )
 
 
-_DUE = _due()
+DUE = _due()
 # The JOIN nodes below jobs just recorded (a worker records such a job at once and makes
 # its node arrive in the same commit, whatever else it claims).
 _DUE_NODES = _due(
@@ -115,7 +115,7 @@ _DUE_NODES = _due(
 )
 _BELOW = jobs.alias("below")
 # What a claim reads of each job it takes.
-_CLAIMED_COLUMNS = (
+CLAIMED_COLUMNS = (
     jobs.c.id,
     jobs.c.attempt,
     jobs.c.root_id,
@@ -135,7 +135,7 @@ _CLAIMED_COLUMNS = (
     .where(_BELOW.c.parent_id == literal_column("jobs.id"), _BELOW.c.join_id.is_not(None))
     .label("joins_below"),
 )
-_CLAIM_VALUES = {
+CLAIM_VALUES = {
     "attempt": jobs.c.attempt + 1,
     "lease_token": bindparam("token"),
     "lease_owner": bindparam("owner"),
@@ -148,12 +148,12 @@ _CLAIM_VALUES = {
     "finished_at": None,
     "progress": None,
 }
-# SQLite: lock the ids (_DUE), then claim them and log the claims.
+# SQLite: lock the ids (DUE), then claim them and log the claims.
 _CLAIM = logged_update(
     Transition.CLAIM,
     jobs.c.id.in_(bindparam("ids", expanding=True)),
-    _CLAIM_VALUES,
-    returning=_CLAIMED_COLUMNS,
+    CLAIM_VALUES,
+    returning=CLAIMED_COLUMNS,
 )
 
 
@@ -161,23 +161,23 @@ _CLAIM = logged_update(
 # evaluated once: as an ``IN (subquery)`` PostgreSQL may rescan the skip-locked subquery
 # per row and so claim every due job, not ``limit``. The lock is the guard: the rows it
 # took are found by primary key, never by scanning every due job.
-def _claim_due(due: Select[Any]) -> LoggedUpdate:
+def claim_due(due: Select[Any], name: str = "moved") -> LoggedUpdate:
     once = due.cte("due").prefix_with("MATERIALIZED")
     return logged_update(
         Transition.CLAIM,
         jobs.c.id == once.c.id,
-        _CLAIM_VALUES,
-        returning=_CLAIMED_COLUMNS,
+        CLAIM_VALUES,
+        returning=CLAIMED_COLUMNS,
         found_by=FoundBy.LOCK,
+        name=name,
     )
 
 
-_CLAIM_DUE = _claim_due(_DUE)
-_CLAIM_DUE_NODES = _claim_due(_DUE_NODES)
-_CLAIMED_BY = select(*_CLAIMED_COLUMNS).where(
+_CLAIM_DUE = claim_due(DUE)
+_CLAIM_DUE_NODES = claim_due(_DUE_NODES)
+_CLAIMED_BY = select(*CLAIMED_COLUMNS).where(
     jobs.c.lease_token == bindparam("token"), jobs.c.status == Status.PROCESSING.value
 )
-# What recording an outcome reads of each job (not its parameters or result JSON).
 
 
 def _claim(
@@ -187,12 +187,12 @@ def _claim(
     t: float,
     parents: list[int] | None = None,
 ) -> list[Row[Any]]:
-    due, claim_due = (_DUE, _CLAIM_DUE) if parents is None else (_DUE_NODES, _CLAIM_DUE_NODES)
+    due, claiming = (DUE, _CLAIM_DUE) if parents is None else (_DUE_NODES, _CLAIM_DUE_NODES)
     found: dict[str, Any] = {"now": t, "limit": limit}
     if parents is not None:
         found["parents"] = parents
     if conn.dialect.name == "postgresql":
-        return claim_due.run(conn, {**params, **found}, t)
+        return claiming.run(conn, {**params, **found}, t)
     # Lock the ids first, in their own statement: as an IN (subquery) PostgreSQL may
     # rescan the skip-locked subquery per row and so claim every due job, not ``limit``.
     ids = list(conn.execute(due, found).scalars())
@@ -213,28 +213,39 @@ def claim_with_arrivals(
     t: float,
     token: str,
     below: list[int] | None = None,
+    first: list[Row[Any]] | None = None,
 ) -> Taken:
     """Claim up to ``limit`` jobs; JOIN nodes among them arrive at once, in this transaction.
 
     A JOIN node runs no user code, so handing it to a thread only delays its join: the
     last arrival decides the join (and the next round may claim what it started) in the
     commit that claimed it. With ``below`` (ids of jobs just recorded) the JOIN nodes
-    under them are claimed first, whatever ``limit``.
+    under them are claimed first, whatever ``limit``. ``first``: rows this transaction
+    claimed already under ``token`` (app/store/hop.py), the first round's.
     """
     params = {"token": token, "owner": owner, "expires": t + lease_seconds, "now": t}
     taken = Taken(token=token)
-    if below:
+    if first is not None:
+        if not _take(conn, taken, first, t):
+            return taken  # that claim took what was due: nothing arrived to start more
+    elif below:
         taken.arrive(conn, _claim(conn, _NODES_BELOW, params, t, below), t)
     for _ in range(_ARRIVAL_ROUNDS):
         if len(taken.claims) >= limit:
             break
         rows = _claim(conn, limit - len(taken.claims), params, t)
-        taken.claims.extend(_claims([r for r in rows if r.join_id is None], token))
-        nodes = [r for r in rows if r.join_id is not None]
-        if not nodes:
+        if not _take(conn, taken, rows, t):
             break
-        taken.arrive(conn, nodes, t)
     return taken
+
+
+def _take(conn: Connection, taken: Taken, rows: list[Row[Any]], t: float) -> bool:
+    """Add claimed rows to ``taken``: jobs to run, JOIN nodes that arrive now. True if
+    any node arrived (its join may have started something to claim)."""
+    taken.claims.extend(claims_of([r for r in rows if r.join_id is None], taken.token))
+    nodes = [r for r in rows if r.join_id is not None]
+    taken.arrive(conn, nodes, t)
+    return bool(nodes)
 
 
 # The most JOIN nodes below the jobs of one record (MAX_BATCH jobs, a few nodes each).
@@ -299,13 +310,13 @@ def claimed_with(conn: Connection, token: str) -> Taken:
     JOIN nodes still held arrive after the commit)."""
     rows = conn.execute(_CLAIMED_BY, {"token": token}).all()
     return Taken(
-        claims=_claims([r for r in rows if r.join_id is None], token),
+        claims=claims_of([r for r in rows if r.join_id is None], token),
         deferred=[r.id for r in rows if r.join_id is not None],
         token=token,
     )
 
 
-def _claims(rows: Sequence[Any], token: str) -> list[Claim]:
+def claims_of(rows: Sequence[Any], token: str) -> list[Claim]:
     return [
         Claim(
             id=r.id,

@@ -3,7 +3,8 @@
 One transaction records a batch of outcomes (each decided by
 :func:`app.domain.outcome.decide_outcome`), releases or skips the next jobs of every job
 that ended, and claims the worker's next jobs: a worker finishing a job and taking the
-next (often the child it just released) pays one commit.
+next (often the child it just released) pays one commit; on PostgreSQL a chain's hop is one
+statement, its own transaction (app/store/hop.py).
 """
 
 from __future__ import annotations
@@ -13,21 +14,39 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import Connection, Float, Row, and_, bindparam, func, select
+from sqlalchemy import Connection, Row, bindparam, select
+from sqlalchemy.exc import DBAPIError
 
 from app.domain.outcome import Attempt, RetryPolicy, Verdict, decide_outcome
 from app.domain.statuses import Status, Transition, target
 from app.failpoints import failpoint
 from app.store import join_endings
-from app.store.claims import Claim, claim_with_arrivals, claimed_with, end_decided, held, settle
+from app.store.claims import (
+    Claim,
+    claim_with_arrivals,
+    claimed_with,
+    end_decided,
+    held,
+    settle,
+)
 from app.store.database import Database, now
+from app.store.dialect import is_transient
 from app.store.guards import FoundBy
+from app.store.hop import (
+    FINISH_AND_RELEASE,
+    FINISH_CONDITION,
+    FINISH_VALUES,
+    RUN,
+    HandOff,
+    finish_and_hand_off,
+    hop_alone,
+)
 from app.store.joblog import append_log
 from app.store.join_claims import Taken
 from app.store.join_endings import Decided
-from app.store.release import release_finished, release_next_jobs, start_children
+from app.store.release import release_finished, release_next_jobs
 from app.store.tables import jobs
-from app.store.transitions import Ran, apply, logged_together, logged_update
+from app.store.transitions import Ran, apply, logged_update
 
 
 @dataclass(frozen=True)
@@ -65,46 +84,8 @@ LOCK_FOR_RECORDING = (
     .with_for_update()
 )
 # Executed with many parameter sets, returning nothing: the caller knows the rows (locked).
-_FINISH_CONDITION = and_(jobs.c.id == bindparam("b_id"), jobs.c.lease_token == bindparam("b_token"))
-_FINISH_VALUES = {
-    "message": bindparam("b_message"),
-    "result": bindparam("b_result", type_=jobs.c.result.type),
-    "progress": func.coalesce(bindparam("b_progress", type_=Float()), jobs.c.progress),
-    "lease_token": None,
-    "lease_owner": None,
-    "lease_expires_at": None,
-    "started_at": bindparam("b_started", type_=Float()),
-    "finished_at": bindparam("b_ended", type_=Float()),
-    "updated_at": bindparam("b_at"),
-}
-# The attempt's run, on its event rows too: the job's row holds only the latest attempt's.
-_RUN = ("b_started", "b_ended")
 _FINISH_MANY = logged_update(
-    Transition.FINISH, _FINISH_CONDITION, _FINISH_VALUES, ran=_RUN, found_by=FoundBy.KEY
-)
-# PostgreSQL, one job that succeeded (a chain's hop): its finish, the start of its next
-# jobs and every event row in one statement, answering whether it finished and how many
-# started. Guarded by the lease and by no cancel request, it needs no read before it (a
-# job it does not move is recorded the long way). The next jobs are those of the row the
-# finish moved (a different row: each row is updated once).
-_FINISHED_ONE = logged_update(
-    Transition.FINISH,
-    _FINISH_CONDITION & jobs.c.cancel_requested.is_(False),
-    _FINISH_VALUES,
-    name="finished",
-    ran=_RUN,
-    found_by=FoundBy.KEY,
-)
-_STARTED_AFTER = start_children(
-    jobs.c.parent_id.in_(select(_FINISHED_ONE.moved.c.id)), name="started"
-)
-_FINISH_ONE_AND_RELEASE = logged_together(
-    select(
-        select(func.count()).select_from(_FINISHED_ONE.moved).scalar_subquery().label("ended"),
-        select(func.count()).select_from(_STARTED_AFTER.moved).scalar_subquery().label("started"),
-    ),
-    _FINISHED_ONE,
-    _STARTED_AFTER,
+    Transition.FINISH, FINISH_CONDITION, FINISH_VALUES, ran=RUN, found_by=FoundBy.KEY
 )
 
 
@@ -172,24 +153,44 @@ def record_and_claim(
     policy = retry or RetryPolicy()
     token = claim_token or str(uuid.uuid4())
     runs = 1 if again else 0
+    if not again and not end_first and defer_endings and _alone_applies(db, done, claim_limit):
+        try:
+            alone = _hop_alone(db, done[0], token, owner, claim_limit, lease_seconds)
+        except DBAPIError as exc:
+            if not is_transient(exc, sqlite=False):
+                raise
+            alone, runs = None, 1  # its outcome is unknown: replayed below, as after COMMIT
+        if alone is not None:
+            return alone
 
     def work(conn: Connection) -> Completion:
         nonlocal runs
         runs += 1
         t = now()
         join_endings.end_decided(conn, end_first, t)
-        statuses, released, retry_at = (
-            _record(conn, done, policy, log_limit, t) if done else ({}, 0, None)
-        )
-        taken = Taken(token=token)
         below = [d.job_id for d in done if d.joins_below]
-        if claim_limit or below:
+        claiming = bool(claim_limit or below)
+        hand = None
+        if claiming and runs == 1 and len(done) == 1:  # a replay reads what is held instead
+            claim = {"token": token, "owner": owner, "expires": t + lease_seconds, "now": t}
+            hand = _finish_unread(conn, done[0], log_limit, t, {**claim, "limit": claim_limit})
+        statuses: dict[int, Status | None]
+        if hand is not None:
+            failpoint("before_finish_commit")
+            statuses, released, retry_at = {done[0].job_id: Status.FINISHED}, hand.released, None
+        else:
+            statuses, released, retry_at = (
+                _record(conn, done, policy, log_limit, t) if done else ({}, 0, None)
+            )
+        taken = Taken(token=token)
+        if claiming:
             # A replay after a lost COMMIT answer: what the first run claimed is ours. (Its
             # recorded outcomes need nothing: their guard no longer matches, a no-op.)
             taken = claimed_with(conn, token) if runs > 1 else taken
             if not (taken.claims or taken.deferred):
+                first = hand.taken if hand is not None else None
                 taken = claim_with_arrivals(
-                    conn, owner, claim_limit, lease_seconds, t, token, below
+                    conn, owner, claim_limit, lease_seconds, t, token, below, first
                 )
                 # JOIN nodes claimed here were released as claimable; they are done.
                 released += taken.released - taken.nodes
@@ -222,11 +223,9 @@ def record_and_claim(
 def _record(
     conn: Connection, done: list[Done], policy: RetryPolicy, log_limit: int, t: float
 ) -> tuple[dict[int, Status | None], int, float | None]:
-    if len(done) == 1 and conn.dialect.name == "postgresql":
-        started = _finish_unread(conn, done[0], log_limit, t)
-        if started is not None:
-            failpoint("before_finish_commit")
-            return {done[0].job_id: Status.FINISHED}, started, None
+    if len(done) == 1 and (hand := _finish_unread(conn, done[0], log_limit, t)) is not None:
+        failpoint("before_finish_commit")
+        return {done[0].job_id: Status.FINISHED}, hand.released, None
     ids = [d.job_id for d in done]
     locked: list[Row[Any]] = list(conn.execute(LOCK_FOR_RECORDING, {"ids": ids}))
     rows = {r.id: r for r in locked}
@@ -266,20 +265,40 @@ def _record(
     return statuses, released, retry_at
 
 
-def _finish_unread(conn: Connection, item: Done, log_limit: int, t: float) -> int | None:
+def _finish_unread(
+    conn: Connection, item: Done, log_limit: int, t: float, claim: dict[str, Any] | None = None
+) -> HandOff | None:
     """PostgreSQL, one job that reported success with its run's times: finish it and start
-    its next jobs in one statement, unread. Returns how many started, or None when it did
-    not finish so (a cancel request, a lost lease): the caller records it the long way."""
+    its next jobs in one statement, unread; with ``claim`` (a worker that claims) the same
+    statement hands it its next jobs and claims (app/store/hop.py). None when it did not
+    finish so (a cancel request, a lost lease): the caller records it the long way."""
+    if conn.dialect.name != "postgresql" or not _unread(item):
+        return None
+    params = _unread_params(item, t)
+    if claim is None:
+        row = conn.execute(FINISH_AND_RELEASE, params).one()
+        hand = HandOff(int(row.started), []) if row.ended else None
+    else:
+        hand = finish_and_hand_off(conn, {**params, **claim})
+    if hand is not None and item.outcome.log:
+        append_log(conn, item.job_id, item.outcome.log, log_limit)
+    return hand
+
+
+def _unread(item: Done) -> bool:
+    """Whether a report can be recorded without reading the job first: a success with
+    its run's times (the statement's guards check the rest)."""
     outcome = item.outcome
-    if outcome.failed or not outcome.started or None in (outcome.started_at, outcome.finished_at):
-        return None
-    params = _finish_params(item.job_id, item, outcome.started_at, outcome.finished_at, t)
-    row = conn.execute(_FINISH_ONE_AND_RELEASE, {**params, "at": t}).one()
-    if not row.ended:
-        return None
-    if outcome.log:
-        append_log(conn, item.job_id, outcome.log, log_limit)
-    return int(row.started)
+    stamped = None not in (outcome.started_at, outcome.finished_at)
+    return not outcome.failed and outcome.started and stamped
+
+
+def _unread_params(item: Done, t: float) -> dict[str, Any]:
+    outcome = item.outcome
+    return {
+        **_finish_params(item.job_id, item, outcome.started_at, outcome.finished_at, t),
+        "at": t,
+    }
 
 
 def _finish_params(
@@ -350,6 +369,31 @@ def _record_finished(
         if item.outcome.log:
             append_log(conn, row.id, item.outcome.log, log_limit)
     if len(finished) == 1 and conn.dialect.name == "postgresql":
-        return int(conn.execute(_FINISH_ONE_AND_RELEASE, {**params[0], "at": t}).one().started)
+        return int(conn.execute(FINISH_AND_RELEASE, {**params[0], "at": t}).one().started)
     _FINISH_MANY.run_many(conn, params, [row for row, _ in finished], t)
     return release_finished(conn, [row.id for row, _ in finished], t)
+
+
+def _alone_applies(db: Database, done: list[Done], claim_limit: int) -> bool:
+    """Whether a report is a chain's plain hop: one success with its run's times and no
+    log, no JOIN node below, and a worker that claims (see hop.hop_alone)."""
+    return (
+        not db.is_sqlite
+        and claim_limit > 0
+        and len(done) == 1
+        and not done[0].joins_below
+        and not done[0].outcome.log
+        and _unread(done[0])
+    )
+
+
+def _hop_alone(
+    db: Database, item: Done, token: str, owner: str, limit: int, lease_seconds: float
+) -> Completion | None:
+    t = now()
+    claim = {"token": token, "owner": owner, "expires": t + lease_seconds, "now": t}
+    hopped = hop_alone(db, {**_unread_params(item, t), **claim, "limit": limit}, lease_seconds)
+    if hopped is None:
+        return None
+    (taken, dispatchable), finished = hopped, Status.FINISHED
+    return Completion({item.job_id: finished}, taken.claims, dispatchable, None, taken.decided)

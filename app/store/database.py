@@ -144,6 +144,13 @@ class Database:
                 ) from exc
             raise
 
+    def alone(self, statement: Callable[[Connection], T]) -> T:
+        """Run ``statement``, one statement, as its own transaction (PostgreSQL: no BEGIN
+        and no COMMIT round trip; the statement commits as it ends). Not retried: a
+        transient error leaves its outcome unknown, and the caller decides."""
+        with self._connect(False) as conn:
+            return statement(conn.execution_options(isolation_level="AUTOCOMMIT"))
+
     def _connect(self, ping: bool) -> Connection:
         if ping:
             return self.engine.connect()

@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql
 
 from app.domain.payload import JobSpec
 from app.domain.statuses import Status, Transition
-from app.store import claims, completion
+from app.store import claims, completion, hop
 from app.store.database import Database
 from app.store.guards import FoundBy, guard
 from app.store.schema import upgrade
@@ -70,8 +70,12 @@ def young_db() -> Iterator[Database]:
 
 def _wasted_rows(plan: dict[str, Any]) -> int:
     """Rows the plan read and dropped, over all its nodes."""
+    return sum(_wasted_by_node(plan))
+
+
+def _wasted_by_node(plan: dict[str, Any]) -> list[int]:
     own = plan.get("Rows Removed by Filter", 0) + plan.get("Rows Removed by Join Filter", 0)
-    return own + sum(_wasted_rows(child) for child in plan.get("Plans", []))
+    return [own] + [n for child in plan.get("Plans", []) for n in _wasted_by_node(child)]
 
 
 def _explain(conn: Connection, statement: Any, params: dict[str, Any]) -> dict[str, Any]:
@@ -99,16 +103,23 @@ def test_a_hop_and_a_claim_read_only_their_rows(young_db: Database, plan_cache_m
             " FROM pg_stat_user_tables WHERE relname = 'jobs'"
         ).scalar(), "the table must be young for this test"
         conn.exec_driver_sql(f"SET plan_cache_mode = {plan_cache_mode}")
-        hop = {
+        hop_params = {
             **completion._finish_params(held.id, _done(held), 1.0, 2.0, 3.0),
             "at": 3.0,
         }
-        plan = _explain(conn, completion._FINISH_ONE_AND_RELEASE, hop)
+        plan = _explain(conn, hop.FINISH_AND_RELEASE, hop_params)
         assert _wasted_rows(plan) == 0, json.dumps(plan, indent=1)
         due = {"now": time.time(), "limit": 16, "token": "t", "owner": "o", "expires": 9e9}
         plan = _explain(conn, claims._CLAIM_DUE.combined, due)
         # The due rows come in claim order from their index; each is updated by its id.
         assert _wasted_rows(plan) == 0, json.dumps(plan, indent=1)
+        conn.rollback()
+        # The hop that also claims: the due jobs, then the link's child by its parent. Two
+        # lookups by parent drop their one row: the release of the next jobs not handed
+        # over reads the handed one, the check for a JOIN node below it its own next link.
+        # A scan would drop hundreds.
+        plan = _explain(conn, hop.FINISH_AND_HAND_OFF, {**hop_params, **due, "limit": FLAT + 1})
+        assert sorted(_wasted_by_node(plan))[-3:] == [0, 1, 1], json.dumps(plan, indent=1)
         conn.rollback()
 
 
@@ -123,8 +134,8 @@ def test_a_parents_join_node_is_claimed_by_its_parent(young_db: Database) -> Non
     [parent] = claims.claim(young_db, "w", 30.0)
     with young_db.engine.connect() as conn:
         conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
-        hop = {**completion._finish_params(parent.id, _done(parent), 1.0, 2.0, 3.0), "at": 3.0}
-        conn.execute(completion._FINISH_ONE_AND_RELEASE, hop)  # its JOIN node is due
+        hop_params = {**completion._finish_params(parent.id, _done(parent), 1.0, 2.0, 3.0)}
+        conn.execute(hop.FINISH_AND_RELEASE, {**hop_params, "at": 3.0})  # its node is due
         nodes = {"now": time.time(), "limit": 16, "token": "t", "owner": "o", "expires": 9e9}
         plan = _explain(conn, claims._CLAIM_DUE_NODES.combined, {**nodes, "parents": [parent.id]})
         assert plan["Actual Rows"] == 1
