@@ -226,26 +226,28 @@ def claim_with_arrivals(
     params = {"token": token, "owner": owner, "expires": t + lease_seconds, "now": t}
     taken = Taken(token=token)
     if first is not None:
-        if not _take(conn, taken, first, t):
-            return taken  # that claim took what was due: nothing arrived to start more
+        if not _take(conn, taken, first, t, limit):
+            return taken
     elif below:
         taken.arrive(conn, _claim(conn, _NODES_BELOW, params, t, below), t)
     for _ in range(_ARRIVAL_ROUNDS):
-        if len(taken.claims) >= limit:
+        want = limit - len(taken.claims)
+        if want <= 0:
             break
-        rows = _claim(conn, limit - len(taken.claims), params, t)
-        if not _take(conn, taken, rows, t):
+        if not _take(conn, taken, _claim(conn, want, params, t), t, want):
             break
     return taken
 
 
-def _take(conn: Connection, taken: Taken, rows: list[Row[Any]], t: float) -> bool:
+def _take(conn: Connection, taken: Taken, rows: list[Row[Any]], t: float, want: int) -> bool:
     """Add claimed rows to ``taken``: jobs to run, JOIN nodes that arrive now. True if
-    any node arrived (its join may have started something to claim)."""
+    another claim may find more: nodes took slots of a full claim, or their arrivals made
+    jobs claimable (a claim that was not full took every job then due)."""
     taken.claims.extend(claims_of([r for r in rows if r.join_id is None], taken.token))
     nodes = [r for r in rows if r.join_id is not None]
+    released = taken.released
     taken.arrive(conn, nodes, t)
-    return bool(nodes)
+    return bool(nodes) and (len(rows) >= want or taken.released > released)
 
 
 # The most JOIN nodes below the jobs of one record (MAX_BATCH jobs, a few nodes each).

@@ -44,6 +44,23 @@ JSON_CODEC: dict[str, Any] = {
 _PING_ON_CHECKOUT: ContextVar[bool] = ContextVar("jobchain_ping_on_checkout", default=True)
 
 
+# psycopg turns a query's %(name)s placeholders into $n with a regular expression and keeps
+# the result only for texts up to 4 KB (psycopg/_queries.py; its guard against ORM-made
+# texts that never repeat). A chain's hop (app/store/hop.py, about 7 KB) was converted again
+# on every execution: ~0.1 ms of CPU per hop, a tenth of it. jobchain's statements are
+# fixed texts, so a longer bound is safe; the cache keeps its size and its limit on
+# parameters (a long IN list is still not kept). tests/store/test_hop.py checks it holds.
+STATEMENT_CACHE_BYTES = 16 * 1024
+
+
+def _cache_long_statements() -> None:
+    from psycopg import _queries  # the PostgreSQL driver: imported only for PostgreSQL
+
+    bound = getattr(_queries, "MAX_CACHED_STATEMENT_LENGTH", None)
+    if isinstance(bound, int) and bound < STATEMENT_CACHE_BYTES:
+        _queries.MAX_CACHED_STATEMENT_LENGTH = STATEMENT_CACHE_BYTES
+
+
 def postgres_engine(url: str, pool_size: int) -> Engine:
     """A pooled engine whose checkouts ping the connection first (``SELECT 1``), as
     ``pool_pre_ping`` does, except within :func:`unpinged`.
@@ -53,6 +70,7 @@ def postgres_engine(url: str, pool_size: int) -> Engine:
     was written), the failure invalidates the pool's connections, and ``Database.write``
     runs the transaction again on a new one.
     """
+    _cache_long_statements()
     engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, **JSON_CODEC)
     dialect = engine.dialect
 

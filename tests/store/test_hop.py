@@ -16,6 +16,7 @@ from sqlalchemy import event, select
 
 from app.domain.statuses import Status
 from app.store import actions, claims, completion
+from app.store import hop as hop_statement
 from app.store.database import Database
 from app.store.tables import job_events, jobs
 from tests.runner.test_engine_chain import submit
@@ -148,3 +149,14 @@ def test_a_hop_whose_pooled_connection_died_is_recorded_once(db: Database) -> No
     with db.read() as conn:
         reasons = list(conn.execute(select(job_events.c.reason)).scalars())
     assert reasons.count("finish") == 1 and reasons.count("claim") == 2
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_the_hop_statement_is_converted_for_the_driver_once(db: Database) -> None:
+    """psycopg converts a statement's placeholders once per text only below a length
+    bound (app/store/dialect.py raises it): the hop's text must stay within it, or every
+    hop pays for the conversion again."""
+    from psycopg import _queries
+
+    text = str(hop_statement.FINISH_AND_HAND_OFF.compile(dialect=db.engine.dialect))
+    assert len(text.encode()) <= _queries.MAX_CACHED_STATEMENT_LENGTH
