@@ -227,6 +227,7 @@ def memory_kib(pid: int) -> tuple[int, int]:
 
 
 _TICK = os.sysconf("SC_CLK_TCK")
+_FIRST_SAMPLE = 0.01  # seconds between samples until a session's workers exist
 
 
 def cpu_seconds(pid: int) -> float:
@@ -325,7 +326,12 @@ class Sampler(threading.Thread):
     def run(self) -> None:
         while not self._stop.is_set():
             self.sample()
-            self._stop.wait(self.interval)
+            # Until a session's workers have appeared, sample often: the flat window may
+            # open (every slot ran a job) within one interval of their start, and the CPU
+            # at its start is read between samples.
+            with self._lock:
+                waiting = not self.cpu
+            self._stop.wait(_FIRST_SAMPLE if waiting else self.interval)
 
     def sample(self) -> None:
         roots = self.roots()
