@@ -7,7 +7,7 @@ import threading
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from app.domain.statuses import Status
 from app.store import claims, completion, recovery
@@ -59,6 +59,31 @@ def test_a_job_with_a_join_node_below_is_recorded_with_its_arrival(db: Database)
     # The same call claimed the JOIN node it released, and it arrived.
     assert node_below(db, first.id).status == Status.WAITING_FOR_PARENT.value
     assert len(the_join(db)["arrivals"]) == 1
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_an_arrival_that_starts_nothing_is_not_followed_by_another_claim(db: Database) -> None:
+    """The hop that records a parent claims what is due and its JOIN node; the node's
+    arrival (1 of 2) starts nothing, so no second claim runs in that transaction. The
+    arrival that fires the join does claim what it started."""
+    first, second = parents_claimed(db, 2)
+    sent: list[str] = []
+
+    def executed(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        sent.append(" ".join(statement.split()[:2]))
+
+    ran = completion.Outcome(failed=False, started_at=1.0, finished_at=2.0)
+    event.listen(db.engine, "before_cursor_execute", executed)
+    try:
+        done = completion.Done(first.id, first.lease_token, ran, joins_below=True)
+        completion.record_and_claim(db, [done], owner="w", claim_limit=16)
+        assert "WITH due" not in sent and len(the_join(db)["arrivals"]) == 1
+        done = completion.Done(second.id, second.lease_token, ran, joins_below=True)
+        fired = completion.record_and_claim(db, [done], owner="w", claim_limit=16)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", executed)
+    assert sent.count("WITH due") == 1  # the claim of B, which the firing started
+    assert [c.target_object for c in fired.claims] == ["B.NOOP"]
 
 
 def test_a_claim_does_not_wait_for_a_join_row_another_transaction_holds(db: Database) -> None:
