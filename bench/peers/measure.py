@@ -321,6 +321,7 @@ class Sampler(threading.Thread):
         self.peak_processes: dict[str, int] = {}
         self.cpu: list[tuple[float, float]] = []  # (time.time(), CPU s) of the current session
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a new session: sample now
         self._lock = threading.Lock()
 
     def run(self) -> None:
@@ -328,10 +329,11 @@ class Sampler(threading.Thread):
             self.sample()
             # Until a session's workers have appeared, sample often: the flat window may
             # open (every slot ran a job) within one interval of their start, and the CPU
-            # at its start is read between samples.
+            # at its start is read between samples. A new session cuts the wait short.
             with self._lock:
                 waiting = not self.cpu
-            self._stop.wait(_FIRST_SAMPLE if waiting else self.interval)
+            self._wake.wait(_FIRST_SAMPLE if waiting else self.interval)
+            self._wake.clear()
 
     def sample(self) -> None:
         roots = self.roots()
@@ -356,6 +358,7 @@ class Sampler(threading.Thread):
             self.phase = phase
             if phase.startswith("session"):
                 self.cpu = []
+                self._wake.set()
 
     def cpu_between(self, t0: float, t1: float) -> float | None:
         """Worker CPU seconds spent between two wall-clock times (linear between samples)."""
@@ -374,6 +377,7 @@ class Sampler(threading.Thread):
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
 
 
 # -- databases ---------------------------------------------------------------------------
