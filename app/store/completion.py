@@ -21,14 +21,7 @@ from app.domain.outcome import Attempt, RetryPolicy, Verdict, decide_outcome
 from app.domain.statuses import Status, Transition, target
 from app.failpoints import failpoint
 from app.store import join_endings
-from app.store.claims import (
-    Claim,
-    claim_with_arrivals,
-    claimed_with,
-    end_decided,
-    held,
-    settle,
-)
+from app.store.claims import Claim, claim_with_arrivals, claimed_with, end_decided, held, settle
 from app.store.database import Database, now
 from app.store.dialect import is_transient
 from app.store.guards import FoundBy
@@ -153,6 +146,7 @@ def record_and_claim(
     policy = retry or RetryPolicy()
     token = claim_token or str(uuid.uuid4())
     runs = 1 if again else 0
+    read = False  # the job must be read: an unread record did not finish it
     if not again and not end_first and defer_endings and _alone_applies(db, done, claim_limit):
         try:
             alone = _hop_alone(db, done[0], token, owner, claim_limit, lease_seconds)
@@ -162,6 +156,7 @@ def record_and_claim(
             alone, runs = None, 1  # its outcome is unknown: replayed below, as after COMMIT
         if alone is not None:
             return alone
+        read = runs == 0
 
     def work(conn: Connection) -> Completion:
         nonlocal runs
@@ -170,17 +165,18 @@ def record_and_claim(
         join_endings.end_decided(conn, end_first, t)
         below = [d.job_id for d in done if d.joins_below]
         claiming = bool(claim_limit or below)
-        hand = None
-        if claiming and runs == 1 and len(done) == 1:  # a replay reads what is held instead
+        hand, unread = None, not read
+        if claiming and runs == 1 and len(done) == 1 and unread:  # a replay reads instead
             claim = {"token": token, "owner": owner, "expires": t + lease_seconds, "now": t}
             hand = _finish_unread(conn, done[0], log_limit, t, {**claim, "limit": claim_limit})
+            unread = False  # tried: a job it did not finish is read
         statuses: dict[int, Status | None]
         if hand is not None:
             failpoint("before_finish_commit")
             statuses, released, retry_at = {done[0].job_id: Status.FINISHED}, hand.released, None
         else:
             statuses, released, retry_at = (
-                _record(conn, done, policy, log_limit, t) if done else ({}, 0, None)
+                _record(conn, done, policy, log_limit, t, unread) if done else ({}, 0, None)
             )
         taken = Taken(token=token)
         if claiming:
@@ -221,9 +217,9 @@ def record_and_claim(
 
 
 def _record(
-    conn: Connection, done: list[Done], policy: RetryPolicy, log_limit: int, t: float
+    conn: Connection, done: list[Done], policy: RetryPolicy, log_limit: int, t: float, unread: bool
 ) -> tuple[dict[int, Status | None], int, float | None]:
-    if len(done) == 1 and (hand := _finish_unread(conn, done[0], log_limit, t)) is not None:
+    if unread and len(done) == 1 and (hand := _finish_unread(conn, done[0], log_limit, t)):
         failpoint("before_finish_commit")
         return {done[0].job_id: Status.FINISHED}, hand.released, None
     ids = [d.job_id for d in done]

@@ -56,7 +56,8 @@ def statements(db: Database) -> Iterator[list[tuple[str, bool]]]:
     sent: list[tuple[str, bool]] = []
 
     def executed(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        sent.append((statement.split()[0].upper(), conn.connection.dbapi_connection.autocommit))
+        words = " ".join(statement.split()[:2])
+        sent.append((words, getattr(conn.connection.dbapi_connection, "autocommit", False)))
 
     event.listen(db.engine, "before_cursor_execute", executed)
     try:
@@ -71,7 +72,8 @@ def test_a_hop_is_one_statement_that_hands_the_worker_the_next_link(db: Database
     held = claim_one(db)
     with statements(db) as sent:
         recorded = hop(db, held, limit=1)
-    assert sent == [("WITH", True)]  # no BEGIN and no COMMIT round trip: it commits as it ends
+    # No BEGIN and no COMMIT round trip: the statement commits as it ends.
+    assert sent == [("WITH finished", True)]
     [child] = children_of(db, root)
     assert recorded.statuses == {root: Status.FINISHED}
     assert [c.id for c in recorded.claims] == [child] and recorded.dispatchable == 0
@@ -118,8 +120,11 @@ def test_a_hop_without_the_lease_changes_nothing(db: Database) -> None:
     root = submit(db, {"targetObject": "a.NOOP", "nextJobs": [{"targetObject": "b.NOOP"}]})
     held = claim_one(db)
     lost = claims.Claim(**{**held.__dict__, "lease_token": "someone else's"})
-    recorded = hop(db, lost, limit=1)
+    with statements(db) as sent:
+        recorded = hop(db, lost, limit=1)
     assert recorded.statuses == {root: None} and recorded.claims == []
+    # Then read and found not held: the unread record is not tried a second time.
+    assert [words for words, _ in sent].count("WITH finished") == (0 if db.is_sqlite else 1)
     assert status_of(db, root, *children_of(db, root)) == ["PROCESSING", "WAITING_FOR_PARENT"]
 
 
