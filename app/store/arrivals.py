@@ -1,7 +1,8 @@
 """A JOIN node's arrival row: one per node and join, its outcome replaced if it arrives
 again (its parent was retried, or the node that decided arrives once more).
 
-The caller holds the join row's lock (app/store/joins.py).
+The caller holds the join row's lock (app/store/joins.py), or takes it with the arrival
+(:func:`lock_and_record`).
 """
 
 from __future__ import annotations
@@ -9,11 +10,11 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, select, update
+from sqlalchemy import BigInteger, Connection, Float, Row, String, bindparam, select, update
 
 from app.domain.join_plan import skip_reason
 from app.domain.statuses import Status
-from app.store.tables import jobs, join_arrivals
+from app.store.tables import jobs, join_arrivals, joins
 
 # Parameter names must differ from the columns an UPDATE sets or filters on.
 _ARRIVAL = (join_arrivals.c.join_id == bindparam("b_join")) & (
@@ -62,6 +63,43 @@ def _new_arrival(dialect: str) -> Any:
         from sqlalchemy.dialects import sqlite as module  # type: ignore[no-redef]
     stmt = module.insert(join_arrivals).on_conflict_do_nothing(index_elements=["join_id", "job_id"])
     return stmt.returning(join_arrivals.c.id)
+
+
+def lock_and_record(conn: Connection, node: Row[Any], at: float) -> Row[Any] | None:
+    """PostgreSQL, one JOIN node arriving: lock its join row unless another transaction
+    holds it (``SKIP LOCKED``: the caller then defers the node) and insert its arrival row,
+    one statement for what were two. Returns the join row, its ``arrival_of`` the node's id
+    when the arrival row is new (None: it arrived before), or None when the join is busy."""
+    outcome = node.arrival_outcome or Status.FINISHED.value
+    params = {"join": node.join_id, "node": node.id, "parent": node.parent_id, "outcome": outcome}
+    return conn.execute(_lock_and_insert(), {**params, "at": at}).first()
+
+
+@functools.cache
+def _lock_and_insert() -> Any:
+    from sqlalchemy.dialects.postgresql import insert
+
+    locked = (
+        select(joins)
+        .where(joins.c.id == bindparam("join", type_=BigInteger))
+        .with_for_update(skip_locked=True)
+        .cte("locked")
+    )
+    arrival = select(
+        locked.c.id,
+        bindparam("node", type_=BigInteger),
+        bindparam("parent", type_=BigInteger),
+        bindparam("outcome", type_=String),
+        bindparam("at", type_=Float),
+    )
+    new = (
+        insert(join_arrivals)
+        .from_select(["join_id", "job_id", "parent_job_id", "parent_outcome", "at"], arrival)
+        .on_conflict_do_nothing(index_elements=["join_id", "job_id"])
+        .returning(join_arrivals.c.job_id)
+        .cte("recorded")
+    )
+    return select(*locked.c, select(new.c.job_id).scalar_subquery().label("arrival_of"))
 
 
 def skip_message(conn: Connection, join_id: int) -> str | None:

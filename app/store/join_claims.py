@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Row
 
-from app.store import joins
+from app.store import arrivals, joins
 from app.store.join_endings import Decided
 
 if TYPE_CHECKING:
@@ -40,7 +40,11 @@ class Taken:
         if not rows:
             return
         self.nodes += len(rows)
-        free = joins.lock_free(conn, {r.join_id for r in rows})
+        if len(rows) == 1 and conn.dialect.name == "postgresql":  # a parent's own node
+            join = arrivals.lock_and_record(conn, rows[0], t)
+            free = {} if join is None else {join.id: join}
+        else:
+            free = joins.lock_free(conn, {r.join_id for r in rows})
         self.deferred.extend(r.id for r in rows if r.join_id not in free)
         arriving = [r for r in rows if r.join_id in free]
         self.released += joins.arrive_claimed(

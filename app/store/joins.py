@@ -210,7 +210,8 @@ def _count_arrival(
     this arrival decided it, how many next jobs its firing started if that statement
     started them too). A node arriving again (its parent was retried) replaces its
     recorded outcome instead of counting twice."""
-    previous = arrivals.record(conn, join.id, node, outcome, at)
+    recorded = join._mapping.get("arrival_of") == node.id  # by arrivals.lock_and_record
+    previous = None if recorded else arrivals.record(conn, join.id, node, outcome, at)
     # Counted on the locked join row, so an arrival costs the same whatever the width.
     outcomes: Counter[str] = Counter(join.outcome_counts or {})
     if previous is not None:

@@ -64,8 +64,9 @@ def test_a_job_with_a_join_node_below_is_recorded_with_its_arrival(db: Database)
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_an_arrival_that_starts_nothing_is_not_followed_by_another_claim(db: Database) -> None:
     """The hop that records a parent claims what is due and its JOIN node; the node's
-    arrival (1 of 2) starts nothing, so no second claim runs in that transaction. The
-    arrival that fires the join does claim what it started."""
+    arrival (1 of 2), which locks the join and writes its arrival row in one statement,
+    starts nothing, so no second claim runs in that transaction. The arrival that fires
+    the join does claim what it started."""
     first, second = parents_claimed(db, 2)
     sent: list[str] = []
 
@@ -78,6 +79,8 @@ def test_an_arrival_that_starts_nothing_is_not_followed_by_another_claim(db: Dat
         done = completion.Done(first.id, first.lease_token, ran, joins_below=True)
         completion.record_and_claim(db, [done], owner="w", claim_limit=16)
         assert "WITH due" not in sent and len(the_join(db)["arrivals"]) == 1
+        # The join row's lock and the arrival row: one statement (arrivals.lock_and_record).
+        assert sent.count("WITH locked") == 1 and "INSERT INTO" not in sent
         done = completion.Done(second.id, second.lease_token, ran, joins_below=True)
         fired = completion.record_and_claim(db, [done], owner="w", claim_limit=16)
     finally:
