@@ -65,12 +65,18 @@ def _new_arrival(dialect: str) -> Any:
     return stmt.returning(join_arrivals.c.id)
 
 
+def carried_outcome(node: Row[Any]) -> str:
+    """The outcome a released JOIN node carries to its join (its parent's end, or an
+    upstream join's decision); a node claimed before it was written carries FINISHED."""
+    return node.arrival_outcome or Status.FINISHED.value
+
+
 def lock_and_record(conn: Connection, node: Row[Any], at: float) -> Row[Any] | None:
     """PostgreSQL, one JOIN node arriving: lock its join row unless another transaction
     holds it (``SKIP LOCKED``: the caller then defers the node) and insert its arrival row,
     one statement for what were two. Returns the join row, its ``arrival_of`` the node's id
     when the arrival row is new (None: it arrived before), or None when the join is busy."""
-    outcome = node.arrival_outcome or Status.FINISHED.value
+    outcome = carried_outcome(node)
     params = {"join": node.join_id, "node": node.id, "parent": node.parent_id, "outcome": outcome}
     return conn.execute(_lock_and_insert(), {**params, "at": at}).first()
 

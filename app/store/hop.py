@@ -46,7 +46,7 @@ from app.domain.statuses import Status, Transition, sources, target
 from app.failpoints import failpoint
 from app.store.claims import CLAIM_VALUES, CLAIMED_COLUMNS, DUE, claim_due, claims_of, settle
 from app.store.database import Database
-from app.store.guards import FoundBy, guard, status_literal
+from app.store.guards import FoundBy, froms, guard, status_literal
 from app.store.join_claims import Taken
 from app.store.release import JOIN_DUE, start_children
 from app.store.tables import job_events, jobs
@@ -54,8 +54,8 @@ from app.store.transitions import AT, logged_together, logged_update
 
 # A job handed over moves as PARENT_FINISHED (ARRIVE for a JOIN node) and then CLAIM.
 for _first in (Transition.PARENT_FINISHED, Transition.ARRIVE):
-    if target(_first) not in sources(Transition.CLAIM):
-        raise RuntimeError(f"{_first} must lead to a status CLAIM takes")
+    if target(_first) not in sources(Transition.CLAIM) or len(sources(_first)) != 1:
+        raise RuntimeError(f"{_first} must move one status to a status CLAIM takes")
 
 # Executed with many parameter sets by the batch path too (completion._FINISH_MANY).
 FINISH_CONDITION = and_(jobs.c.id == bindparam("b_id"), jobs.c.lease_token == bindparam("b_token"))
@@ -141,7 +141,7 @@ _HANDED = (
 # Each handed job's two event rows, in order (ids are drawn as the rows are inserted).
 _RELEASED_EVENT = select(
     _HANDED.c.id.label("job_id"),
-    status_literal(Status.WAITING_FOR_PARENT).label("from_status"),
+    status_literal(froms(Transition.PARENT_FINISHED, None)[0]).label("from_status"),
     status_literal(target(Transition.PARENT_FINISHED)).label("to_status"),
     (_HANDED.c.attempt - 1).label("attempt"),  # before the claim's increment
     _HANDED.c.updated_at,

@@ -141,7 +141,7 @@ def arrive_claimed(
         join = (locked or {}).pop(node.join_id, None)
         if join is None:
             join = conn.execute(_LOCK_JOIN, {"join_id": node.join_id}).one()
-        outcome = node.arrival_outcome or Status.FINISHED.value
+        outcome = arrivals.carried_outcome(node)
         state, arrived, decided_now, fired = _count_arrival(conn, join, node, outcome, at)
         message = f"arrival {arrived} of {join.expected} at join {join.key!r} (parent {outcome})"
         if decided_now:
