@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, select, update
 
 from app.domain.statuses import NOT_STARTED, RETRYABLE, TERMINAL, Status, Transition
-from app.store import joins
+from app.store import join_rearm, joins
 from app.store.database import Database, now
 from app.store.release import block_waiting_subtree, revive_blocked
 from app.store.tables import jobs
@@ -116,7 +116,7 @@ def retry(db: Database, job_id: int) -> Status:
             },
         )
         revived = revive_blocked(conn, [job_id], t)
-        joins.rearm(conn, [job_id, *revived], t)
+        join_rearm.rearm(conn, [job_id, *revived], t)
         return Status.WAITING_FOR_PARENT if waits else Status.WAITING_FOR_DISPATCH
 
     status = db.write(work)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, Float, Row, String, bindparam, select, update
+from sqlalchemy import BigInteger, Connection, Float, Row, String, bindparam, func, select, update
 
 from app.domain.join_plan import skip_reason
 from app.domain.statuses import Status
@@ -75,7 +75,12 @@ def lock_and_record(conn: Connection, node: Row[Any], at: float) -> Row[Any] | N
     """PostgreSQL, one JOIN node arriving: lock its join row unless another transaction
     holds it (``SKIP LOCKED``: the caller then defers the node) and insert its arrival row,
     one statement for what were two. Returns the join row, its ``arrival_of`` the node's id
-    when the arrival row is new (None: it arrived before), or None when the join is busy."""
+    when the arrival row is new (None: it arrived before), or None when the join is busy.
+
+    It also makes the rest of the transaction use generic plans for its prepared
+    statements (``SET LOCAL plan_cache_mode``): an arrival may fire its join, and the
+    firing's statement, prepared on its first run on a connection, would otherwise be
+    planned anew on each of its first five runs there (app/store/firing.py)."""
     outcome = carried_outcome(node)
     params = {"join": node.join_id, "node": node.id, "parent": node.parent_id, "outcome": outcome}
     return conn.execute(_lock_and_insert(), {**params, "at": at}).first()
@@ -105,7 +110,12 @@ def _lock_and_insert() -> Any:
         .returning(join_arrivals.c.job_id)
         .cte("recorded")
     )
-    return select(*locked.c, select(new.c.job_id).scalar_subquery().label("arrival_of"))
+    return select(
+        *locked.c,
+        select(new.c.job_id).scalar_subquery().label("arrival_of"),
+        # The rest of this transaction plans its prepared statements once (firing.py).
+        func.set_config("plan_cache_mode", "force_generic_plan", True).label("generic_plans"),
+    )
 
 
 def skip_message(conn: Connection, join_id: int) -> str | None:

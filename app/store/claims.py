@@ -18,14 +18,10 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    Float,
     Row,
     Select,
     and_,
     bindparam,
-    case,
-    exists,
-    literal_column,
     select,
     update,
 )
@@ -34,6 +30,7 @@ from app.domain.statuses import Status, Transition
 from app.store import join_endings, joins
 from app.store.database import Database, now
 from app.store.guards import FoundBy, guard
+from app.store.handoff import CLAIM_VALUES, CLAIMED_COLUMNS
 from app.store.joblog import append_log
 from app.store.join_claims import Taken
 from app.store.join_endings import Decided
@@ -113,41 +110,6 @@ _DUE_NODES = _due(
     jobs.c.join_id.is_not(None),
     found_by=FoundBy.KEY,  # by their parents: never a scan of every due job
 )
-_BELOW = jobs.alias("below")
-# What a claim reads of each job it takes.
-CLAIMED_COLUMNS = (
-    jobs.c.id,
-    jobs.c.attempt,
-    jobs.c.root_id,
-    jobs.c.target_object,
-    jobs.c.job_type,
-    jobs.c.target_id,
-    jobs.c.parameters,
-    jobs.c.attempt_floor,
-    jobs.c.max_attempts,
-    jobs.c.timeout_seconds,
-    jobs.c.join_id,
-    jobs.c.parent_id,
-    jobs.c.arrival_outcome,
-    # Spelled out: SQLite's RETURNING names the updated table's columns unqualified, and
-    # inside this subquery an unqualified ``id`` would be the child's.
-    exists()
-    .where(_BELOW.c.parent_id == literal_column("jobs.id"), _BELOW.c.join_id.is_not(None))
-    .label("joins_below"),
-)
-CLAIM_VALUES = {
-    "attempt": jobs.c.attempt + 1,
-    "lease_token": bindparam("token"),
-    "lease_owner": bindparam("owner"),
-    "lease_expires_at": bindparam("expires"),
-    # The worker stamps the function's real start (it may wait in the worker's batch); a
-    # JOIN node runs nothing: it arrives in the claiming transaction.
-    "claimed_at": bindparam("now"),
-    "started_at": case((jobs.c.join_id.is_not(None), bindparam("now", type_=Float())), else_=None),
-    "updated_at": bindparam("now"),
-    "finished_at": None,
-    "progress": None,
-}
 # SQLite: lock the ids (DUE), then claim them and log the claims.
 _CLAIM = logged_update(
     Transition.CLAIM,
@@ -214,6 +176,7 @@ def claim_with_arrivals(
     token: str,
     below: list[int] | None = None,
     first: list[Row[Any]] | None = None,
+    first_full: bool = False,
 ) -> Taken:
     """Claim up to ``limit`` jobs; JOIN nodes among them arrive at once, in this transaction.
 
@@ -221,12 +184,13 @@ def claim_with_arrivals(
     last arrival decides the join (and the next round may claim what it started) in the
     commit that claimed it. With ``below`` (ids of jobs just recorded) the JOIN nodes
     under them are claimed first, whatever ``limit``. ``first``: rows this transaction
-    claimed already under ``token`` (app/store/hop.py), the first round's.
+    claimed already under ``token`` (app/store/hop.py), the first round's; ``first_full``
+    if it claimed ``limit`` due jobs (more may be due).
     """
     params = {"token": token, "owner": owner, "expires": t + lease_seconds, "now": t}
-    taken = Taken(token=token)
+    taken = Taken(token=token, lease=params)
     if first is not None:
-        if not _take(conn, taken, first, t, limit):
+        if not _take(conn, taken, first, t, first_full, limit):
             return taken
     elif below:
         taken.arrive(conn, _claim(conn, _NODES_BELOW, params, t, below), t)
@@ -234,20 +198,29 @@ def claim_with_arrivals(
         want = limit - len(taken.claims)
         if want <= 0:
             break
-        if not _take(conn, taken, _claim(conn, want, params, t), t, want):
+        rows = _claim(conn, want, params, t)
+        if not _take(conn, taken, rows, t, len(rows) >= want, limit):
             break
     return taken
 
 
-def _take(conn: Connection, taken: Taken, rows: list[Row[Any]], t: float, want: int) -> bool:
+def _take(
+    conn: Connection, taken: Taken, rows: list[Row[Any]], t: float, full: bool, limit: int
+) -> bool:
     """Add claimed rows to ``taken``: jobs to run, JOIN nodes that arrive now. True if
-    another claim may find more: nodes took slots of a full claim, or their arrivals made
-    jobs claimable (a claim that was not full took every job then due)."""
+    another claim may find more: the claim was ``full`` (it took as many due jobs as it
+    asked for: nodes among them took slots), or the arrivals made jobs claimable and did
+    not hand them over (a claim that was not full took every job then due).
+
+    Only a claim that was not full lets a firing hand the worker what it starts, into the
+    room left of ``limit``: no job due before it is passed over (as in the hop)."""
     taken.claims.extend(claims_of([r for r in rows if r.join_id is None], taken.token))
     nodes = [r for r in rows if r.join_id is not None]
     released = taken.released
-    taken.arrive(conn, nodes, t)
-    return bool(nodes) and (len(rows) >= want or taken.released > released)
+    room = 0 if full else limit - len(taken.claims)
+    handed = taken.arrive(conn, nodes, t, room)
+    taken.claims.extend(claims_of(handed, taken.token))
+    return bool(nodes) and (full or taken.released - len(handed) > released)
 
 
 # The most JOIN nodes below the jobs of one record (MAX_BATCH jobs, a few nodes each).

@@ -185,8 +185,9 @@ def record_and_claim(
             taken = claimed_with(conn, token) if runs > 1 else taken
             if not (taken.claims or taken.deferred):
                 first = hand.taken if hand is not None else None
+                full = hand is not None and hand.due >= claim_limit
                 taken = claim_with_arrivals(
-                    conn, owner, claim_limit, lease_seconds, t, token, below, first
+                    conn, owner, claim_limit, lease_seconds, t, token, below, first, full
                 )
                 # JOIN nodes claimed here were released as claimable; they are done.
                 released += taken.released - taken.nodes

@@ -71,7 +71,9 @@ def postgres_engine(url: str, pool_size: int) -> Engine:
     runs the transaction again on a new one.
     """
     _cache_long_statements()
-    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, **JSON_CODEC)
+    engine = create_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_use_lifo=True, **JSON_CODEC
+    )
     dialect = engine.dialect
 
     @event.listens_for(engine, "connect")
@@ -91,6 +93,24 @@ def postgres_engine(url: str, pool_size: int) -> Engine:
             raise
 
     return engine
+
+
+@contextmanager
+def prepared_at_once(conn: Connection) -> Iterator[None]:
+    """On PostgreSQL, statements run in this block are prepared on their first run on
+    this connection (psycopg prepares a text once it ran ``prepare_threshold`` times,
+    5 by default): for a costly statement that runs rarely on each connection, such as a
+    join's firing, so the server parses it once and, once it keeps a plan, plans it once."""
+    driver: Any = conn.connection.driver_connection
+    threshold = getattr(driver, "prepare_threshold", None)
+    if threshold is None:  # SQLite, or a driver that prepares nothing
+        yield
+        return
+    driver.prepare_threshold = 0
+    try:
+        yield
+    finally:
+        driver.prepare_threshold = threshold
 
 
 @contextmanager

@@ -27,35 +27,25 @@ from sqlalchemy import (
     Float,
     Integer,
     Row,
-    Text,
     and_,
     bindparam,
-    case,
     exists,
     func,
-    insert,
-    literal,
-    or_,
     select,
     true,
     union_all,
-    update,
 )
 
-from app.domain.statuses import Status, Transition, sources, target
+from app.domain.statuses import Transition
 from app.failpoints import failpoint
-from app.store.claims import CLAIM_VALUES, CLAIMED_COLUMNS, DUE, claim_due, claims_of, settle
+from app.store.claims import DUE, claim_due, claims_of, settle
 from app.store.database import Database
-from app.store.guards import FoundBy, froms, guard, status_literal
+from app.store.guards import FoundBy
+from app.store.handoff import CLAIMED_COLUMNS, ONE_ROW, count, hand_children
 from app.store.join_claims import Taken
-from app.store.release import JOIN_DUE, start_children
-from app.store.tables import job_events, jobs
-from app.store.transitions import AT, logged_together, logged_update
-
-# A job handed over moves as PARENT_FINISHED (ARRIVE for a JOIN node) and then CLAIM.
-for _first in (Transition.PARENT_FINISHED, Transition.ARRIVE):
-    if target(_first) not in sources(Transition.CLAIM) or len(sources(_first)) != 1:
-        raise RuntimeError(f"{_first} must move one status to a status CLAIM takes")
+from app.store.release import start_children
+from app.store.tables import jobs
+from app.store.transitions import logged_together, logged_update
 
 # Executed with many parameter sets by the batch path too (completion._FINISH_MANY).
 FINISH_CONDITION = and_(jobs.c.id == bindparam("b_id"), jobs.c.lease_token == bindparam("b_token"))
@@ -87,17 +77,13 @@ _FINISHED = logged_update(
 _CHILDREN = jobs.c.parent_id.in_(select(_FINISHED.moved.c.id))
 
 
-def _count(cte: Any) -> Any:
-    return select(func.count()).select_from(cte).scalar_subquery()
-
-
 # The finish and the start of every next job, answering whether it finished and how many
 # started (a worker that claims nothing: a slow job's flush).
 _STARTED_AFTER = start_children(_CHILDREN, name="started")
 FINISH_AND_RELEASE = logged_together(
     select(
-        _count(_FINISHED.moved).label("ended"),
-        _count(_STARTED_AFTER.moved).label("started"),
+        count(_FINISHED.moved).label("ended"),
+        count(_STARTED_AFTER.moved).label("started"),
     ),
     _FINISHED,
     _STARTED_AFTER,
@@ -107,82 +93,30 @@ FINISH_AND_RELEASE = logged_together(
 
 # Due jobs, only if the job finished: a hop that did not happen claims nothing.
 _CLAIMED = claim_due(DUE.where(exists(select(_FINISHED.moved.c.id))), name="claimed")
-# The next jobs the worker takes: the first by id up to what the claim left of the limit.
-_OWN = (
-    select(jobs.c.id)
-    .where(
-        _CHILDREN,
-        # Found by parent: written, like the guard, as a filter no index matches (guards.py)
-        jobs.c.join_id.is_(None).is_(True),
-        guard(Transition.PARENT_FINISHED, found_by=FoundBy.KEY),
-    )
-    .order_by(jobs.c.id)
-    .limit(func.greatest(0, bindparam("limit", type_=Integer()) - _count(_CLAIMED.moved)))
+# The worker takes the job's next jobs up to what the claim left of the limit, and its
+# JOIN nodes (they arrive in the hop's transaction); the rest start for anyone.
+_HAND = hand_children(
+    _CHILDREN,
+    func.greatest(0, bindparam("limit", type_=Integer()) - count(_CLAIMED.moved)),
+    nodes=True,
 )
-_NODE = jobs.c.join_id.is_not(None)
-_HANDED = (
-    update(jobs)
-    .where(
-        _CHILDREN,
-        guard(Transition.PARENT_FINISHED, found_by=FoundBy.KEY),
-        or_(_NODE, jobs.c.id.in_(_OWN)),
-    )
-    .values(
-        {
-            **CLAIM_VALUES,
-            "status": target(Transition.CLAIM).value,
-            "run_after": case((_NODE, JOIN_DUE["run_after"]), else_=AT),
-            "arrival_outcome": case((_NODE, Status.FINISHED.value)),
-        }
-    )
-    .returning(*CLAIMED_COLUMNS, jobs.c.updated_at)
-    .cte("handed")
-)
-# Each handed job's two event rows, in order (ids are drawn as the rows are inserted).
-_RELEASED_EVENT = select(
-    _HANDED.c.id.label("job_id"),
-    status_literal(froms(Transition.PARENT_FINISHED, None)[0]).label("from_status"),
-    status_literal(target(Transition.PARENT_FINISHED)).label("to_status"),
-    (_HANDED.c.attempt - 1).label("attempt"),  # before the claim's increment
-    _HANDED.c.updated_at,
-    case(
-        (_HANDED.c.join_id.is_not(None), literal(str(Transition.ARRIVE), Text)),
-        else_=literal(str(Transition.PARENT_FINISHED), Text),
-    ).label("reason"),
-    literal(0).label("step"),
-)
-_CLAIM_EVENT = select(
-    _HANDED.c.id,
-    status_literal(target(Transition.PARENT_FINISHED)),
-    status_literal(target(Transition.CLAIM)),
-    _HANDED.c.attempt,
-    _HANDED.c.updated_at,
-    literal(str(Transition.CLAIM), Text),
-    literal(1),
-)
-_EVENTS = union_all(_RELEASED_EVENT, _CLAIM_EVENT).subquery("handed_events")
-_HANDED_LOGGED = insert(job_events).from_select(
-    ["job_id", "from_status", "to_status", "attempt", "at", "reason"],
-    select(*list(_EVENTS.c)[:6]).order_by(_EVENTS.c.job_id, _EVENTS.c.step),
-)
-# The next jobs the worker did not take start for any worker.
-_STARTED_REST = start_children(_CHILDREN & jobs.c.id.not_in(select(_HANDED.c.id)), name="started")
+_HANDED = _HAND.handed
 _TAKEN = union_all(
     select(*(_CLAIMED.moved.c[c.name] for c in CLAIMED_COLUMNS)),
     select(*(_HANDED.c[c.name] for c in CLAIMED_COLUMNS)),
 ).subquery("taken")
-_ONE = select(literal(1, Integer).label("one")).subquery("one")
 FINISH_AND_HAND_OFF = logged_together(
     select(
-        _count(_FINISHED.moved).label("ended"),
-        _count(_STARTED_REST.moved).label("started"),
-        _count(_HANDED).label("handed"),
+        count(_FINISHED.moved).label("ended"),
+        count(_HAND.started.moved).label("started"),
+        count(_HANDED).label("handed"),
+        count(_CLAIMED.moved).label("due"),
         *_TAKEN.c,
-    ).select_from(_ONE.outerjoin(_TAKEN, true())),
+    ).select_from(ONE_ROW.outerjoin(_TAKEN, true())),
     _FINISHED,
     _CLAIMED,
-    _STARTED_REST,
-).add_cte(_HANDED_LOGGED.cte("handed_logged"))
+    _HAND.started,
+).add_cte(_HAND.logged)
 
 
 @dataclass(frozen=True)
@@ -193,6 +127,7 @@ class HandOff:
     released: int
     taken: list[Row[Any]]  # as a claim returns them (JOIN nodes among them arrive next)
     left: int = 0  # of ``released``, not handed to the worker
+    due: int = 0  # of ``taken``, jobs that were due before the hop
 
 
 def finish_and_hand_off(conn: Connection, params: dict[str, Any]) -> HandOff | None:
@@ -203,7 +138,8 @@ def finish_and_hand_off(conn: Connection, params: dict[str, Any]) -> HandOff | N
         return None
     first = rows[0]
     started, handed = int(first.started), int(first.handed)
-    return HandOff(started + handed, [r for r in rows if r.id is not None], left=started)
+    taken = [r for r in rows if r.id is not None]
+    return HandOff(started + handed, taken, left=started, due=int(first.due))
 
 
 def hop_alone(

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, Row
 
 from app.store import arrivals, joins
+from app.store.firing import Hand
 from app.store.join_endings import Decided
 
 if TYPE_CHECKING:
@@ -35,10 +36,18 @@ class Taken:
     # JOIN nodes that decided their join, still held: they end, with the nodes that
     # waited, in a transaction after this one (join_endings.end_decided).
     decided: list[Decided] = field(default_factory=list)
+    # The claim's lease (token, owner, expires, now): a firing among the arrivals may
+    # hand the worker what it starts (firing.fire).
+    lease: dict[str, Any] | None = None
 
-    def arrive(self, conn: Connection, rows: list[Row[Any]], t: float) -> None:
+    def arrive(
+        self, conn: Connection, rows: list[Row[Any]], t: float, room: int = 0
+    ) -> list[Row[Any]]:
+        """Make these claimed JOIN nodes arrive. A join they fire hands the worker up to
+        ``room`` of the jobs it starts; returns those, as a claim returns them (counted in
+        ``released``)."""
         if not rows:
-            return
+            return []
         self.nodes += len(rows)
         if len(rows) == 1 and conn.dialect.name == "postgresql":  # a parent's own node
             join = arrivals.lock_and_record(conn, rows[0], t)
@@ -47,6 +56,8 @@ class Taken:
             free = joins.lock_free(conn, {r.join_id for r in rows})
         self.deferred.extend(r.id for r in rows if r.join_id not in free)
         arriving = [r for r in rows if r.join_id in free]
+        hand = Hand(self.lease, room) if self.lease is not None and room > 0 else None
         self.released += joins.arrive_claimed(
-            conn, arriving, t, self.decided, self.token, locked=free
+            conn, arriving, t, self.decided, self.token, locked=free, hand=hand
         )
+        return hand.rows if hand is not None else []

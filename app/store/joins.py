@@ -24,82 +24,34 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Connection,
     Row,
     Select,
-    and_,
     bindparam,
-    delete,
-    func,
-    or_,
     select,
     update,
 )
 
 from app.domain.join_rules import CANCELLED, DECISION_STATUS, FAILED, WAITING, decide
-from app.domain.statuses import Status, Transition
+from app.domain.statuses import Status
 from app.failpoints import failpoint
 from app.store import arrivals
 from app.store.database import Database, now
+from app.store.firing import COUNT_AND_DECIDE, SET_COUNTS, Hand, fire
 from app.store.join_endings import (
     AWAIT,
     END_ARRIVING,
-    LEASE_CLEARED,
     Decided,
-    arrived_nodes,
     end_nodes,
 )
-from app.store.release import (
-    release_finished,
-    release_next_jobs,
-    revive_blocked,
-    start_children,
-)
-from app.store.tables import jobs, join_arrivals, joins
-from app.store.transitions import apply, logged_together
+from app.store.release import release_finished, release_next_jobs
+from app.store.tables import jobs, joins
 
 # Arrivals are on the hot path of a wide fan-in: their statements are built once.
-_LOCK_JOIN = select(joins).where(joins.c.id == bindparam("join_id")).with_for_update()
-_JOINS_OF = select(jobs.c.join_id).distinct()
-_LOCK_JOINS_OF = (
-    select(joins.c.id)
-    .where(joins.c.id.in_(bindparam("ids", expanding=True)))
-    .order_by(joins.c.id)
-    .with_for_update()
-)
-_COUNTS = bindparam("counts", type_=joins.c.outcome_counts.type)
-_SET_COUNTS = update(joins).where(joins.c.id == bindparam("b_join")).values(outcome_counts=_COUNTS)
-# The arrival that decides writes the counts and the decision in one guarded update.
-_COUNT_AND_DECIDE = (
-    update(joins)
-    .where(joins.c.id == bindparam("b_join"), joins.c.state == WAITING)
-    .values(
-        outcome_counts=_COUNTS,
-        state=bindparam("b_state"),
-        decided_at=bindparam("b_at"),
-        decided_by_job_id=bindparam("b_by"),
-    )
-)
-# PostgreSQL, an arrival that fires its join: the counts, the decision and the start of
-# the join's next jobs (below its owner node) in one statement, answering both. (Its
-# parameter names must differ from the columns of jobs, which it updates too.)
-_FIRING = _COUNT_AND_DECIDE.returning(joins.c.owner_job_id).cte("decided")
-_STARTED_BY_FIRING = start_children(
-    jobs.c.parent_id.in_(select(_FIRING.c.owner_job_id)), name="started"
-)
-_FIRE_AND_START = logged_together(
-    select(
-        select(func.count()).select_from(_FIRING).scalar_subquery().label("decided"),
-        select(func.count())
-        .select_from(_STARTED_BY_FIRING.moved)
-        .scalar_subquery()
-        .label("started"),
-    ),
-    _STARTED_BY_FIRING,
-)
+LOCK_JOIN = select(joins).where(joins.c.id == bindparam("join_id")).with_for_update()
 _IDS: Any = bindparam("ids", expanding=True)
 _LOCK_JOINS = select(joins).where(joins.c.id.in_(_IDS)).order_by(joins.c.id).with_for_update()
 _LOCK_FREE = _LOCK_JOINS.with_for_update(skip_locked=True)
@@ -125,6 +77,7 @@ def arrive_claimed(
     decided: list[Decided] | None = None,
     token: str = "",
     locked: dict[int, Row[Any]] | None = None,
+    hand: Hand | None = None,
 ) -> int:
     """JOIN nodes this transaction just claimed arrive, each with the outcome it carries.
 
@@ -133,20 +86,22 @@ def arrive_claimed(
     its nodes; the next ones read it again). With ``decided`` (a worker's claim under
     ``token``), a node that decides its join stays held and is listed there: it and the
     nodes that waited end in the worker's next transaction (app/store/join_endings.py),
-    so what the join starts is claimed without waiting for them. Returns how many jobs
-    became claimable.
+    so what the join starts is claimed without waiting for them; with ``hand`` (PostgreSQL)
+    the worker's claim takes what a firing starts, as far as it has room (firing.fire).
+    Returns how many jobs became claimable, the handed ones among them.
     """
     started = 0
     for node in sorted(nodes, key=lambda n: (n.join_id, n.id)):
         join = (locked or {}).pop(node.join_id, None)
         if join is None:
-            join = conn.execute(_LOCK_JOIN, {"join_id": node.join_id}).one()
+            join = conn.execute(LOCK_JOIN, {"join_id": node.join_id}).one()
         outcome = arrivals.carried_outcome(node)
-        state, arrived, decided_now, fired = _count_arrival(conn, join, node, outcome, at)
+        counted = _count_arrival(conn, join, node, outcome, at, hand, defer_counts=True)
+        state, arrived = counted.state, counted.arrived
         message = f"arrival {arrived} of {join.expected} at join {join.key!r} (parent {outcome})"
-        if decided_now:
+        if counted.decided:
             end_waiting = decided is None
-            started += _apply_decision(conn, join, state, at, end_waiting, fired)
+            started += _apply_decision(conn, join, state, at, end_waiting, counted.started)
             if decided is not None:
                 decided.append(Decided(node.id, join.id, token, f"{message}; join {state}"))
                 continue
@@ -156,8 +111,10 @@ def arrive_claimed(
             end_nodes(conn, join.id, join.key, state, at)
         if state == WAITING:
             params = {"b_node": node.id, "b_message": f"{message}; waiting for the others"}
-            AWAIT.run(conn, {**params, "at": at}, at)
+            _await(conn, {**params, "at": at}, counted.unwritten)
             continue
+        if counted.unwritten is not None:
+            conn.execute(SET_COUNTS, counted.unwritten)
         params = {"b_node": node.id, "b_message": f"{message}; join {state}", "at": at}
         END_ARRIVING[DECISION_STATUS[state]].run(conn, params, at)
     return started
@@ -196,20 +153,38 @@ def arrive_held(
 def arrive_cancelled(conn: Connection, node: Row[Any], at: float) -> int:
     """A JOIN node cancelled by a user arrives as a cancelled branch, unless it had
     arrived already. Returns how many jobs became claimable."""
-    join = conn.execute(_LOCK_JOIN, {"join_id": node.join_id}).one()
+    join = conn.execute(LOCK_JOIN, {"join_id": node.join_id}).one()
     if arrivals.previous_outcome(conn, join.id, node.id) is not None:
         return 0
-    state, _, decided_now, _ = _count_arrival(conn, join, node, Status.CANCELLED.value, at)
-    return _apply_decision(conn, join, state, at) if decided_now else 0
+    counted = _count_arrival(conn, join, node, Status.CANCELLED.value, at)
+    return _apply_decision(conn, join, counted.state, at) if counted.decided else 0
+
+
+class Counted(NamedTuple):
+    """An arrival counted: the join's state, how many arrived, whether this arrival
+    decided it, how many next jobs the firing's statement started (None: not started by
+    it), and the counts still to write (an arrival that decided nothing, deferred)."""
+
+    state: str
+    arrived: int
+    decided: bool
+    started: int | None = None
+    unwritten: dict[str, Any] | None = None
 
 
 def _count_arrival(
-    conn: Connection, join: Row[Any], node: Row[Any], outcome: str, at: float
-) -> tuple[str, int, bool, int | None]:
-    """Record the arrival, recount, decide. Returns (the join's state, arrivals, whether
-    this arrival decided it, how many next jobs its firing started if that statement
-    started them too). A node arriving again (its parent was retried) replaces its
-    recorded outcome instead of counting twice."""
+    conn: Connection,
+    join: Row[Any],
+    node: Row[Any],
+    outcome: str,
+    at: float,
+    hand: Hand | None = None,
+    defer_counts: bool = False,
+) -> Counted:
+    """Record the arrival, recount, decide. A node arriving again (its parent was
+    retried) replaces its recorded outcome instead of counting twice. With
+    ``defer_counts``, an arrival that decides nothing leaves its counts to the caller,
+    which writes them with the node's own change (:func:`_await`)."""
     recorded = join._mapping.get("arrival_of") == node.id  # by arrivals.lock_and_record
     previous = None if recorded else arrivals.record(conn, join.id, node, outcome, at)
     # Counted on the locked join row, so an arrival costs the same whatever the width.
@@ -226,13 +201,29 @@ def _count_arrival(
         params = {**counts, "b_state": decision, "b_at": at, "b_by": node.id}
         fires = DECISION_STATUS[decision] == Status.FINISHED and join.owner_job_id is not None
         if fires and conn.dialect.name == "postgresql":  # the hot path of a fan-in
-            row = conn.execute(_FIRE_AND_START, {**params, "at": at}).one()
-            if row.decided:
-                return decision, arrived, True, int(row.started)
-        elif conn.execute(_COUNT_AND_DECIDE, params).rowcount == 1:
-            return decision, arrived, True, None
-    conn.execute(_SET_COUNTS, counts)
-    return join.state, arrived, False, None
+            started = fire(conn, {**params, "at": at}, hand)
+            if started is not None:
+                return Counted(decision, arrived, True, started)
+        elif conn.execute(COUNT_AND_DECIDE, params).rowcount == 1:
+            return Counted(decision, arrived, True)
+    if defer_counts:
+        return Counted(join.state, arrived, False, unwritten=counts)
+    conn.execute(SET_COUNTS, counts)
+    return Counted(join.state, arrived, False)
+
+
+# PostgreSQL: an arrival that decided nothing writes its counts with the node's wait.
+_COUNT_AND_AWAIT = AWAIT.combined.add_cte(SET_COUNTS.cte("counted"))
+
+
+def _await(conn: Connection, params: dict[str, Any], counts: dict[str, Any] | None) -> None:
+    """The arrived node waits for the others; ``counts``: the join's, still to write."""
+    if counts is not None and conn.dialect.name == "postgresql":
+        conn.execute(_COUNT_AND_AWAIT, {**params, **counts})
+        return
+    if counts is not None:
+        conn.execute(SET_COUNTS, counts)
+    AWAIT.run(conn, params, params["at"])
 
 
 # -- the decision ----------------------------------------------------------------------
@@ -287,81 +278,7 @@ def _apply_decision(
     return release_next_jobs(conn, owner, outcome, at, reason=reason)
 
 
-# -- retries and timeouts --------------------------------------------------------------
-
-
-def rearm(conn: Connection, parent_ids: list[int], at: float) -> None:
-    """JOIN nodes under retried (or revived) parents wait to arrive again.
-
-    Their old arrival is withdrawn, so no decision counts an outcome that is being redone.
-    A join that failed or was cancelled because of the old outcome reopens: its nodes wait
-    again, and what its decision skipped, cancelled or carried to further joins comes back
-    (recursively, down any number of joins). A FIRED or timed-out join never decides again.
-    """
-    if not parent_ids:
-        return
-    nodes = jobs.c.parent_id.in_(parent_ids) & jobs.c.join_id.is_not(None)
-    # Joins before nodes, as a decision's endings lock them (end_decided): the other order
-    # deadlocks with a worker ending the node this retry takes back.
-    join_ids = list(conn.execute(_JOINS_OF.where(nodes)).scalars())
-    if not join_ids:
-        return  # no JOIN node below
-    conn.execute(_LOCK_JOINS_OF, {"ids": join_ids})
-    rearmed = apply(
-        conn,
-        Transition.REARM,
-        and_(
-            nodes,
-            # A node still waiting for its parent has nothing to withdraw.
-            or_(
-                jobs.c.status != Status.WAITING_FOR_PARENT.value,
-                jobs.c.id.in_(select(join_arrivals.c.job_id)),
-            ),
-        ),
-        at=at,
-        # A node held by a worker (arriving, or the decider whose waiting siblings it ends
-        # next) is taken back from it: its lease token no longer matches.
-        values={**LEASE_CLEARED, "finished_at": None, "arrival_outcome": None, "message": None},
-        returning=(jobs.c.join_id,),
-    )
-    for row in sorted(rearmed, key=lambda r: (r.join_id, r.id)):
-        join = conn.execute(_LOCK_JOIN, {"join_id": row.join_id}).one()
-        conn.execute(
-            delete(join_arrivals).where(
-                join_arrivals.c.join_id == join.id, join_arrivals.c.job_id == row.id
-            )
-        )
-        counts: dict[str, int] = dict(
-            conn.execute(
-                select(join_arrivals.c.parent_outcome, func.count())
-                .where(join_arrivals.c.join_id == join.id)
-                .group_by(join_arrivals.c.parent_outcome)
-            ).all()
-        )
-        conn.execute(_SET_COUNTS, {"b_join": join.id, "counts": counts})
-        if join.state in (FAILED, CANCELLED) and join.decided_by_job_id is not None:
-            _reopen(conn, join, at)
-
-
-def _reopen(conn: Connection, join: Row[Any], at: float) -> None:
-    reopened = conn.execute(
-        update(joins)
-        .where(joins.c.id == join.id, joins.c.state == join.state)
-        .values(state=WAITING, decided_at=None, decided_by_job_id=None)
-    ).rowcount
-    if not reopened:
-        return
-    apply(
-        conn,
-        Transition.REOPEN,
-        and_(jobs.c.join_id == join.id, arrived_nodes(join.id)),
-        at=at,
-        only_from=DECISION_STATUS[join.state],
-        values={"finished_at": None, "message": f"join {join.key!r} reopened"},
-    )
-    if join.owner_job_id is not None:
-        revived = revive_blocked(conn, [join.owner_job_id], at)
-        rearm(conn, [join.owner_job_id, *revived], at)
+# -- timeouts (retries: app/store/join_rearm.py) ---------------------------------------
 
 
 def expire(db: Database, limit: int = 100) -> int:

@@ -64,9 +64,10 @@ def test_a_job_with_a_join_node_below_is_recorded_with_its_arrival(db: Database)
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_an_arrival_that_starts_nothing_is_not_followed_by_another_claim(db: Database) -> None:
     """The hop that records a parent claims what is due and its JOIN node; the node's
-    arrival (1 of 2), which locks the join and writes its arrival row in one statement,
-    starts nothing, so no second claim runs in that transaction. The arrival that fires
-    the join does claim what it started."""
+    arrival (1 of 2), which locks the join and writes its arrival row in one statement and
+    its counts with the node's wait in another, starts nothing, so no second claim runs in that transaction. The arrival that fires
+    the join hands the worker what it started, in the firing's statement: no claim after
+    it either (app/store/firing.py)."""
     first, second = parents_claimed(db, 2)
     sent: list[str] = []
 
@@ -78,15 +79,16 @@ def test_an_arrival_that_starts_nothing_is_not_followed_by_another_claim(db: Dat
     try:
         done = completion.Done(first.id, first.lease_token, ran, joins_below=True)
         completion.record_and_claim(db, [done], owner="w", claim_limit=16)
-        assert "WITH due" not in sent and len(the_join(db)["arrivals"]) == 1
-        # The join row's lock and the arrival row: one statement (arrivals.lock_and_record).
-        assert sent.count("WITH locked") == 1 and "INSERT INTO" not in sent
+        # The join row's lock and the arrival row: one statement (arrivals.lock_and_record);
+        # the node's wait and the join's counts: one more. No claim.
+        assert sent == ["WITH finished", "WITH locked", "WITH moved"]
+        assert len(the_join(db)["arrivals"]) == 1
         done = completion.Done(second.id, second.lease_token, ran, joins_below=True)
         fired = completion.record_and_claim(db, [done], owner="w", claim_limit=16)
     finally:
         event.remove(db.engine, "before_cursor_execute", executed)
-    assert sent.count("WITH due") == 1  # the claim of B, which the firing started
-    assert [c.target_object for c in fired.claims] == ["B.NOOP"]
+    assert "WITH due" not in sent and sent.count("WITH decided") == 1
+    assert [c.target_object for c in fired.claims] == ["B.NOOP"] and fired.dispatchable == 0
 
 
 def test_a_claim_does_not_wait_for_a_join_row_another_transaction_holds(db: Database) -> None:

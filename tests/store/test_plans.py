@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql
 
 from app.domain.payload import JobSpec
 from app.domain.statuses import Status, Transition
-from app.store import claims, completion, hop
+from app.store import claims, completion, firing, hop
 from app.store.database import Database
 from app.store.guards import FoundBy, guard
 from app.store.schema import upgrade
@@ -149,3 +149,27 @@ def _ran() -> completion.Outcome:
 
 def _done(held: claims.Claim) -> completion.Done:
     return completion.Done(held.id, held.lease_token, _ran())
+
+
+def test_a_firing_reads_only_its_rows(young_db: Database) -> None:
+    """The statement that decides a join and hands its next job over finds the join by
+    key and the next jobs by their parent, with the generic plan it keeps (firing.py)."""
+    join_tests.submit(young_db, join_tests.fan_in([f"P{i}" for i in range(40)]))
+    for _ in range(FLAT):
+        submit(young_db, JobSpec("t", "noop", None))
+    with young_db.engine.connect() as conn:
+        join_id = conn.exec_driver_sql("SELECT id FROM joins").scalar()
+        conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+        params = {
+            "b_join": join_id,
+            "counts": json.dumps({"FINISHED": 40}),  # as the column's processor would send it
+            "b_state": "FIRED",
+            "b_at": 3.0,
+            "b_by": None,
+            "at": 3.0,
+            **{"token": "t", "owner": "o", "expires": 9e9, "now": time.time(), "limit": 1},
+        }
+        plan = _explain(conn, firing._FIRE_AND_HAND_OFF, params)
+        # The handed job's release and the check for a JOIN node below it read one row each.
+        assert max(_wasted_by_node(plan)) <= 1, json.dumps(plan, indent=1)
+        conn.rollback()
