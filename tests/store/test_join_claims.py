@@ -65,9 +65,9 @@ def test_a_job_with_a_join_node_below_is_recorded_with_its_arrival(db: Database)
 def test_an_arrival_that_starts_nothing_is_not_followed_by_another_claim(db: Database) -> None:
     """The hop that records a parent claims what is due and its JOIN node; the node's
     arrival (1 of 2), which locks the join and writes its arrival row in one statement and
-    its counts with the node's wait in another, starts nothing, so no second claim runs in that transaction. The arrival that fires
-    the join hands the worker what it started, in the firing's statement: no claim after
-    it either (app/store/firing.py)."""
+    its counts with the node's wait in another, starts nothing, so no second claim runs in
+    that transaction. The arrival that fires the join hands the worker what it started,
+    in the firing's statement: no claim after it either (app/store/firing.py)."""
     first, second = parents_claimed(db, 2)
     sent: list[str] = []
 
