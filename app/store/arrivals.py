@@ -8,6 +8,7 @@ The caller holds the join row's lock (app/store/joins.py), or takes it with the 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import BigInteger, Connection, Float, Row, String, bindparam, func, select, update
@@ -86,36 +87,46 @@ def lock_and_record(conn: Connection, node: Row[Any], at: float) -> Row[Any] | N
     return conn.execute(_lock_and_insert(), {**params, "at": at}).first()
 
 
-@functools.cache
-def _lock_and_insert() -> Any:
+# The rest of the transaction plans its prepared statements once (firing.py).
+GENERIC_PLANS = func.set_config("plan_cache_mode", "force_generic_plan", True).label(
+    "generic_plans"
+)
+
+
+def lock_and_insert(join: Any, arrival: Callable[[Any], Any]) -> tuple[Any, Any]:
+    """PostgreSQL: the CTEs that lock the join rows ``join`` selects (a condition on
+    ``joins``; rows another transaction holds are skipped) and insert the arrival rows
+    ``arrival(locked)`` selects (join, node, parent, outcome, at), unless a node arrived
+    before. Returns (locked join rows, the nodes whose arrival row is new)."""
     from sqlalchemy.dialects.postgresql import insert
 
-    locked = (
-        select(joins)
-        .where(joins.c.id == bindparam("join", type_=BigInteger))
-        .with_for_update(skip_locked=True)
-        .cte("locked")
-    )
-    arrival = select(
-        locked.c.id,
-        bindparam("node", type_=BigInteger),
-        bindparam("parent", type_=BigInteger),
-        bindparam("outcome", type_=String),
-        bindparam("at", type_=Float),
-    )
+    locked = select(joins).where(join).with_for_update(skip_locked=True).cte("locked")
     new = (
         insert(join_arrivals)
-        .from_select(["join_id", "job_id", "parent_job_id", "parent_outcome", "at"], arrival)
+        .from_select(
+            ["join_id", "job_id", "parent_job_id", "parent_outcome", "at"], arrival(locked)
+        )
         .on_conflict_do_nothing(index_elements=["join_id", "job_id"])
         .returning(join_arrivals.c.job_id)
         .cte("recorded")
     )
-    return select(
-        *locked.c,
-        select(new.c.job_id).scalar_subquery().label("arrival_of"),
-        # The rest of this transaction plans its prepared statements once (firing.py).
-        func.set_config("plan_cache_mode", "force_generic_plan", True).label("generic_plans"),
+    return locked, new
+
+
+@functools.cache
+def _lock_and_insert() -> Any:
+    locked, new = lock_and_insert(
+        joins.c.id == bindparam("join", type_=BigInteger),
+        lambda locked: select(
+            locked.c.id,
+            bindparam("node", type_=BigInteger),
+            bindparam("parent", type_=BigInteger),
+            bindparam("outcome", type_=String),
+            bindparam("at", type_=Float),
+        ),
     )
+    arrival_of = select(new.c.job_id).scalar_subquery().label("arrival_of")
+    return select(*locked.c, arrival_of, GENERIC_PLANS)
 
 
 def skip_message(conn: Connection, join_id: int) -> str | None:

@@ -177,6 +177,7 @@ def claim_with_arrivals(
     below: list[int] | None = None,
     first: list[Row[Any]] | None = None,
     first_full: bool = False,
+    first_joins: dict[int, Any] | None = None,
 ) -> Taken:
     """Claim up to ``limit`` jobs; JOIN nodes among them arrive at once, in this transaction.
 
@@ -185,12 +186,13 @@ def claim_with_arrivals(
     commit that claimed it. With ``below`` (ids of jobs just recorded) the JOIN nodes
     under them are claimed first, whatever ``limit``. ``first``: rows this transaction
     claimed already under ``token`` (app/store/hop.py), the first round's; ``first_full``
-    if it claimed ``limit`` due jobs (more may be due).
+    if it claimed ``limit`` due jobs (more may be due); ``first_joins`` the join rows it
+    locked for its JOIN nodes, if it tried.
     """
     params = {"token": token, "owner": owner, "expires": t + lease_seconds, "now": t}
     taken = Taken(token=token, lease=params)
     if first is not None:
-        if not _take(conn, taken, first, t, first_full, limit):
+        if not _take(conn, taken, first, t, first_full, limit, first_joins):
             return taken
     elif below:
         taken.arrive(conn, _claim(conn, _NODES_BELOW, params, t, below), t)
@@ -205,7 +207,13 @@ def claim_with_arrivals(
 
 
 def _take(
-    conn: Connection, taken: Taken, rows: list[Row[Any]], t: float, full: bool, limit: int
+    conn: Connection,
+    taken: Taken,
+    rows: list[Row[Any]],
+    t: float,
+    full: bool,
+    limit: int,
+    locked: dict[int, Any] | None = None,
 ) -> bool:
     """Add claimed rows to ``taken``: jobs to run, JOIN nodes that arrive now. True if
     another claim may find more: the claim was ``full`` (it took as many due jobs as it
@@ -218,7 +226,7 @@ def _take(
     nodes = [r for r in rows if r.join_id is not None]
     released = taken.released
     room = 0 if full else limit - len(taken.claims)
-    handed = taken.arrive(conn, nodes, t, room)
+    handed = taken.arrive(conn, nodes, t, room, locked)
     taken.claims.extend(claims_of(handed, taken.token))
     return bool(nodes) and (full or taken.released - len(handed) > released)
 

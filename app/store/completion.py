@@ -186,8 +186,9 @@ def record_and_claim(
             if not (taken.claims or taken.deferred):
                 first = hand.taken if hand is not None else None
                 full = hand is not None and hand.due >= claim_limit
+                locked = hand.joins if hand is not None else None
                 taken = claim_with_arrivals(
-                    conn, owner, claim_limit, lease_seconds, t, token, below, first, full
+                    conn, owner, claim_limit, lease_seconds, t, token, below, first, full, locked
                 )
                 # JOIN nodes claimed here were released as claimable; they are done.
                 released += taken.released - taken.nodes
@@ -276,7 +277,7 @@ def _finish_unread(
         row = conn.execute(FINISH_AND_RELEASE, params).one()
         hand = HandOff(int(row.started), []) if row.ended else None
     else:
-        hand = finish_and_hand_off(conn, {**params, **claim})
+        hand = finish_and_hand_off(conn, {**params, **claim}, arrive=item.joins_below)
     if hand is not None and item.outcome.log:
         append_log(conn, item.job_id, item.outcome.log, log_limit)
     return hand

@@ -19,7 +19,8 @@ nothing, and is recorded the long way by the caller.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import (
@@ -38,13 +39,14 @@ from sqlalchemy import (
 
 from app.domain.statuses import Transition
 from app.failpoints import failpoint
+from app.store.arrivals import GENERIC_PLANS, lock_and_insert
 from app.store.claims import DUE, claim_due, claims_of, settle
 from app.store.database import Database
 from app.store.guards import FoundBy
 from app.store.handoff import CLAIMED_COLUMNS, ONE_ROW, count, hand_children
 from app.store.join_claims import Taken
 from app.store.release import start_children
-from app.store.tables import jobs
+from app.store.tables import jobs, joins
 from app.store.transitions import logged_together, logged_update
 
 # Executed with many parameter sets by the batch path too (completion._FINISH_MANY).
@@ -105,14 +107,44 @@ _TAKEN = union_all(
     select(*(_CLAIMED.moved.c[c.name] for c in CLAIMED_COLUMNS)),
     select(*(_HANDED.c[c.name] for c in CLAIMED_COLUMNS)),
 ).subquery("taken")
+_ANSWER = (
+    count(_FINISHED.moved).label("ended"),
+    count(_HAND.started.moved).label("started"),
+    count(_HANDED).label("handed"),
+    count(_CLAIMED.moved).label("due"),
+    *_TAKEN.c,
+)
 FINISH_AND_HAND_OFF = logged_together(
+    select(*_ANSWER).select_from(ONE_ROW.outerjoin(_TAKEN, true())),
+    _FINISHED,
+    _CLAIMED,
+    _HAND.started,
+).add_cte(_HAND.logged)
+
+# A job with a JOIN node below: when the hop hands over exactly one node, the same
+# statement locks its join row (unless another transaction holds it) and writes the
+# node's arrival row, as arrivals.lock_and_record would in a statement of its own.
+_ONE_NODE = select(func.count()).select_from(_HANDED).where(_HANDED.c.join_id.is_not(None))
+_LOCKED, _RECORDED = lock_and_insert(
+    joins.c.id.in_(select(_HANDED.c.join_id)) & (_ONE_NODE.scalar_subquery() == 1),
+    lambda locked: select(
+        locked.c.id,
+        _HANDED.c.id,
+        _HANDED.c.parent_id,
+        _HANDED.c.arrival_outcome,
+        bindparam("at", type_=Float()),
+    ).where(_HANDED.c.join_id == locked.c.id),
+)
+_JOIN_COLUMNS = [c.label(f"j_{c.name}") for c in _LOCKED.c]
+FINISH_HAND_OFF_AND_ARRIVE = logged_together(
     select(
-        count(_FINISHED.moved).label("ended"),
-        count(_HAND.started.moved).label("started"),
-        count(_HANDED).label("handed"),
-        count(_CLAIMED.moved).label("due"),
-        *_TAKEN.c,
-    ).select_from(ONE_ROW.outerjoin(_TAKEN, true())),
+        *_ANSWER,
+        *_JOIN_COLUMNS,
+        select(_RECORDED.c.job_id).scalar_subquery().label("arrival_of"),
+        GENERIC_PLANS,
+    ).select_from(
+        ONE_ROW.outerjoin(_TAKEN, true()).outerjoin(_LOCKED, _LOCKED.c.id == _TAKEN.c.join_id)
+    ),
     _FINISHED,
     _CLAIMED,
     _HAND.started,
@@ -128,18 +160,39 @@ class HandOff:
     taken: list[Row[Any]]  # as a claim returns them (JOIN nodes among them arrive next)
     left: int = 0  # of ``released``, not handed to the worker
     due: int = 0  # of ``taken``, jobs that were due before the hop
+    # With ``arrive``: the join row of the one JOIN node handed over, locked (its
+    # ``arrival_of``: the node, if its arrival row is new), or None if another
+    # transaction held it. None: the hop did not try (no node handed over, or several).
+    joins: dict[int, Any] | None = None
 
 
-def finish_and_hand_off(conn: Connection, params: dict[str, Any]) -> HandOff | None:
+def finish_and_hand_off(
+    conn: Connection, params: dict[str, Any], arrive: bool = False
+) -> HandOff | None:
     """Run the hop (``params``: the finish's, plus the claim's token, owner, expires,
-    now and limit, and ``at``); None when the job did not finish so (nothing changed)."""
-    rows = conn.execute(FINISH_AND_HAND_OFF, params).all()
+    now and limit, and ``at``); None when the job did not finish so (nothing changed).
+    With ``arrive`` (a JOIN node below the job), a single node handed over has its join
+    row locked and its arrival row written by the same statement."""
+    statement = FINISH_HAND_OFF_AND_ARRIVE if arrive else FINISH_AND_HAND_OFF
+    rows = conn.execute(statement, params).all()
     if not rows[0].ended:
         return None
     first = rows[0]
     started, handed = int(first.started), int(first.handed)
     taken = [r for r in rows if r.id is not None]
-    return HandOff(started + handed, taken, left=started, due=int(first.due))
+    hand = HandOff(started + handed, taken, left=started, due=int(first.due))
+    # Handed over: the job's own next jobs (a due job claimed with them is no child of it).
+    nodes = [r for r in taken if r.join_id is not None and r.parent_id == params["b_id"]]
+    if not arrive or len(nodes) != 1:
+        return hand
+    [node] = nodes
+    if node.j_id is None:  # held by another transaction: the node is deferred
+        return replace(hand, joins={node.join_id: None})
+    join = SimpleNamespace(
+        **{c.name: getattr(node, f"j_{c.name}") for c in joins.c},
+        arrival_of=node.arrival_of,
+    )
+    return replace(hand, joins={join.id: join})
 
 
 def hop_alone(

@@ -41,15 +41,25 @@ class Taken:
     lease: dict[str, Any] | None = None
 
     def arrive(
-        self, conn: Connection, rows: list[Row[Any]], t: float, room: int = 0
+        self,
+        conn: Connection,
+        rows: list[Row[Any]],
+        t: float,
+        room: int = 0,
+        locked: dict[int, Any] | None = None,
     ) -> list[Row[Any]]:
         """Make these claimed JOIN nodes arrive. A join they fire hands the worker up to
         ``room`` of the jobs it starts; returns those, as a claim returns them (counted in
-        ``released``)."""
+        ``released``). ``locked``: join rows the statement that claimed them tried to lock
+        already (the hop), None for one another transaction held."""
         if not rows:
             return []
         self.nodes += len(rows)
-        if len(rows) == 1 and conn.dialect.name == "postgresql":  # a parent's own node
+        if locked is not None:  # tried by the hop: the others' now
+            free = {k: v for k, v in locked.items() if v is not None}
+            rest = {r.join_id for r in rows} - set(locked)
+            free.update(joins.lock_free(conn, rest) if rest else {})
+        elif len(rows) == 1 and conn.dialect.name == "postgresql":  # a parent's own node
             join = arrivals.lock_and_record(conn, rows[0], t)
             free = {} if join is None else {join.id: join}
         else:
@@ -57,7 +67,10 @@ class Taken:
         self.deferred.extend(r.id for r in rows if r.join_id not in free)
         arriving = [r for r in rows if r.join_id in free]
         hand = Hand(self.lease, room) if self.lease is not None and room > 0 else None
+        # Nodes whose arrival row the locking statement wrote (never written twice).
+        written = (getattr(j, "arrival_of", None) for j in free.values())
+        recorded = {int(node) for node in written if node is not None}
         self.released += joins.arrive_claimed(
-            conn, arriving, t, self.decided, self.token, locked=free, hand=hand
+            conn, arriving, t, self.decided, self.token, free, hand, recorded
         )
         return hand.rows if hand is not None else []

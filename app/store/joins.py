@@ -76,8 +76,9 @@ def arrive_claimed(
     at: float,
     decided: list[Decided] | None = None,
     token: str = "",
-    locked: dict[int, Row[Any]] | None = None,
+    locked: dict[int, Any] | None = None,
     hand: Hand | None = None,
+    recorded: set[int] | None = None,
 ) -> int:
     """JOIN nodes this transaction just claimed arrive, each with the outcome it carries.
 
@@ -88,6 +89,7 @@ def arrive_claimed(
     nodes that waited end in the worker's next transaction (app/store/join_endings.py),
     so what the join starts is claimed without waiting for them; with ``hand`` (PostgreSQL)
     the worker's claim takes what a firing starts, as far as it has room (firing.fire).
+    ``recorded``: nodes whose arrival row the statement that locked the join wrote.
     Returns how many jobs became claimable, the handed ones among them.
     """
     started = 0
@@ -96,7 +98,8 @@ def arrive_claimed(
         if join is None:
             join = conn.execute(LOCK_JOIN, {"join_id": node.join_id}).one()
         outcome = arrivals.carried_outcome(node)
-        counted = _count_arrival(conn, join, node, outcome, at, hand, defer_counts=True)
+        new = node.id in (recorded or ())
+        counted = _count_arrival(conn, join, node, outcome, at, hand, new, defer_counts=True)
         state, arrived = counted.state, counted.arrived
         message = f"arrival {arrived} of {join.expected} at join {join.key!r} (parent {outcome})"
         if counted.decided:
@@ -179,13 +182,14 @@ def _count_arrival(
     outcome: str,
     at: float,
     hand: Hand | None = None,
+    recorded: bool = False,
     defer_counts: bool = False,
 ) -> Counted:
-    """Record the arrival, recount, decide. A node arriving again (its parent was
-    retried) replaces its recorded outcome instead of counting twice. With
+    """Record the arrival (``recorded``: written already), recount, decide. A node
+    arriving again (its parent was retried) replaces its recorded outcome instead of
+    counting twice. With
     ``defer_counts``, an arrival that decides nothing leaves its counts to the caller,
     which writes them with the node's own change (:func:`_await`)."""
-    recorded = join._mapping.get("arrival_of") == node.id  # by arrivals.lock_and_record
     previous = None if recorded else arrivals.record(conn, join.id, node, outcome, at)
     # Counted on the locked join row, so an arrival costs the same whatever the width.
     outcomes: Counter[str] = Counter(join.outcome_counts or {})

@@ -16,7 +16,7 @@ from app.store.schema import upgrade
 from app.store.tables import job_events, jobs
 from tests.conftest import throwaway_postgres
 from tests.store.test_hop import statements
-from tests.store.test_joins import fan_in, submit
+from tests.store.test_joins import fan_in, submit, the_join
 
 RAN = completion.Outcome(failed=False, started_at=1.0, finished_at=2.0)
 
@@ -84,7 +84,8 @@ def test_a_worker_that_claims_nothing_leaves_it_for_any_worker(db: Database) -> 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_the_firing_hands_over_in_its_own_statement(db: Database) -> None:
-    """No claim runs after the decision: the statement that decides hands B over."""
+    """No claim runs after the decision: the statement that decides hands B over. The
+    deciding transaction is two statements."""
     submit(db, fan_in(["P1", "P2"]))
     [root] = claims.claim(db, "w", lease_seconds=60)
     completion.finish(db, root.id, root.lease_token, RAN)
@@ -95,11 +96,9 @@ def test_the_firing_hands_over_in_its_own_statement(db: Database) -> None:
         done = completion.Done(second.id, second.lease_token, RAN, joins_below=True)
         recorded = completion.record_and_claim(db, [done], owner="w", claim_limit=1)
     words = [w for w, _ in sent]
-    assert words[: words.index("WITH decided") + 1] == [
-        "WITH finished",
-        "WITH locked",
-        "WITH decided",
-    ]
+    # The hop (with the join's lock and the arrival row), then the firing; then COMMIT
+    # (the nodes that waited end in a transaction after it).
+    assert words[: words.index("WITH decided") + 1] == ["WITH finished", "WITH decided"]
     assert "WITH due" not in words
     assert [c.target_object for c in recorded.claims] == ["B.NOOP"]
 
@@ -132,3 +131,19 @@ def test_a_connection_plans_the_firing_once(one_connection: Database) -> None:
             " WHERE starts_with(statement, 'WITH decided AS')"
         ).all()
     assert tuple(plans) == (3, 0)
+
+
+def test_a_due_node_and_a_handed_node_of_one_join_both_count(db: Database) -> None:
+    """The recording of the last parent claims the other parent's JOIN node (due: that
+    parent was recorded without claiming) and is handed its own node, of the same join:
+    each arrival row is written once and counted once, and the join fires."""
+    submit(db, fan_in(["P1", "P2"]))
+    [root] = claims.claim(db, "w", lease_seconds=60)
+    completion.finish(db, root.id, root.lease_token, RAN)
+    first, second = claims.claim(db, "w", lease_seconds=60, limit=2)
+    completion.finish(db, first.id, first.lease_token, RAN)  # its node is left due
+    done = completion.Done(second.id, second.lease_token, RAN, joins_below=True)
+    recorded = completion.record_and_claim(db, [done], owner="w", claim_limit=4)
+    join = the_join(db)
+    assert join["state"] == "FIRED" and len(join["arrivals"]) == 2
+    assert [c.target_object for c in recorded.claims] == ["B.NOOP"]

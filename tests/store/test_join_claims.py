@@ -63,9 +63,9 @@ def test_a_job_with_a_join_node_below_is_recorded_with_its_arrival(db: Database)
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_an_arrival_that_starts_nothing_is_not_followed_by_another_claim(db: Database) -> None:
-    """The hop that records a parent claims what is due and its JOIN node; the node's
-    arrival (1 of 2), which locks the join and writes its arrival row in one statement and
-    its counts with the node's wait in another, starts nothing, so no second claim runs in
+    """The hop that records a parent claims what is due and its JOIN node, locks the join
+    and writes the node's arrival row; the arrival (1 of 2), whose counts are written
+    with the node's wait in one more statement, starts nothing, so no second claim runs in
     that transaction. The arrival that fires the join hands the worker what it started,
     in the firing's statement: no claim after it either (app/store/firing.py)."""
     first, second = parents_claimed(db, 2)
@@ -79,9 +79,9 @@ def test_an_arrival_that_starts_nothing_is_not_followed_by_another_claim(db: Dat
     try:
         done = completion.Done(first.id, first.lease_token, ran, joins_below=True)
         completion.record_and_claim(db, [done], owner="w", claim_limit=16)
-        # The join row's lock and the arrival row: one statement (arrivals.lock_and_record);
-        # the node's wait and the join's counts: one more. No claim.
-        assert sent == ["WITH finished", "WITH locked", "WITH moved"]
+        # The hop also locks the join row and writes the arrival row (hop.py); the node's
+        # wait and the join's counts: one more statement. No claim.
+        assert sent == ["WITH finished", "WITH moved"]
         assert len(the_join(db)["arrivals"]) == 1
         done = completion.Done(second.id, second.lease_token, ran, joins_below=True)
         fired = completion.record_and_claim(db, [done], owner="w", claim_limit=16)

@@ -173,3 +173,26 @@ def test_a_firing_reads_only_its_rows(young_db: Database) -> None:
         # The handed job's release and the check for a JOIN node below it read one row each.
         assert max(_wasted_by_node(plan)) <= 1, json.dumps(plan, indent=1)
         conn.rollback()
+
+
+def test_a_hop_with_a_join_node_below_reads_only_its_rows(young_db: Database) -> None:
+    """The hop that also locks the node's join and writes its arrival row (39 parents and
+    200 flat jobs wait; generic plan)."""
+    join_tests.submit(young_db, join_tests.fan_in([f"P{i}" for i in range(40)]))
+    _, root = claims.claim(young_db, "w", 30.0, limit=2)
+    assert completion.finish(young_db, root.id, root.lease_token, _ran()) == Status.FINISHED
+    for _ in range(FLAT):
+        submit(young_db, JobSpec("t", "noop", None))
+    [parent] = claims.claim(young_db, "w", 30.0)
+    with young_db.engine.connect() as conn:
+        conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+        params = {
+            **completion._finish_params(parent.id, _done(parent), 1.0, 2.0, 3.0),
+            "at": 3.0,
+            **{"token": "t", "owner": "o", "expires": 9e9, "now": time.time(), "limit": 0},
+        }
+        plan = _explain(conn, hop.FINISH_HAND_OFF_AND_ARRIVE, params)
+        # Lookups by parent drop the one row they read (the handed node, read again by
+        # the release of the rest): a scan would drop hundreds.
+        assert max(_wasted_by_node(plan)) <= 1, json.dumps(plan, indent=1)
+        conn.rollback()
