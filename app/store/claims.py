@@ -222,7 +222,11 @@ def _take(
 
     Only a claim that was not full lets a firing hand the worker what it starts, into the
     room left of ``limit``: no job due before it is passed over (as in the hop)."""
-    taken.claims.extend(claims_of([r for r in rows if r.join_id is None], taken.token))
+    jobs_to_run = [r for r in rows if r.join_id is None]
+    taken.claims.extend(claims_of(jobs_to_run, taken.token))
+    # Released now, they would run after ``t``: the others were due before (not counted
+    # among the jobs this transaction made claimable).
+    taken.due_before += sum(1 for r in jobs_to_run if r.run_after < t)
     nodes = [r for r in rows if r.join_id is not None]
     released = taken.released
     room = 0 if full else limit - len(taken.claims)
@@ -249,7 +253,7 @@ def settle(
         taken.claims.extend(more.claims)
         taken.decided.extend(more.decided)
         taken.deferred, token = more.deferred, more.token
-        dispatchable += max(0, more.released - more.nodes - len(more.claims))
+        dispatchable += max(0, more.released - more.nodes - len(more.claims) + more.due_before)
     return dispatchable
 
 

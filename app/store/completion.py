@@ -193,7 +193,9 @@ def record_and_claim(
                 # JOIN nodes claimed here were released as claimable; they are done.
                 released += taken.released - taken.nodes
         committed[:] = [taken]  # this run's: an earlier run was rolled back
-        return Completion(statuses, taken.claims, max(0, released - len(taken.claims)), retry_at)
+        # Made claimable and not claimed here: claims of jobs due before do not count.
+        left = released - len(taken.claims) + taken.due_before
+        return Completion(statuses, taken.claims, max(0, left), retry_at)
 
     # Replay-safe: every update above is guarded by status and lease token. Unpinged: a
     # worker's hot path saves the round trip; a dead connection fails the first statement

@@ -60,6 +60,7 @@ CLAIMED_COLUMNS = (
     jobs.c.join_id,
     jobs.c.parent_id,
     jobs.c.arrival_outcome,
+    jobs.c.run_after,  # before the claiming transaction's time: due before it
     # Spelled out: SQLite's RETURNING names the updated table's columns unqualified, and
     # inside this subquery an unqualified ``id`` would be the child's.
     exists()

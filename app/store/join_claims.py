@@ -27,6 +27,7 @@ class Taken:
     """What a claim took: jobs to run, and what its JOIN nodes did."""
 
     claims: list[Claim] = field(default_factory=list)
+    due_before: int = 0  # of ``claims``, jobs that were due before this transaction
     released: int = 0  # jobs the arrivals made claimable
     nodes: int = 0  # JOIN nodes claimed (arrived, or deferred)
     # JOIN nodes claimed whose join row another transaction holds: they arrive after this

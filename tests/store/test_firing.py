@@ -68,6 +68,8 @@ def test_a_job_due_before_the_firing_is_claimed_first(db: Database) -> None:
     recorded, [waiting] = last_parent_recorded(db, limit=1, due=1)
     assert [c.id for c in recorded.claims] == [waiting]
     assert the_next_job(db).status == "WAITING_FOR_DISPATCH"
+    # B is announced to idle workers: the claim of a job due before it does not hide it.
+    assert recorded.dispatchable == 1
 
 
 def test_a_full_claim_takes_the_next_job_after_the_due_ones(db: Database) -> None:

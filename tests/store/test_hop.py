@@ -99,6 +99,7 @@ def test_jobs_due_before_the_hop_are_claimed_before_the_next_link(db: Database) 
     [child] = children_of(db, root)
     assert [c.id for c in recorded.claims] == [waiting]
     assert status_of(db, child) == ["WAITING_FOR_DISPATCH"]
+    assert recorded.dispatchable == 1  # announced: another worker may take it
 
 
 def test_a_hop_takes_next_jobs_up_to_the_limit_and_starts_the_rest(db: Database) -> None:
