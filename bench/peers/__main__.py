@@ -10,7 +10,8 @@ writes everything to ``artifacts/bench-peers.json``.
 
 Options: ``--systems`` (comma-separated, default all), ``--scale`` (0.05 for a smoke run),
 ``--skip-install``, ``--redis-url`` (a dedicated DB number, flushed), ``--pg-url`` (a server;
-each system gets its own throw-away database).
+each system gets its own throw-away database), ``--workloads`` and ``--join-rounds`` (for A/B
+runs of one change: e.g. ``--systems jobchain-pg --workloads join --join-rounds 100``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import threading
 import time
 import venv
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -110,10 +112,15 @@ def servers(args: argparse.Namespace) -> dict[str, str]:
     return out
 
 
+def scaled_sizes(args: argparse.Namespace) -> Sizes:
+    sizes = Sizes.scaled(args.scale)
+    return replace(sizes, join_rounds=args.join_rounds) if args.join_rounds else sizes
+
+
 def run_system(system: str, args: argparse.Namespace, peers_python: Path) -> dict[str, Any]:
     module, in_peers = SYSTEMS[system]
     python = str(peers_python) if in_peers else sys.executable
-    sizes = Sizes.scaled(args.scale)
+    sizes = scaled_sizes(args)
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         out = Path(f.name)
     command = [
@@ -138,6 +145,8 @@ def run_system(system: str, args: argparse.Namespace, peers_python: Path) -> dic
         command += ["--flat-jobs", str(RQ_FORK_FLAT_CAP)]
     if args.keep:
         command.append("--keep")
+    if args.join_rounds:
+        command += ["--join-rounds", str(args.join_rounds)]
     command += ["--workloads", args.workloads]
     print(f"== {system}", file=sys.stderr, flush=True)
     before = servers(args)
@@ -313,6 +322,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workloads", default="chain,join,flat", help="a subset of chain,join,flat (profiling)"
     )
+    parser.add_argument(
+        "--join-rounds", type=int, help="rounds of the join workload (A/B runs of one change)"
+    )
     args = parser.parse_args(argv)
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = set(systems) - SYSTEMS.keys()
@@ -325,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         elif not peers_python.exists():
             parser.error(f"--skip-install, but {PEERS_VENV} does not exist")
 
-    sizes = Sizes.scaled(args.scale)
+    sizes = scaled_sizes(args)
     started = (time.gmtime(), os.getloadavg())
     head = header(args, sizes, started)
     for line in head:

@@ -667,6 +667,7 @@ def main(runner_class: Callable[[Context], Runner], argv: list[str] | None = Non
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--flat-jobs", type=int, help="override the flat workload's size")
+    parser.add_argument("--join-rounds", type=int, help="override the join workload's rounds")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--workloads", default="chain,join,flat")
     args = parser.parse_args(argv)
@@ -683,6 +684,8 @@ def main(runner_class: Callable[[Context], Runner], argv: list[str] | None = Non
     )
     if args.flat_jobs:
         ctx.sizes = replace(ctx.sizes, flat=args.flat_jobs)
+    if args.join_rounds:
+        ctx.sizes = replace(ctx.sizes, join_rounds=args.join_rounds)
     result = runner_class(ctx).run()
     failed = "error" in result
     if failed or args.keep:
