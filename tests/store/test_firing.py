@@ -13,24 +13,30 @@ from sqlalchemy import select
 from app.store import claims, completion
 from app.store.database import Database
 from app.store.schema import upgrade
-from app.store.tables import job_events, jobs
+from app.store.tables import jobs
 from tests.conftest import throwaway_postgres
-from tests.store.test_hop import statements
+from tests.store.test_hop import events_of, statements
 from tests.store.test_joins import fan_in, submit, the_join
 
 RAN = completion.Outcome(failed=False, started_at=1.0, finished_at=2.0)
 
 
-def last_parent_recorded(db: Database, limit: int, due: int = 0) -> tuple[Any, list[int]]:
-    """A two-parent join, one parent recorded; ``due`` independent jobs submitted while
-    the other ran; then the other recorded by a worker that claims up to ``limit``.
-    Returns its completion and the due jobs' ids."""
+def one_parent_arrived(db: Database) -> claims.Claim:
+    """A two-parent join, one parent recorded (its node arrived): the other, claimed."""
     submit(db, fan_in(["P1", "P2"]))
     [root] = claims.claim(db, "w", lease_seconds=60)
     completion.finish(db, root.id, root.lease_token, RAN)
     first, second = claims.claim(db, "w", lease_seconds=60, limit=2)
     done = completion.Done(first.id, first.lease_token, RAN, joins_below=True)
     completion.record_and_claim(db, [done], owner="w", claim_limit=0)
+    return second
+
+
+def last_parent_recorded(db: Database, limit: int, due: int = 0) -> tuple[Any, list[int]]:
+    """A two-parent join, one parent recorded; ``due`` independent jobs submitted while
+    the other ran; then the other recorded by a worker that claims up to ``limit``.
+    Returns its completion and the due jobs' ids."""
+    second = one_parent_arrived(db)
     waiting = [submit(db, {"targetObject": f"x{i}.NOOP"}) for i in range(due)]
     done = completion.Done(second.id, second.lease_token, RAN, joins_below=True)
     recorded = completion.record_and_claim(db, [done], owner="w", claim_limit=limit)
@@ -50,14 +56,8 @@ def test_the_firing_hands_the_worker_what_it_starts(db: Database, limit: int) ->
     b = the_next_job(db)
     assert [c.id for c in recorded.claims] == [b.id] and b.status == "PROCESSING"
     assert recorded.dispatchable == 0
-    with db.read() as conn:
-        events = conn.execute(
-            select(job_events.c.from_status, job_events.c.to_status, job_events.c.attempt)
-            .where(job_events.c.job_id == b.id)
-            .order_by(job_events.c.id)
-        ).all()
     # The state machine's two moves, in order: started by the join, then claimed.
-    assert [tuple(e) for e in events] == [
+    assert events_of(db, b.id) == [
         (None, "WAITING_FOR_PARENT", 0),
         ("WAITING_FOR_PARENT", "WAITING_FOR_DISPATCH", 0),
         ("WAITING_FOR_DISPATCH", "PROCESSING", 1),
@@ -88,12 +88,7 @@ def test_a_worker_that_claims_nothing_leaves_it_for_any_worker(db: Database) -> 
 def test_the_firing_hands_over_in_its_own_statement(db: Database) -> None:
     """No claim runs after the decision: the statement that decides hands B over. The
     deciding transaction is two statements."""
-    submit(db, fan_in(["P1", "P2"]))
-    [root] = claims.claim(db, "w", lease_seconds=60)
-    completion.finish(db, root.id, root.lease_token, RAN)
-    first, second = claims.claim(db, "w", lease_seconds=60, limit=2)
-    done = completion.Done(first.id, first.lease_token, RAN, joins_below=True)
-    completion.record_and_claim(db, [done], owner="w", claim_limit=0)
+    second = one_parent_arrived(db)
     with statements(db) as sent:
         done = completion.Done(second.id, second.lease_token, RAN, joins_below=True)
         recorded = completion.record_and_claim(db, [done], owner="w", claim_limit=1)

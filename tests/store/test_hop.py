@@ -49,6 +49,17 @@ def children_of(db: Database, parent_id: int) -> list[int]:
         return list(conn.execute(query).scalars())
 
 
+def events_of(db: Database, job_id: int) -> list[tuple[Any, ...]]:
+    """A job's event rows: (from status, to status, attempt), in order."""
+    with db.read() as conn:
+        events = conn.execute(
+            select(job_events.c.from_status, job_events.c.to_status, job_events.c.attempt)
+            .where(job_events.c.job_id == job_id)
+            .order_by(job_events.c.id)
+        ).all()
+    return [tuple(e) for e in events]
+
+
 @contextmanager
 def statements(db: Database) -> Iterator[list[tuple[str, bool]]]:
     """Each statement sent while the block runs, and whether the connection was in
@@ -77,14 +88,8 @@ def test_a_hop_is_one_statement_that_hands_the_worker_the_next_link(db: Database
     [child] = children_of(db, root)
     assert recorded.statuses == {root: Status.FINISHED}
     assert [c.id for c in recorded.claims] == [child] and recorded.dispatchable == 0
-    with db.read() as conn:
-        events = conn.execute(
-            select(job_events.c.from_status, job_events.c.to_status, job_events.c.attempt)
-            .where(job_events.c.job_id == child)
-            .order_by(job_events.c.id)
-        ).all()
     # The two moves of the state machine, in order: started by its parent, then claimed.
-    assert [tuple(e) for e in events] == [
+    assert events_of(db, child) == [
         (None, "WAITING_FOR_PARENT", 0),
         ("WAITING_FOR_PARENT", "WAITING_FOR_DISPATCH", 0),
         ("WAITING_FOR_DISPATCH", "PROCESSING", 1),

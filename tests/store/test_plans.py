@@ -126,12 +126,7 @@ def test_a_hop_and_a_claim_read_only_their_rows(young_db: Database, plan_cache_m
 def test_a_parents_join_node_is_claimed_by_its_parent(young_db: Database) -> None:
     """The claim of the JOIN node below a job just recorded looks it up by its parent, not
     among every due job (200 flat jobs and 39 parents wait)."""
-    join_tests.submit(young_db, join_tests.fan_in([f"P{i}" for i in range(40)]))
-    _, root = claims.claim(young_db, "w", 30.0, limit=2)  # the chain's root, the fan-in's
-    assert completion.finish(young_db, root.id, root.lease_token, _ran()) == Status.FINISHED
-    for _ in range(FLAT):
-        submit(young_db, JobSpec("t", "noop", None))
-    [parent] = claims.claim(young_db, "w", 30.0)
+    parent = _a_fan_in_parent(young_db)
     with young_db.engine.connect() as conn:
         conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
         hop_params = {**completion._finish_params(parent.id, _done(parent), 1.0, 2.0, 3.0)}
@@ -141,6 +136,17 @@ def test_a_parents_join_node_is_claimed_by_its_parent(young_db: Database) -> Non
         assert plan["Actual Rows"] == 1
         assert _wasted_rows(plan) == 0, json.dumps(plan, indent=1)
         conn.rollback()
+
+
+def _a_fan_in_parent(young_db: Database) -> claims.Claim:
+    """A fan-in of 40 parents started, 200 flat jobs due: one parent, claimed."""
+    join_tests.submit(young_db, join_tests.fan_in([f"P{i}" for i in range(40)]))
+    _, root = claims.claim(young_db, "w", 30.0, limit=2)  # the chain's root, the fan-in's
+    assert completion.finish(young_db, root.id, root.lease_token, _ran()) == Status.FINISHED
+    for _ in range(FLAT):
+        submit(young_db, JobSpec("t", "noop", None))
+    [parent] = claims.claim(young_db, "w", 30.0)
+    return parent
 
 
 def _ran() -> completion.Outcome:
@@ -178,12 +184,7 @@ def test_a_firing_reads_only_its_rows(young_db: Database) -> None:
 def test_a_hop_with_a_join_node_below_reads_only_its_rows(young_db: Database) -> None:
     """The hop that also locks the node's join and writes its arrival row (39 parents and
     200 flat jobs wait; generic plan)."""
-    join_tests.submit(young_db, join_tests.fan_in([f"P{i}" for i in range(40)]))
-    _, root = claims.claim(young_db, "w", 30.0, limit=2)
-    assert completion.finish(young_db, root.id, root.lease_token, _ran()) == Status.FINISHED
-    for _ in range(FLAT):
-        submit(young_db, JobSpec("t", "noop", None))
-    [parent] = claims.claim(young_db, "w", 30.0)
+    parent = _a_fan_in_parent(young_db)
     with young_db.engine.connect() as conn:
         conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
         params = {
