@@ -19,6 +19,7 @@ nothing, and is recorded the long way by the caller.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 from types import SimpleNamespace
 from typing import Any
@@ -121,34 +122,38 @@ FINISH_AND_HAND_OFF = logged_together(
     _HAND.started,
 ).add_cte(_HAND.logged)
 
-# A job with a JOIN node below: when the hop hands over exactly one node, the same
-# statement locks its join row (unless another transaction holds it) and writes the
-# node's arrival row, as arrivals.lock_and_record would in a statement of its own.
-_ONE_NODE = select(func.count()).select_from(_HANDED).where(_HANDED.c.join_id.is_not(None))
-_LOCKED, _RECORDED = lock_and_insert(
-    joins.c.id.in_(select(_HANDED.c.join_id)) & (_ONE_NODE.scalar_subquery() == 1),
-    lambda locked: select(
-        locked.c.id,
-        _HANDED.c.id,
-        _HANDED.c.parent_id,
-        _HANDED.c.arrival_outcome,
-        bindparam("at", type_=Float()),
-    ).where(_HANDED.c.join_id == locked.c.id),
-)
-_JOIN_COLUMNS = [c.label(f"j_{c.name}") for c in _LOCKED.c]
-FINISH_HAND_OFF_AND_ARRIVE = logged_together(
-    select(
-        *_ANSWER,
-        *_JOIN_COLUMNS,
-        select(_RECORDED.c.job_id).scalar_subquery().label("arrival_of"),
-        GENERIC_PLANS,
-    ).select_from(
-        ONE_ROW.outerjoin(_TAKEN, true()).outerjoin(_LOCKED, _LOCKED.c.id == _TAKEN.c.join_id)
-    ),
-    _FINISHED,
-    _CLAIMED,
-    _HAND.started,
-).add_cte(_HAND.logged)
+
+@functools.cache
+def finish_hand_off_and_arrive() -> Any:
+    """The hop of a job with a JOIN node below: when it hands over exactly one node, the
+    same statement locks the node's join row (unless another transaction holds it) and
+    writes the node's arrival row, as arrivals.lock_and_record would in a statement of
+    its own. Built on first use: it needs PostgreSQL's INSERT, which a process on SQLite
+    never imports."""
+    one_node = select(func.count()).select_from(_HANDED).where(_HANDED.c.join_id.is_not(None))
+    locked, recorded = lock_and_insert(
+        joins.c.id.in_(select(_HANDED.c.join_id)) & (one_node.scalar_subquery() == 1),
+        lambda locked: select(
+            locked.c.id,
+            _HANDED.c.id,
+            _HANDED.c.parent_id,
+            _HANDED.c.arrival_outcome,
+            bindparam("at", type_=Float()),
+        ).where(_HANDED.c.join_id == locked.c.id),
+    )
+    return logged_together(
+        select(
+            *_ANSWER,
+            *(c.label(f"j_{c.name}") for c in locked.c),
+            select(recorded.c.job_id).scalar_subquery().label("arrival_of"),
+            GENERIC_PLANS,
+        ).select_from(
+            ONE_ROW.outerjoin(_TAKEN, true()).outerjoin(locked, locked.c.id == _TAKEN.c.join_id)
+        ),
+        _FINISHED,
+        _CLAIMED,
+        _HAND.started,
+    ).add_cte(_HAND.logged)
 
 
 @dataclass(frozen=True)
@@ -173,7 +178,7 @@ def finish_and_hand_off(
     now and limit, and ``at``); None when the job did not finish so (nothing changed).
     With ``arrive`` (a JOIN node below the job), a single node handed over has its join
     row locked and its arrival row written by the same statement."""
-    statement = FINISH_HAND_OFF_AND_ARRIVE if arrive else FINISH_AND_HAND_OFF
+    statement = finish_hand_off_and_arrive() if arrive else FINISH_AND_HAND_OFF
     rows = conn.execute(statement, params).all()
     if not rows[0].ended:
         return None

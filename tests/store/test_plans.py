@@ -192,7 +192,7 @@ def test_a_hop_with_a_join_node_below_reads_only_its_rows(young_db: Database) ->
             "at": 3.0,
             **{"token": "t", "owner": "o", "expires": 9e9, "now": time.time(), "limit": 0},
         }
-        plan = _explain(conn, hop.FINISH_HAND_OFF_AND_ARRIVE, params)
+        plan = _explain(conn, hop.finish_hand_off_and_arrive(), params)
         # Lookups by parent drop the one row they read (the handed node, read again by
         # the release of the rest): a scan would drop hundreds.
         assert max(_wasted_by_node(plan)) <= 1, json.dumps(plan, indent=1)
