@@ -23,7 +23,7 @@ from typing import Any, overload
 from app.domain.outcome import RetryPolicy
 from app.failpoints import failpoint
 from app.runner.lane import Lane, Running
-from app.store import claims, completion, external, recovery, start_checks
+from app.store import claims, completion, external, recovery, start_checks, warm
 from app.store.callback_deadline import callback_timeout
 from app.store.database import Database, now
 from config import Settings
@@ -70,6 +70,7 @@ class WorkerPool:
     # -- lifecycle of the pool -------------------------------------------------------------
 
     def start(self) -> WorkerPool:
+        warm.warm_up(self.db)  # the first join does not compile its statements
         for index in range(self.settings.workers):
             self._spawn(self._work_loop, f"jobchain-worker-{index}")
         self._spawn(self._monitor_loop, "jobchain-monitor")

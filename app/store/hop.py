@@ -43,6 +43,7 @@ from app.failpoints import failpoint
 from app.store.arrivals import GENERIC_PLANS, lock_and_insert
 from app.store.claims import DUE, claim_due, claims_of, settle
 from app.store.database import Database
+from app.store.dialect import prepared_at_once
 from app.store.guards import FoundBy
 from app.store.handoff import CLAIMED_COLUMNS, ONE_ROW, count, hand_children
 from app.store.join_claims import Taken
@@ -178,8 +179,11 @@ def finish_and_hand_off(
     now and limit, and ``at``); None when the job did not finish so (nothing changed).
     With ``arrive`` (a JOIN node below the job), a single node handed over has its join
     row locked and its arrival row written by the same statement."""
-    statement = finish_hand_off_and_arrive() if arrive else FINISH_AND_HAND_OFF
-    rows = conn.execute(statement, params).all()
+    if arrive:  # prepared at once: it runs once per parent of a join, not per hop
+        with prepared_at_once(conn):
+            rows = conn.execute(finish_hand_off_and_arrive(), params).all()
+    else:
+        rows = conn.execute(FINISH_AND_HAND_OFF, params).all()
     if not rows[0].ended:
         return None
     first = rows[0]

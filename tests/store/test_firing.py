@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from app.store import claims, completion
+from app.store import claims, completion, warm
 from app.store.database import Database
 from app.store.schema import upgrade
 from app.store.tables import jobs
@@ -144,3 +144,14 @@ def test_a_due_node_and_a_handed_node_of_one_join_both_count(db: Database) -> No
     join = the_join(db)
     assert join["state"] == "FIRED" and len(join["arrivals"]) == 2
     assert [c.target_object for c in recorded.claims] == ["B.NOOP"]
+
+
+def test_a_worker_prepares_the_joins_statements_at_start(one_connection: Database) -> None:
+    """warm.warm_up (run as a worker pool starts): the arriving hop and the firing are
+    prepared on the connection, and nothing was written."""
+    warm.warm_up(one_connection)
+    with one_connection.read() as conn:
+        prepared = conn.exec_driver_sql("SELECT statement FROM pg_prepared_statements").all()
+        events = conn.exec_driver_sql("SELECT count(*) FROM job_events").scalar()
+    starts = sorted(" ".join(row.statement.split()[:2]) for row in prepared)
+    assert starts == ["WITH decided", "WITH finished"] and events == 0
