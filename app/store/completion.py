@@ -193,8 +193,7 @@ def record_and_claim(
                 # JOIN nodes claimed here were released as claimable; they are done.
                 released += taken.released - taken.nodes
         committed[:] = [taken]  # this run's: an earlier run was rolled back
-        # Made claimable and not claimed here: claims of jobs due before do not count.
-        left = released - len(taken.claims) + taken.due_before
+        left = released - len(taken.claims) + taken.due_before  # claims of older jobs: not ours
         return Completion(statuses, taken.claims, max(0, left), retry_at)
 
     # Replay-safe: every update above is guarded by status and lease token. Unpinged: a
@@ -274,7 +273,7 @@ def _finish_unread(
     finish so (a cancel request, a lost lease): the caller records it the long way."""
     if conn.dialect.name != "postgresql" or not _unread(item):
         return None
-    params = _unread_params(item, t)
+    params = unread_params(item, t)
     if claim is None:
         row = conn.execute(FINISH_AND_RELEASE, params).one()
         hand = HandOff(int(row.started), []) if row.ended else None
@@ -293,7 +292,8 @@ def _unread(item: Done) -> bool:
     return not outcome.failed and outcome.started and stamped
 
 
-def _unread_params(item: Done, t: float) -> dict[str, Any]:
+def unread_params(item: Done, t: float) -> dict[str, Any]:
+    """The one-statement finish's parameters for a success with its run's times."""
     outcome = item.outcome
     return {
         **_finish_params(item.job_id, item, outcome.started_at, outcome.finished_at, t),
@@ -392,7 +392,7 @@ def _hop_alone(
 ) -> Completion | None:
     t = now()
     claim = {"token": token, "owner": owner, "expires": t + lease_seconds, "now": t}
-    hopped = hop_alone(db, {**_unread_params(item, t), **claim, "limit": limit}, lease_seconds)
+    hopped = hop_alone(db, {**unread_params(item, t), **claim, "limit": limit}, lease_seconds)
     if hopped is None:
         return None
     (taken, dispatchable), finished = hopped, Status.FINISHED

@@ -14,6 +14,7 @@ import logging
 from sqlalchemy import Connection
 
 from app.domain.join_rules import FIRED
+from app.store.completion import Done, Outcome, unread_params
 from app.store.database import Database, now
 from app.store.firing import Hand, fire
 from app.store.hop import finish_and_hand_off
@@ -28,10 +29,9 @@ def warm_up(db: Database) -> None:
         return
     t = now()
     lease = {"token": "", "owner": "", "expires": t, "now": t}
-    finished = {
-        **{"b_id": 0, "b_token": "", "b_message": None, "b_result": None, "b_progress": None},
-        **{"b_started": t, "b_ended": t, "b_at": t, "at": t},
-    }
+    # The parameters a worker's hop sends (their names are part of the compiled statement).
+    nothing = Done(0, "", Outcome(failed=False, started_at=t, finished_at=t), joins_below=True)
+    finished = unread_params(nothing, t)
     decision = {"b_join": 0, "counts": {}, "b_state": FIRED, "b_at": t, "b_by": None, "at": t}
 
     def work(conn: Connection) -> None:
